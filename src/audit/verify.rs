@@ -1,0 +1,110 @@
+use std::io::BufRead;
+use std::path::Path;
+
+use super::{GENESIS, Record};
+
+/// One break in the chain, located by line number (1-based) and, where known, sequence number.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Problem {
+    pub line: usize,
+    pub seq: Option<u64>,
+    pub message: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Report {
+    pub records: u64,
+    /// Sequence number and hash of the last record read.
+    pub head: Option<(u64, String)>,
+    pub problems: Vec<Problem>,
+}
+
+impl Report {
+    pub fn is_intact(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+pub fn verify_file(path: &Path) -> std::io::Result<Report> {
+    let file = std::fs::File::open(path)?;
+    let mut reader = std::io::BufReader::new(file);
+    let mut lines = Vec::new();
+    let mut buf = Vec::new();
+    // Read raw lines so that a missing final newline (a torn write) is visible.
+    while reader.read_until(b'\n', &mut buf)? > 0 {
+        lines.push(String::from_utf8_lossy(&buf).into_owned());
+        buf.clear();
+    }
+    Ok(verify_lines(&lines))
+}
+
+/// Checks a log given as its lines (each with its trailing newline, as read from the file).
+/// After a problem the check resumes from the offending record, so every break is reported.
+pub fn verify_lines(lines: &[String]) -> Report {
+    let mut report = Report::default();
+    let mut expected_seq = 1u64;
+    let mut expected_prev = GENESIS.to_string();
+    for (index, raw) in lines.iter().enumerate() {
+        let line = index + 1;
+        let mut problem =
+            |seq, message: String| report.problems.push(Problem { line, seq, message });
+        let Some(text) = raw.strip_suffix('\n') else {
+            problem(
+                None,
+                "the last line is incomplete: the log was truncated mid-record".into(),
+            );
+            break;
+        };
+        let (record, intact) = match Record::open(text) {
+            Ok(opened) => opened,
+            Err(why) => {
+                problem(
+                    None,
+                    format!("not a well-formed record ({why}): inserted or damaged"),
+                );
+                continue;
+            }
+        };
+        let seq = Some(record.seq);
+        if !intact {
+            problem(
+                seq,
+                format!(
+                    "record {} was edited: its hash does not match its contents",
+                    record.seq
+                ),
+            );
+        }
+        if record.seq < expected_seq {
+            problem(
+                seq,
+                format!(
+                    "record {} is out of order or repeated (expected {expected_seq})",
+                    record.seq
+                ),
+            );
+        } else if record.seq > expected_seq {
+            let missing = record.seq - expected_seq;
+            problem(
+                seq,
+                format!(
+                    "{missing} record(s) missing before record {} (expected {expected_seq})",
+                    record.seq
+                ),
+            );
+        } else if record.prev != expected_prev {
+            problem(
+                seq,
+                format!(
+                    "record {} does not follow the record before it: one was inserted, removed or replaced",
+                    record.seq
+                ),
+            );
+        }
+        expected_seq = record.seq + 1;
+        expected_prev = record.hash.clone();
+        report.records += 1;
+        report.head = Some((record.seq, record.hash));
+    }
+    report
+}

@@ -1,0 +1,317 @@
+//! Pure budget arithmetic: slots (pending or running instances), per-second spend with a 60 s
+//! minimum per start, and a window that is one UTC day. No I/O and no clock: callers pass `now`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use jiff::{SignedDuration, Timestamp, tz::TimeZone};
+
+use crate::crd::{Ec2BudgetSpec, Ec2BudgetStatus};
+
+const MINIMUM_BILLED_SECONDS: f64 = 60.0;
+
+/// A budget slot: an instance that is (or is about to be) pending or running.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Slot {
+    pub instance_type: String,
+    pub hourly_usd: f64,
+    /// When billing of the current run began (the reservation, or the observed launch time).
+    pub since: Timestamp,
+}
+
+/// A reservation request: who, which type at which prices (as the price table has them), and why.
+#[derive(Clone, Copy, Debug)]
+pub struct Ask<'a> {
+    pub uid: &'a str,
+    pub instance_type: &'a str,
+    pub hourly: Option<f64>,
+    pub max_hourly: Option<f64>,
+    pub purpose: Purpose,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    /// RunInstances: counts against `maxLaunchesPerDay` too.
+    Launch,
+    /// StartInstances of a stopped instance.
+    Start,
+}
+
+/// Why a reservation was refused; the message names the limit and the numbers.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Refusal {
+    UnpricedType {
+        instance_type: String,
+    },
+    TypeAboveMax {
+        instance_type: String,
+        hourly: f64,
+        max_type: String,
+        max_hourly: f64,
+    },
+    MaxInstances {
+        current: u32,
+        max: u32,
+    },
+    MaxLaunches {
+        launches: u32,
+        max: u32,
+    },
+    DailySpend {
+        projected: f64,
+        cost: f64,
+        cap: f64,
+    },
+}
+
+impl Refusal {
+    /// The limit's field name in `Ec2Budget.spec`, for conditions, metrics and API errors.
+    pub fn limit(&self) -> &'static str {
+        match self {
+            Self::UnpricedType { .. } | Self::TypeAboveMax { .. } => "maxInstanceType",
+            Self::MaxInstances { .. } => "maxInstances",
+            Self::MaxLaunches { .. } => "maxLaunchesPerDay",
+            Self::DailySpend { .. } => "dailySpendUsd",
+        }
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UnpricedType { instance_type } => write!(
+                f,
+                "maxInstanceType: {instance_type} has no price in the price table, so its cost cannot be bounded"
+            ),
+            Self::TypeAboveMax {
+                instance_type,
+                hourly,
+                max_type,
+                max_hourly,
+            } => write!(
+                f,
+                "maxInstanceType: {instance_type} costs ${hourly}/h, more than {max_type} (${max_hourly}/h)"
+            ),
+            Self::MaxInstances { current, max } => {
+                write!(
+                    f,
+                    "maxInstances: {current} of {max} instances are pending or running"
+                )
+            }
+            Self::MaxLaunches { launches, max } => {
+                write!(
+                    f,
+                    "maxLaunchesPerDay: {launches} of {max} launches used today (UTC)"
+                )
+            }
+            Self::DailySpend {
+                projected,
+                cost,
+                cap,
+            } => write!(
+                f,
+                "dailySpendUsd: ${projected:.4} committed today plus ${cost:.4} for this instance until midnight UTC exceeds the ${cap:.2} cap"
+            ),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ledger {
+    window_start: Timestamp,
+    settled_usd: f64,
+    launches: u32,
+    slots: BTreeMap<String, Slot>,
+}
+
+/// Start of the UTC day containing `t`.
+pub fn day_start(t: Timestamp) -> Timestamp {
+    let day = t.to_zoned(TimeZone::UTC).date();
+    day.to_zoned(TimeZone::UTC)
+        .expect("midnight UTC exists")
+        .timestamp()
+}
+
+fn hours_between(from: Timestamp, to: Timestamp) -> f64 {
+    (to.duration_since(from).as_secs_f64().max(0.0)) / 3600.0
+}
+
+impl Ledger {
+    pub fn new(now: Timestamp) -> Self {
+        Self {
+            window_start: day_start(now),
+            settled_usd: 0.0,
+            launches: 0,
+            slots: BTreeMap::new(),
+        }
+    }
+
+    /// Resumes the day's settled spend and launch count from a persisted status of the same day.
+    pub fn resume(&mut self, status: &Ec2BudgetStatus, now: Timestamp) {
+        self.roll(now);
+        let persisted = status
+            .window_start
+            .as_deref()
+            .and_then(|s| s.parse::<Timestamp>().ok());
+        if persisted == Some(self.window_start) {
+            self.settled_usd = self.settled_usd.max(status.settled_spend_usd);
+            self.launches = self.launches.max(status.launches_today);
+        }
+    }
+
+    fn window_end(&self) -> Timestamp {
+        self.window_start + SignedDuration::from_hours(24)
+    }
+
+    /// Starts a new day when `now` has left the current one.
+    fn roll(&mut self, now: Timestamp) {
+        if now >= self.window_end() {
+            self.window_start = day_start(now);
+            self.settled_usd = 0.0;
+            self.launches = 0;
+        }
+    }
+
+    /// Cost of `slot` within the window from its start (or the window's) to `until`, with the
+    /// 60 s minimum charged on the day the run started.
+    fn cost(&self, slot: &Slot, until: Timestamp) -> f64 {
+        let from = slot.since.max(self.window_start);
+        let mut hours = hours_between(from, until);
+        if slot.since >= self.window_start {
+            hours = hours.max(MINIMUM_BILLED_SECONDS / 3600.0);
+        }
+        slot.hourly_usd * hours
+    }
+
+    /// Spend so far today: settled runs plus the running ones up to `now`.
+    pub fn spend_today(&mut self, now: Timestamp) -> f64 {
+        self.roll(now);
+        self.settled_usd + self.slots.values().map(|s| self.cost(s, now)).sum::<f64>()
+    }
+
+    /// What today will cost if every slot runs until midnight UTC.
+    fn projected(&self) -> f64 {
+        let end = self.window_end();
+        self.settled_usd + self.slots.values().map(|s| self.cost(s, end)).sum::<f64>()
+    }
+
+    pub fn holds(&self, uid: &str) -> bool {
+        self.slots.contains_key(uid)
+    }
+
+    pub fn slots(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Reserves a slot for `uid` if every limit allows it. Holding a slot already is success.
+    pub fn reserve(
+        &mut self,
+        ask: &Ask,
+        limits: &Ec2BudgetSpec,
+        now: Timestamp,
+    ) -> Result<(), Refusal> {
+        let Ask {
+            uid,
+            instance_type,
+            hourly,
+            max_hourly,
+            purpose,
+        } = *ask;
+        self.roll(now);
+        if self.slots.contains_key(uid) {
+            return Ok(());
+        }
+        let unpriced = |t: &str| Refusal::UnpricedType {
+            instance_type: t.to_string(),
+        };
+        let hourly = hourly.ok_or_else(|| unpriced(instance_type))?;
+        let max_hourly = max_hourly.ok_or_else(|| unpriced(&limits.max_instance_type))?;
+        if hourly > max_hourly {
+            return Err(Refusal::TypeAboveMax {
+                instance_type: instance_type.to_string(),
+                hourly,
+                max_type: limits.max_instance_type.clone(),
+                max_hourly,
+            });
+        }
+        let current = self.slots.len() as u32;
+        if current >= limits.max_instances {
+            return Err(Refusal::MaxInstances {
+                current,
+                max: limits.max_instances,
+            });
+        }
+        if let (Purpose::Launch, Some(max)) = (purpose, limits.max_launches_per_day)
+            && self.launches >= max
+        {
+            return Err(Refusal::MaxLaunches {
+                launches: self.launches,
+                max,
+            });
+        }
+        let slot = Slot {
+            instance_type: instance_type.to_string(),
+            hourly_usd: hourly,
+            since: now,
+        };
+        let cost = self.cost(&slot, self.window_end());
+        let projected = self.projected();
+        if projected + cost > limits.daily_spend_usd + 1e-9 {
+            return Err(Refusal::DailySpend {
+                projected,
+                cost,
+                cap: limits.daily_spend_usd,
+            });
+        }
+        self.slots.insert(uid.to_string(), slot);
+        if purpose == Purpose::Launch {
+            self.launches += 1;
+        }
+        Ok(())
+    }
+
+    /// Counts an instance that is already billed (found in EC2), whatever the limits say.
+    pub fn adopt(&mut self, uid: &str, slot: Slot, now: Timestamp) {
+        self.roll(now);
+        self.slots.entry(uid.to_string()).or_insert(slot);
+    }
+
+    /// Ends `uid`'s run at `now`, settling its cost into today's spend. Returns whether it held one.
+    pub fn release(&mut self, uid: &str, now: Timestamp) -> bool {
+        self.roll(now);
+        match self.slots.remove(uid) {
+            Some(slot) => {
+                self.settled_usd += self.cost(&slot, now);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Slots reserved before `before` whose uid is not in `keep` (used by the poller to let go of
+    /// reservations whose instance is no longer billed).
+    pub fn stale(&self, before: Timestamp, keep: impl Fn(&str) -> bool) -> Vec<String> {
+        let stale = self
+            .slots
+            .iter()
+            .filter(|(uid, s)| s.since < before && !keep(uid));
+        stale.map(|(uid, _)| uid.clone()).collect()
+    }
+
+    /// The persisted form (what cannot be recomputed from EC2) plus live figures for humans.
+    pub fn snapshot(&mut self, now: Timestamp) -> Ec2BudgetStatus {
+        let spend = self.spend_today(now);
+        Ec2BudgetStatus {
+            running_instances: self.slots.len() as u32,
+            spend_today_usd: round(spend),
+            settled_spend_usd: self.settled_usd,
+            launches_today: self.launches,
+            window_start: Some(self.window_start.to_string()),
+            conditions: vec![],
+        }
+    }
+}
+
+fn round(usd: f64) -> f64 {
+    (usd * 10_000.0).round() / 10_000.0
+}

@@ -1,0 +1,100 @@
+//! Command line: `run`, `crdgen`, `audit verify FILE`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "dataroom-operator",
+    version,
+    about = "EC2 instances and data rooms from Kubernetes resources, behind a budget gate and a hash-chained audit log"
+)]
+pub struct Cli {
+    /// Log as JSON lines instead of text.
+    #[arg(long, global = true, env = "DATAROOM_LOG_JSON")]
+    pub log_json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the controller against the cluster in the current kubeconfig (or in-cluster config).
+    Run(Box<RunArgs>),
+    /// Print every CRD as YAML (what is committed under crds/).
+    Crdgen,
+    /// Audit log tools.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain of an audit log; exits 1 and names every break when it is not intact.
+    Verify { file: PathBuf },
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// AWS region.
+    #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
+    pub region: String,
+    /// AWS endpoint override (moto, LocalStack, a VPC endpoint).
+    #[arg(long, env = "DATAROOM_AWS_ENDPOINT_URL")]
+    pub endpoint_url: Option<String>,
+    /// AMI for Ec2Instances that do not name one.
+    #[arg(long, env = "DATAROOM_DEFAULT_IMAGE_ID", value_parser = parse_image_id)]
+    pub default_image_id: Option<String>,
+    /// Subnet for Ec2Instances that do not name one.
+    #[arg(long, env = "DATAROOM_DEFAULT_SUBNET_ID")]
+    pub default_subnet_id: Option<String>,
+    /// Security groups (comma-separated) for Ec2Instances that do not name any.
+    #[arg(
+        long,
+        env = "DATAROOM_DEFAULT_SECURITY_GROUP_IDS",
+        value_delimiter = ','
+    )]
+    pub default_security_group_ids: Vec<String>,
+    /// Audit log file (JSON Lines, append-only).
+    #[arg(
+        long,
+        env = "DATAROOM_AUDIT_LOG",
+        default_value = "/var/lib/dataroom-operator/audit.jsonl"
+    )]
+    pub audit_log: PathBuf,
+    /// Address of /healthz, /readyz and /metrics.
+    #[arg(long, env = "DATAROOM_HTTP_ADDR", default_value = "0.0.0.0:8080")]
+    pub http_addr: SocketAddr,
+    /// Seconds between full EC2 sweeps.
+    #[arg(long, env = "DATAROOM_POLL_INTERVAL", default_value = "15", value_parser = parse_seconds)]
+    pub poll_interval: Duration,
+    /// YAML price overrides: `{region: {instance-type: usd-per-hour}}`.
+    #[arg(long, env = "DATAROOM_PRICE_TABLE")]
+    pub price_table: Option<PathBuf>,
+    /// Watch only this namespace (all namespaces when absent).
+    #[arg(long, env = "DATAROOM_NAMESPACE")]
+    pub namespace: Option<String>,
+}
+
+fn parse_image_id(s: &str) -> Result<String, String> {
+    let ok = s
+        .strip_prefix("ami-")
+        .is_some_and(|h| (8..=17).contains(&h.len()) && h.bytes().all(|b| b.is_ascii_hexdigit()));
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err("expected an AMI id like ami-0123456789abcdef0".into())
+    }
+}
+
+fn parse_seconds(s: &str) -> Result<Duration, String> {
+    match s.parse::<u64>() {
+        Ok(n) if (1..=3600).contains(&n) => Ok(Duration::from_secs(n)),
+        _ => Err("expected whole seconds between 1 and 3600".into()),
+    }
+}

@@ -1,0 +1,524 @@
+//! An in-memory EC2 and Secrets Manager with realistic state transitions (pending→running,
+//! stopping→stopped, shutting-down→terminated, each after a delay), injectable faults, call
+//! counters and a reset. Used by tests, benchmarks and the sandbox.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+
+use super::{
+    Cloud, CloudError, ErrorKind, Image, Instance, InstanceState, KeyPair, LaunchRequest, Result,
+    SecretValue, TAG_MANAGED_BY, TAG_OWNER_UID,
+};
+
+/// DescribeInstances returns at most this many instances per page, as EC2 does with MaxResults.
+pub const PAGE_SIZE: usize = 1000;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Fault {
+    Throttle,
+    InsufficientCapacity,
+    ServerError,
+    Latency(Duration),
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Delays {
+    pub boot: Duration,
+    pub stop: Duration,
+    pub terminate: Duration,
+}
+
+impl Default for Delays {
+    fn default() -> Self {
+        let d = Duration::from_millis(200);
+        Self {
+            boot: d,
+            stop: d,
+            terminate: d,
+        }
+    }
+}
+
+struct FakeInstance {
+    instance: Instance,
+    /// When the current transitional state began.
+    since: Instant,
+    client_token: String,
+}
+
+struct PendingFault {
+    operation: Option<String>,
+    fault: Fault,
+    remaining: usize,
+}
+
+#[derive(Default)]
+struct State {
+    instances: BTreeMap<String, FakeInstance>,
+    images: BTreeMap<String, Image>,
+    key_pairs: BTreeMap<String, KeyPair>,
+    secrets: BTreeMap<String, SecretValue>,
+    calls: HashMap<String, u64>,
+    faults: Vec<PendingFault>,
+    next_id: u64,
+}
+
+pub struct FakeCloud {
+    state: Mutex<State>,
+    delays: Delays,
+}
+
+impl Default for FakeCloud {
+    fn default() -> Self {
+        Self::new(Delays::default())
+    }
+}
+
+impl FakeCloud {
+    pub fn new(delays: Delays) -> Self {
+        Self {
+            state: Mutex::new(State::default()),
+            delays,
+        }
+    }
+
+    /// Makes the next `times` calls of `operation` (any operation when `None`) fail or slow down.
+    pub fn inject(&self, operation: Option<&str>, fault: Fault, times: usize) {
+        self.state.lock().unwrap().faults.push(PendingFault {
+            operation: operation.map(str::to_string),
+            fault,
+            remaining: times,
+        });
+    }
+
+    /// Calls made to `operation` (AWS operation names: "RunInstances", "DescribeInstances", …).
+    pub fn calls(&self, operation: &str) -> u64 {
+        self.state
+            .lock()
+            .unwrap()
+            .calls
+            .get(operation)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    pub fn total_calls(&self) -> u64 {
+        self.state.lock().unwrap().calls.values().sum()
+    }
+
+    /// Forgets counters and faults (not resources).
+    pub fn reset_counters(&self) {
+        let mut state = self.state.lock().unwrap();
+        state.calls.clear();
+        state.faults.clear();
+    }
+
+    /// Forgets everything.
+    pub fn reset(&self) {
+        *self.state.lock().unwrap() = State::default();
+    }
+
+    /// Every instance, terminated ones included, with transitions applied.
+    pub fn instances(&self) -> Vec<Instance> {
+        let mut state = self.state.lock().unwrap();
+        self.advance(&mut state);
+        state
+            .instances
+            .values()
+            .map(|f| f.instance.clone())
+            .collect()
+    }
+
+    /// Instances that exist and are not terminated or terminating.
+    pub fn live_instances(&self) -> Vec<Instance> {
+        let mut all = self.instances();
+        all.retain(|i| !i.state.is_gone());
+        all
+    }
+
+    pub fn secret_names(&self) -> Vec<String> {
+        self.state.lock().unwrap().secrets.keys().cloned().collect()
+    }
+
+    /// Adds a managed-looking instance directly (for benchmarks and GC tests); returns its id.
+    pub fn seed_running(&self, owner_uid: &str, namespace: &str, name: &str) -> String {
+        let mut state = self.state.lock().unwrap();
+        let id = next_id(&mut state, "i");
+        let mut tags = BTreeMap::new();
+        tags.insert(TAG_MANAGED_BY.to_string(), super::MANAGED_BY.to_string());
+        tags.insert(TAG_OWNER_UID.to_string(), owner_uid.to_string());
+        tags.insert(super::TAG_NAMESPACE.to_string(), namespace.to_string());
+        tags.insert(super::TAG_NAME.to_string(), name.to_string());
+        let n = state.next_id;
+        let instance = Instance {
+            id: id.clone(),
+            state: InstanceState::Running,
+            instance_type: "t3.micro".into(),
+            image_id: "ami-00000000".into(),
+            key_name: None,
+            public_ip: Some(loopback_ip(n)),
+            private_ip: Some(private_ip(n)),
+            launch_time: Some(Timestamp::now()),
+            tags,
+        };
+        let since = Instant::now();
+        let client_token = String::new();
+        state.instances.insert(
+            id.clone(),
+            FakeInstance {
+                instance,
+                since,
+                client_token,
+            },
+        );
+        id
+    }
+
+    /// Counts the call and applies any pending fault for it.
+    async fn enter(&self, operation: &str) -> Result<()> {
+        let fault = {
+            let mut state = self.state.lock().unwrap();
+            *state.calls.entry(operation.to_string()).or_default() += 1;
+            let hit = state.faults.iter_mut().find(|f| {
+                f.remaining > 0 && f.operation.as_deref().is_none_or(|op| op == operation)
+            });
+            hit.map(|f| {
+                f.remaining -= 1;
+                f.fault
+            })
+        };
+        match fault {
+            None => Ok(()),
+            Some(Fault::Latency(d)) => {
+                tokio::time::sleep(d).await;
+                Ok(())
+            }
+            Some(Fault::Throttle) => {
+                Err(retryable("RequestLimitExceeded", "Request limit exceeded."))
+            }
+            Some(Fault::InsufficientCapacity) => Err(retryable(
+                "InsufficientInstanceCapacity",
+                "We currently do not have sufficient capacity in the Availability Zone you requested.",
+            )),
+            Some(Fault::ServerError) => Err(retryable(
+                "InternalError",
+                "An internal error has occurred.",
+            )),
+        }
+    }
+
+    fn advance(&self, state: &mut State) {
+        let now = Instant::now();
+        for f in state.instances.values_mut() {
+            let elapsed = now.duration_since(f.since);
+            let next = match f.instance.state {
+                InstanceState::Pending if elapsed >= self.delays.boot => InstanceState::Running,
+                InstanceState::Stopping if elapsed >= self.delays.stop => InstanceState::Stopped,
+                InstanceState::ShuttingDown if elapsed >= self.delays.terminate => {
+                    InstanceState::Terminated
+                }
+                _ => continue,
+            };
+            f.instance.state = next;
+            f.since = now;
+            if next == InstanceState::Stopped || next == InstanceState::Terminated {
+                f.instance.public_ip = None;
+            }
+        }
+    }
+
+    /// Applies `change` to instance `id` after transitions, or fails with EC2's not-found error.
+    fn with_instance<T>(
+        &self,
+        id: &str,
+        change: impl FnOnce(&mut FakeInstance) -> Result<T>,
+    ) -> Result<T> {
+        let mut state = self.state.lock().unwrap();
+        self.advance(&mut state);
+        match state.instances.get_mut(id) {
+            Some(f) => change(f),
+            None => Err(not_found("InvalidInstanceID.NotFound", id)),
+        }
+    }
+}
+
+fn next_id(state: &mut State, prefix: &str) -> String {
+    state.next_id += 1;
+    format!("{prefix}-{:017x}", state.next_id)
+}
+
+/// Each fake instance gets its own loopback address, so the sandbox can serve SSH on it.
+fn loopback_ip(n: u64) -> String {
+    format!("127.0.{}.{}", 1 + (n / 254) % 254, 1 + n % 254)
+}
+
+fn private_ip(n: u64) -> String {
+    format!("10.0.{}.{}", (n / 254) % 256, 1 + n % 254)
+}
+
+fn retryable(code: &str, message: &str) -> CloudError {
+    CloudError::new(ErrorKind::Retryable, code, message)
+}
+
+fn not_found(code: &str, what: &str) -> CloudError {
+    CloudError::new(
+        ErrorKind::NotFound,
+        code,
+        format!("'{what}' does not exist"),
+    )
+}
+
+fn incorrect_state(id: &str, state: InstanceState) -> CloudError {
+    CloudError::new(
+        ErrorKind::Retryable,
+        "IncorrectInstanceState",
+        format!(
+            "The instance '{id}' is not in a state from which it can be started or stopped ({}).",
+            state.as_str()
+        ),
+    )
+}
+
+#[async_trait]
+impl Cloud for FakeCloud {
+    async fn run_instance(&self, req: &LaunchRequest) -> Result<Instance> {
+        self.enter("RunInstances").await?;
+        let mut state = self.state.lock().unwrap();
+        if let Some(f) = state
+            .instances
+            .values()
+            .find(|f| f.client_token == req.client_token)
+        {
+            return Ok(f.instance.clone());
+        }
+        if !req.image_id.starts_with("ami-") {
+            return Err(CloudError::new(
+                ErrorKind::Terminal,
+                "InvalidAMIID.Malformed",
+                "Invalid id",
+            ));
+        }
+        let id = next_id(&mut state, "i");
+        let n = state.next_id;
+        let instance = Instance {
+            id: id.clone(),
+            state: InstanceState::Pending,
+            instance_type: req.instance_type.clone(),
+            image_id: req.image_id.clone(),
+            key_name: Some(req.key_name.clone()),
+            public_ip: Some(loopback_ip(n)),
+            private_ip: Some(private_ip(n)),
+            launch_time: Some(Timestamp::now()),
+            tags: req.tags(),
+        };
+        let fake = FakeInstance {
+            instance: instance.clone(),
+            since: Instant::now(),
+            client_token: req.client_token.clone(),
+        };
+        state.instances.insert(id, fake);
+        Ok(instance)
+    }
+
+    async fn describe_managed(&self) -> Result<Vec<Instance>> {
+        let total = {
+            let mut state = self.state.lock().unwrap();
+            self.advance(&mut state);
+            state.instances.len()
+        };
+        // One call per page, as the SDK's paginator would make.
+        let pages = total.div_ceil(PAGE_SIZE).max(1);
+        for _ in 0..pages {
+            self.enter("DescribeInstances").await?;
+        }
+        let state = self.state.lock().unwrap();
+        let managed = state.instances.values().map(|f| &f.instance);
+        Ok(managed
+            .filter(|i| i.tag(TAG_MANAGED_BY).is_some())
+            .cloned()
+            .collect())
+    }
+
+    async fn describe_by_owner(&self, owner_uid: &str) -> Result<Vec<Instance>> {
+        self.enter("DescribeInstances").await?;
+        let mut state = self.state.lock().unwrap();
+        self.advance(&mut state);
+        let owned = state
+            .instances
+            .values()
+            .map(|f| &f.instance)
+            .filter(|i| i.tag(TAG_MANAGED_BY).is_some() && i.owner_uid() == Some(owner_uid));
+        Ok(owned.cloned().collect())
+    }
+
+    async fn start_instance(&self, id: &str) -> Result<()> {
+        self.enter("StartInstances").await?;
+        self.with_instance(id, |f| match f.instance.state {
+            InstanceState::Stopped => {
+                f.instance.state = InstanceState::Pending;
+                f.instance.launch_time = Some(Timestamp::now());
+                f.instance.public_ip = f.instance.private_ip.as_deref().map(|p| {
+                    let last: u64 = p
+                        .rsplit('.')
+                        .next()
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or(1);
+                    loopback_ip(last)
+                });
+                f.since = Instant::now();
+                Ok(())
+            }
+            InstanceState::Pending | InstanceState::Running => Ok(()),
+            other => Err(incorrect_state(id, other)),
+        })
+    }
+
+    async fn stop_instance(&self, id: &str) -> Result<()> {
+        self.enter("StopInstances").await?;
+        self.with_instance(id, |f| match f.instance.state {
+            InstanceState::Pending | InstanceState::Running => {
+                f.instance.state = InstanceState::Stopping;
+                f.since = Instant::now();
+                Ok(())
+            }
+            InstanceState::Stopping | InstanceState::Stopped => Ok(()),
+            other => Err(incorrect_state(id, other)),
+        })
+    }
+
+    async fn terminate_instance(&self, id: &str) -> Result<()> {
+        self.enter("TerminateInstances").await?;
+        self.with_instance(id, |f| {
+            if !f.instance.state.is_gone() {
+                f.instance.state = InstanceState::ShuttingDown;
+                f.since = Instant::now();
+            }
+            Ok(())
+        })
+    }
+
+    async fn unmanage_instance(&self, id: &str) -> Result<()> {
+        self.enter("DeleteTags").await?;
+        self.with_instance(id, |f| {
+            f.instance.tags.remove(TAG_MANAGED_BY);
+            Ok(())
+        })
+    }
+
+    async fn console_output(&self, id: &str) -> Result<String> {
+        self.enter("GetConsoleOutput").await?;
+        self.with_instance(id, |f| Ok(format!("fake console of {}\n", f.instance.id)))
+    }
+
+    async fn create_image(&self, instance_id: &str, name: &str) -> Result<String> {
+        self.enter("CreateImage").await?;
+        self.with_instance(instance_id, |_| Ok(()))?;
+        let mut state = self.state.lock().unwrap();
+        if state.images.values().any(|i| i.name == name) {
+            let msg = format!("AMI name '{name}' is already in use");
+            return Err(CloudError::new(
+                ErrorKind::Terminal,
+                "InvalidAMIName.Duplicate",
+                msg,
+            ));
+        }
+        let id = next_id(&mut state, "ami");
+        let image = Image {
+            id: id.clone(),
+            name: name.to_string(),
+            state: "available".into(),
+            root_device_name: Some("/dev/xvda".into()),
+            creation_date: Some(Timestamp::now().to_string()),
+        };
+        state.images.insert(id.clone(), image);
+        Ok(id)
+    }
+
+    async fn describe_images(&self, ids: &[String]) -> Result<Vec<Image>> {
+        self.enter("DescribeImages").await?;
+        let state = self.state.lock().unwrap();
+        if ids.is_empty() {
+            return Ok(state.images.values().cloned().collect());
+        }
+        // Any well-formed AMI id the fake has not made stands for a public image.
+        let found = ids.iter().map(|id| {
+            state.images.get(id).cloned().unwrap_or_else(|| Image {
+                id: id.clone(),
+                name: format!("public {id}"),
+                state: "available".into(),
+                root_device_name: Some("/dev/xvda".into()),
+                creation_date: None,
+            })
+        });
+        Ok(found.collect())
+    }
+
+    async fn deregister_image(&self, id: &str) -> Result<()> {
+        self.enter("DeregisterImage").await?;
+        match self.state.lock().unwrap().images.remove(id) {
+            Some(_) => Ok(()),
+            None => Err(not_found("InvalidAMIID.NotFound", id)),
+        }
+    }
+
+    async fn import_key_pair(&self, name: &str, public_key_openssh: &str) -> Result<KeyPair> {
+        self.enter("ImportKeyPair").await?;
+        let mut state = self.state.lock().unwrap();
+        if state.key_pairs.contains_key(name) {
+            let msg = format!("The keypair '{name}' already exists.");
+            return Err(CloudError::new(
+                ErrorKind::Terminal,
+                "InvalidKeyPair.Duplicate",
+                msg,
+            ));
+        }
+        let pair = KeyPair {
+            name: name.to_string(),
+            fingerprint: Some(format!("fake:{}", public_key_openssh.len())),
+            key_type: Some("ed25519".into()),
+        };
+        state.key_pairs.insert(name.to_string(), pair.clone());
+        Ok(pair)
+    }
+
+    async fn describe_key_pairs(&self, names: &[String]) -> Result<Vec<KeyPair>> {
+        self.enter("DescribeKeyPairs").await?;
+        let state = self.state.lock().unwrap();
+        let all = state.key_pairs.values();
+        Ok(all
+            .filter(|k| names.is_empty() || names.contains(&k.name))
+            .cloned()
+            .collect())
+    }
+
+    async fn delete_key_pair(&self, name: &str) -> Result<()> {
+        self.enter("DeleteKeyPair").await?;
+        self.state.lock().unwrap().key_pairs.remove(name);
+        Ok(())
+    }
+
+    async fn put_secret(&self, name: &str, value: &SecretValue) -> Result<()> {
+        self.enter("PutSecretValue").await?;
+        self.state
+            .lock()
+            .unwrap()
+            .secrets
+            .insert(name.to_string(), value.clone());
+        Ok(())
+    }
+
+    async fn get_secret(&self, name: &str) -> Result<Option<SecretValue>> {
+        self.enter("GetSecretValue").await?;
+        Ok(self.state.lock().unwrap().secrets.get(name).cloned())
+    }
+
+    async fn delete_secret(&self, name: &str) -> Result<()> {
+        self.enter("DeleteSecret").await?;
+        self.state.lock().unwrap().secrets.remove(name);
+        Ok(())
+    }
+}

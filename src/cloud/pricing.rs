@@ -1,0 +1,115 @@
+//! On-demand hourly prices (Linux, shared tenancy, USD) used by the budget gate.
+//!
+//! Source: the AWS EC2 On-Demand pricing page (aws.amazon.com/ec2/pricing/on-demand/), list prices
+//! as published in 2025; they have been stable for years but are not fetched live. A deployment
+//! whose prices differ, or that uses another region or type, overrides or extends the table with
+//! `--price-table FILE` (YAML: `{region: {instance-type: usd-per-hour}}`). A type absent from
+//! the table is refused by the budget gate, never launched at an unknown cost.
+
+use std::collections::BTreeMap;
+
+/// region → instance type → USD per hour.
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(transparent)]
+pub struct PriceTable(BTreeMap<String, BTreeMap<String, f64>>);
+
+const US: &[(&str, f64)] = &[
+    ("t3.nano", 0.0052),
+    ("t3.micro", 0.0104),
+    ("t3.small", 0.0208),
+    ("t3.medium", 0.0416),
+    ("t3.large", 0.0832),
+    ("t3.xlarge", 0.1664),
+    ("t3.2xlarge", 0.3328),
+    ("t3a.nano", 0.0047),
+    ("t3a.micro", 0.0094),
+    ("t3a.small", 0.0188),
+    ("t3a.medium", 0.0376),
+    ("t3a.large", 0.0752),
+    ("m5.large", 0.096),
+    ("m5.xlarge", 0.192),
+    ("m5.2xlarge", 0.384),
+    ("c5.large", 0.085),
+    ("c5.xlarge", 0.17),
+    ("r5.large", 0.126),
+];
+
+const EU_WEST_1: &[(&str, f64)] = &[
+    ("t3.nano", 0.0057),
+    ("t3.micro", 0.0114),
+    ("t3.small", 0.0228),
+    ("t3.medium", 0.0456),
+    ("t3.large", 0.0912),
+    ("t3.xlarge", 0.1824),
+    ("t3.2xlarge", 0.3648),
+    ("m5.large", 0.107),
+    ("c5.large", 0.096),
+];
+
+const EU_CENTRAL_1: &[(&str, f64)] = &[
+    ("t3.nano", 0.006),
+    ("t3.micro", 0.012),
+    ("t3.small", 0.024),
+    ("t3.medium", 0.048),
+    ("t3.large", 0.096),
+    ("t3.xlarge", 0.192),
+    ("t3.2xlarge", 0.384),
+    ("m5.large", 0.115),
+    ("c5.large", 0.097),
+];
+
+impl Default for PriceTable {
+    fn default() -> Self {
+        let regions: [(&str, &[(&str, f64)]); 5] = [
+            ("us-east-1", US),
+            ("us-east-2", US),
+            ("us-west-2", US),
+            ("eu-west-1", EU_WEST_1),
+            ("eu-central-1", EU_CENTRAL_1),
+        ];
+        let table = regions
+            .into_iter()
+            .map(|(region, prices)| {
+                let prices = prices.iter().map(|(t, p)| (t.to_string(), *p)).collect();
+                (region.to_string(), prices)
+            })
+            .collect();
+        Self(table)
+    }
+}
+
+impl PriceTable {
+    /// The built-in table with `overrides` laid over it, type by type.
+    pub fn with_overrides(mut self, overrides: PriceTable) -> Self {
+        for (region, prices) in overrides.0 {
+            self.0.entry(region).or_default().extend(prices);
+        }
+        self
+    }
+
+    pub fn hourly(&self, region: &str, instance_type: &str) -> Option<f64> {
+        self.0.get(region)?.get(instance_type).copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookup_and_override() {
+        let table = PriceTable::default();
+        assert_eq!(table.hourly("us-east-1", "t3.micro"), Some(0.0104));
+        assert_eq!(table.hourly("us-east-1", "p5.48xlarge"), None);
+        assert_eq!(table.hourly("ap-south-9", "t3.micro"), None);
+        let extra: PriceTable = serde_yaml::from_str(
+            "us-east-1: {t3.micro: 0.02, g5.xlarge: 1.006}\nap-south-9: {t3.micro: 0.01}",
+        )
+        .unwrap();
+        let table = table.with_overrides(extra);
+        assert_eq!(table.hourly("us-east-1", "t3.micro"), Some(0.02));
+        assert_eq!(table.hourly("us-east-1", "g5.xlarge"), Some(1.006));
+        assert_eq!(table.hourly("us-east-1", "t3.small"), Some(0.0208));
+        assert_eq!(table.hourly("ap-south-9", "t3.micro"), Some(0.01));
+    }
+}

@@ -1,0 +1,173 @@
+//! The controllers: shared context, error type and policy, and `run`, which wires them together.
+
+mod budget;
+mod cache;
+pub mod ec2instance;
+pub mod poller;
+mod run;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kube::Resource;
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::ObjectRef;
+use rand::Rng;
+use thiserror::Error;
+
+pub use cache::InstanceCache;
+pub use run::{Settings, run};
+
+use crate::audit::{AuditError, AuditLog, Entry};
+use crate::budget::Gate;
+use crate::clock::Clock;
+use crate::cloud::{Cloud, CloudError, ErrorKind};
+use crate::crd::Ec2Instance;
+use crate::metrics::Metrics;
+
+/// Who the controller is in audit records.
+pub const ACTOR: &str = "controller";
+
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error("{0}")]
+    Cloud(#[from] CloudError),
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("{0}")]
+    Audit(#[from] AuditError),
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    #[error("the object has no {0}")]
+    MissingField(&'static str),
+}
+
+impl Error {
+    /// Low-cardinality label for the failures metric and the `Synced` condition's reason.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Cloud(e) if e.kind == ErrorKind::Terminal => "CloudTerminal",
+            Self::Cloud(_) => "CloudRetryable",
+            Self::Kube(_) => "KubernetesApi",
+            Self::Audit(_) => "AuditWrite",
+            Self::Finalizer(_) => "Finalizer",
+            Self::MissingField(_) => "InvalidObject",
+        }
+    }
+
+    /// Retrying will not help until someone changes something.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, Self::Cloud(e) if e.kind == ErrorKind::Terminal)
+            || matches!(self, Self::MissingField(_))
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything a reconcile needs, shared by all of them.
+pub struct Context {
+    pub client: kube::Client,
+    pub cloud: Arc<dyn Cloud>,
+    pub gate: Arc<Gate>,
+    pub audit: AuditLog,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    pub cache: Arc<InstanceCache>,
+    pub settings: Settings,
+    pub clock: Clock,
+    /// Objects refused by the budget, retried as soon as usage changes.
+    pub blocked: Mutex<HashSet<ObjectRef<Ec2Instance>>>,
+    /// Consecutive failures per object UID, for backoff.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        client: kube::Client,
+        cloud: Arc<dyn Cloud>,
+        gate: Arc<Gate>,
+        audit: AuditLog,
+        recorder: Recorder,
+        metrics: Arc<Metrics>,
+        settings: Settings,
+        clock: Clock,
+    ) -> Self {
+        Self {
+            client,
+            cloud,
+            gate,
+            audit,
+            recorder,
+            metrics,
+            cache: Arc::default(),
+            settings,
+            clock,
+            blocked: Mutex::default(),
+            failures: Mutex::default(),
+        }
+    }
+
+    /// Writes the audit record (on disk before this returns) and mirrors it as an Event on `obj`.
+    pub async fn record<K>(
+        &self,
+        obj: &K,
+        entry: Entry,
+        event: Option<(EventType, &str)>,
+    ) -> Result<()>
+    where
+        K: Resource<DynamicType = ()>,
+    {
+        let note = entry.detail.clone();
+        let action = entry.action.clone();
+        if let Err(e) = self.audit.append(entry).await {
+            self.metrics.audit_write_failures.inc();
+            return Err(e.into());
+        }
+        if let Some((type_, reason)) = event {
+            let event = Event {
+                type_,
+                reason: reason.to_string(),
+                note,
+                action,
+                secondary: None,
+            };
+            if let Err(e) = self.recorder.publish(&event, &obj.object_ref(&())).await {
+                tracing::warn!(error = %e, reason, "could not publish event");
+            }
+        }
+        Ok(())
+    }
+
+    fn succeeded(&self, uid: &str) {
+        self.failures.lock().unwrap().remove(uid);
+    }
+
+    /// Exponential backoff with jitter per object: 5 s doubling to 5 min; terminal errors wait 10 min.
+    fn backoff(&self, uid: &str, terminal: bool) -> Duration {
+        if terminal {
+            return Duration::from_secs(600);
+        }
+        let mut failures = self.failures.lock().unwrap();
+        let n = failures.entry(uid.to_string()).or_default();
+        *n = n.saturating_add(1);
+        let base = 5.0 * 2f64.powi((*n - 1).min(6) as i32);
+        let jitter = rand::thread_rng().gen_range(0.8..1.2);
+        Duration::from_secs_f64((base * jitter).min(300.0))
+    }
+}
+
+/// The error policy shared by the controllers: count, log, and back off.
+pub fn error_policy<K>(obj: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action
+where
+    K: Resource<DynamicType = ()>,
+{
+    let kind = K::kind(&()).into_owned();
+    ctx.metrics.reconcile_failed(&kind, error.label());
+    let name = obj.meta().name.clone().unwrap_or_default();
+    tracing::warn!(%kind, %name, error = %error, kind_of_error = error.label(), "reconcile failed");
+    let uid = obj.meta().uid.clone().unwrap_or_default();
+    Action::requeue(ctx.backoff(&uid, error.is_terminal()))
+}

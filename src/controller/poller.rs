@@ -1,0 +1,84 @@
+//! The batched drift poller: one paginated DescribeInstances per interval covers every managed
+//! instance; objects whose instance changed are fed back into the controller. Nothing on the
+//! steady path describes a single instance.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::channel::mpsc::UnboundedSender;
+use jiff::SignedDuration;
+use kube::runtime::reflector::ObjectRef;
+
+use super::InstanceCache;
+use crate::budget::Gate;
+use crate::clock::Clock;
+use crate::cloud::{Cloud, CloudError, Instance, TAG_NAME, TAG_NAMESPACE};
+use crate::crd::Ec2Instance;
+use crate::metrics::Metrics;
+
+/// A reservation younger than this is never released by a sweep: its launch may still be in flight.
+const RESERVATION_GRACE: SignedDuration = SignedDuration::from_secs(60);
+
+pub struct Poller {
+    pub cloud: Arc<dyn Cloud>,
+    pub cache: Arc<InstanceCache>,
+    pub gate: Arc<Gate>,
+    pub metrics: Arc<Metrics>,
+    pub clock: Clock,
+    pub trigger: UnboundedSender<ObjectRef<Ec2Instance>>,
+    /// The steady interval.
+    pub interval: Duration,
+    /// The interval while some instance is between states, so transitions show promptly.
+    pub busy_interval: Duration,
+}
+
+impl Poller {
+    /// One full sweep: refresh the cache, true up the budget, trigger changed objects.
+    /// Returns how many instances changed.
+    pub async fn sweep(&self) -> Result<usize, CloudError> {
+        let started = Instant::now();
+        let swept_at = (self.clock)();
+        let instances = self.cloud.describe_managed().await?;
+        self.metrics
+            .poll_duration
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics.managed_instances.set(instances.len() as i64);
+        self.gate.sync(&instances, swept_at - RESERVATION_GRACE);
+        let changed = self.cache.replace(instances);
+        for instance in &changed {
+            if let Some(object) = owner_ref(instance) {
+                // The receiver lives as long as the controller; a closed channel means shutdown.
+                let _ = self.trigger.unbounded_send(object);
+            }
+        }
+        Ok(changed.len())
+    }
+
+    /// Sweeps forever; a failed sweep keeps the previous view and is retried next interval.
+    pub async fn run(self) {
+        loop {
+            if let Err(e) = self.sweep().await {
+                tracing::warn!(error = %e, "EC2 sweep failed; keeping the previous view");
+            }
+            let busy = self.cache.all().iter().any(|i| !is_settled(i));
+            tokio::time::sleep(if busy {
+                self.busy_interval
+            } else {
+                self.interval
+            })
+            .await;
+        }
+    }
+}
+
+fn is_settled(instance: &Instance) -> bool {
+    use crate::cloud::InstanceState::*;
+    matches!(instance.state, Running | Stopped | Terminated)
+}
+
+/// The Ec2Instance an instance belongs to, from its tags.
+pub fn owner_ref(instance: &Instance) -> Option<ObjectRef<Ec2Instance>> {
+    let namespace = instance.tag(TAG_NAMESPACE)?;
+    let name = instance.tag(TAG_NAME)?;
+    Some(ObjectRef::new(name).within(namespace))
+}

@@ -1,0 +1,96 @@
+//! Wires the controller together: budget, cache priming, poller, retries of refused objects, and
+//! the kube-runtime `Controller` for Ec2Instance.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::channel::mpsc;
+use kube::Api;
+use kube::runtime::{Controller, watcher};
+
+use super::poller::Poller;
+use super::{Context, budget, ec2instance, error_policy};
+use crate::crd::Ec2Instance;
+
+/// Operator settings that reconciles need (validated by the CLI).
+#[derive(Clone, Debug, Default)]
+pub struct Settings {
+    pub region: String,
+    pub default_image_id: Option<String>,
+    pub default_subnet_id: Option<String>,
+    pub default_security_group_ids: Vec<String>,
+    pub poll_interval: Duration,
+    /// Watch only this namespace; all namespaces when `None`.
+    pub namespace: Option<String>,
+}
+
+/// Runs until Ctrl-C / SIGTERM. `ready` turns true once the first EC2 sweep has primed the view.
+pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) -> anyhow::Result<()> {
+    budget::load(&ctx.client, &ctx.gate).await?;
+    let (trigger, triggers) = mpsc::unbounded();
+    let poller = Poller {
+        cloud: ctx.cloud.clone(),
+        cache: ctx.cache.clone(),
+        gate: ctx.gate.clone(),
+        metrics: ctx.metrics.clone(),
+        clock: ctx.clock.clone(),
+        trigger: trigger.clone(),
+        interval: ctx.settings.poll_interval,
+        busy_interval: ctx.settings.poll_interval.min(Duration::from_secs(2)),
+    };
+    // Reconciles must start from a complete view of EC2: prime it before the controller runs.
+    let mut delay = Duration::from_secs(1);
+    while let Err(e) = poller.sweep().await {
+        tracing::warn!(error = %e, "initial EC2 sweep failed; retrying in {delay:?}");
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(30));
+    }
+    ready.store(true, Ordering::SeqCst);
+    tracing::info!(
+        instances = ctx.cache.len(),
+        "EC2 view primed; starting the controller"
+    );
+
+    let tasks = [
+        tokio::spawn(poller.run()),
+        tokio::spawn(budget::watch_limits(ctx.client.clone(), ctx.gate.clone())),
+        tokio::spawn(budget::persist(
+            ctx.client.clone(),
+            ctx.gate.clone(),
+            ctx.metrics.clone(),
+        )),
+        tokio::spawn(retry_blocked(ctx.clone(), trigger)),
+    ];
+    let api: Api<Ec2Instance> = match &ctx.settings.namespace {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    };
+    Controller::new(api, watcher::Config::default())
+        .reconcile_on(triggers)
+        .shutdown_on_signal()
+        .run(ec2instance::reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "reconcile request ended in error");
+            }
+        })
+        .await;
+    tasks.iter().for_each(|t| t.abort());
+    Ok(())
+}
+
+/// Re-queues every object the budget refused as soon as usage or limits change.
+async fn retry_blocked(
+    ctx: Arc<Context>,
+    trigger: mpsc::UnboundedSender<kube::runtime::reflector::ObjectRef<Ec2Instance>>,
+) {
+    let mut changed = ctx.gate.subscribe();
+    while changed.changed().await.is_ok() {
+        let blocked: Vec<_> = ctx.blocked.lock().unwrap().drain().collect();
+        for object in blocked {
+            let _ = trigger.unbounded_send(object);
+        }
+    }
+}

@@ -1,0 +1,128 @@
+// The derive repeats `type_ = …` across printer columns, which clippy mistakes for duplicates.
+#![allow(clippy::duplicated_attributes)]
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// One EC2 instance in a declared power state.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "dataroom.dev",
+    version = "v1alpha1",
+    kind = "Ec2Instance",
+    doc = "An EC2 instance the operator launches, keeps in its declared power state and terminates on deletion.",
+    namespaced,
+    shortname = "ec2",
+    category = "dataroom",
+    status = "Ec2InstanceStatus",
+    printcolumn(name = "State", type_ = "string", json_path = ".status.state"),
+    printcolumn(name = "Type", type_ = "string", json_path = ".spec.instanceType"),
+    printcolumn(name = "Instance", type_ = "string", json_path = ".status.instanceId"),
+    printcolumn(name = "IP", type_ = "string", json_path = ".status.publicIp"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct Ec2InstanceSpec {
+    /// EC2 instance type; it must be priced no higher than the budget's `maxInstanceType`.
+    #[serde(default = "default_instance_type")]
+    #[schemars(regex(pattern = r"^[a-z][a-z0-9-]*\.[a-z0-9]+$"), length(max = 32))]
+    pub instance_type: String,
+    /// AMI to launch; the operator's configured default image when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^ami-[0-9a-f]{8,17}$"))]
+    pub image_id: Option<String>,
+    /// Desired power state: the controller starts or stops the instance to match.
+    #[serde(default)]
+    pub power_state: PowerState,
+    /// Subnet to launch into; the operator's configured default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^subnet-[0-9a-f]{8,17}$"))]
+    pub subnet_id: Option<String>,
+    /// Security groups; the operator's configured defaults when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 5))]
+    pub security_group_ids: Option<Vec<String>>,
+    /// User data passed to the instance at launch (plain text; the operator base64-encodes it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 16384))]
+    pub user_data: Option<String>,
+    /// Size of the encrypted root volume in GiB; the image's size when absent.
+    #[serde(
+        default,
+        rename = "rootVolumeGiB",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(range(min = 1, max = 16384))]
+    pub root_volume_gib: Option<i32>,
+    /// Extra EC2 tags. Keys starting with `dataroom.dev/` and the key `Name` are reserved.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+    /// What happens to the EC2 instance when this object is deleted.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+    /// Name of the DataRoom this instance serves, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"), length(max = 63))]
+    pub data_room: Option<String>,
+}
+
+fn default_instance_type() -> String {
+    "t3.micro".to_string()
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum PowerState {
+    #[default]
+    Running,
+    Stopped,
+}
+
+/// `Delete` terminates the instance and removes its key pair and secret; `Retain` leaves all three
+/// in place and stops managing the instance (its managed-by tag is removed).
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum DeletionPolicy {
+    #[default]
+    Delete,
+    Retain,
+}
+
+/// What the controller last observed. `sshKeySecret` is the secret's name, never its value.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Ec2InstanceStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<String>,
+    /// EC2 instance state: pending, running, stopping, stopped, shutting-down, terminated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_ip: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_ip: Option<String>,
+    /// RFC 3339 time of the instance's latest start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launch_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hourly_price_usd: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_pair_name: Option<String>,
+    /// Name of the Secrets Manager secret that holds the SSH private key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_key_secret: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready`, `Synced` and `BudgetAllowed`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// One line saying what the controller is doing or waiting for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}

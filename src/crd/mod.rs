@@ -1,0 +1,35 @@
+//! Custom resources of group `dataroom.dev/v1alpha1`, and the names shared with the rest of the crate.
+
+mod budget;
+mod conditions;
+mod dataroom;
+mod ec2instance;
+
+pub use budget::{BUDGET_NAME, Ec2Budget, Ec2BudgetSpec, Ec2BudgetStatus};
+pub use conditions::{set_condition, upsert_condition};
+pub use dataroom::{
+    ConfigSource, DataRoom, DataRoomSpec, DataRoomState, DataRoomStatus, FileSpec, HealthCheck,
+    KeyRef,
+};
+pub use ec2instance::{
+    DeletionPolicy, Ec2Instance, Ec2InstanceSpec, Ec2InstanceStatus, PowerState,
+};
+
+use kube::CustomResourceExt;
+
+pub const GROUP: &str = "dataroom.dev";
+pub const EC2_FINALIZER: &str = "dataroom.dev/ec2-instance";
+pub const DATAROOM_FINALIZER: &str = "dataroom.dev/data-room";
+pub const ACTIVITY_ANNOTATION: &str = "dataroom.dev/last-activity";
+/// Field manager used for every server-side apply this operator makes.
+pub const MANAGER: &str = "dataroom-operator";
+
+/// Every CRD as one multi-document YAML stream, in a stable order (what `crdgen` prints).
+pub fn crds_yaml() -> String {
+    let crds = [Ec2Instance::crd(), Ec2Budget::crd(), DataRoom::crd()];
+    let docs: Vec<String> = crds
+        .iter()
+        .map(|crd| serde_yaml::to_string(crd).expect("a CRD always serialises"))
+        .collect();
+    docs.join("---\n")
+}

@@ -1,0 +1,28 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use dataroom_operator::cli::{AuditCommand, Cli, Command};
+use dataroom_operator::{runner, telemetry};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(cli.log_json);
+    let result = match cli.command {
+        Command::Run(args) => runner::run(*args).await,
+        Command::Crdgen => {
+            print!("{}", dataroom_operator::crd::crds_yaml());
+            Ok(())
+        }
+        Command::Audit {
+            command: AuditCommand::Verify { file },
+        } => return runner::verify(&file),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
