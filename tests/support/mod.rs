@@ -1,0 +1,139 @@
+//! Shared test helpers: a controller context over the fake cloud and a mocked API server.
+#![allow(dead_code)]
+
+pub mod mock_api;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dataroom_operator::audit::AuditLog;
+use dataroom_operator::budget::Gate;
+use dataroom_operator::clock;
+use dataroom_operator::cloud::Cloud;
+use dataroom_operator::cloud::fake::{Delays, FakeCloud};
+use dataroom_operator::cloud::pricing::PriceTable;
+use dataroom_operator::controller::{Context, Settings};
+use dataroom_operator::crd::{Ec2BudgetSpec, Ec2Instance};
+use dataroom_operator::metrics::Metrics;
+use kube::runtime::events::{Recorder, Reporter};
+use serde_json::{Value, json};
+
+pub use mock_api::MockApi;
+
+pub const NS: &str = "team-a";
+pub const IMAGE: &str = "ami-0123456789abcdef0";
+
+pub struct Fixture {
+    pub api: MockApi,
+    pub fake: Arc<FakeCloud>,
+    pub ctx: Arc<Context>,
+    pub audit_dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    /// A context over the fake cloud (instant transitions) and the mocked API server.
+    pub fn new() -> Self {
+        let fake = Arc::new(FakeCloud::new(Delays {
+            boot: Duration::ZERO,
+            stop: Duration::ZERO,
+            terminate: Duration::ZERO,
+        }));
+        Self::with_cloud(fake.clone(), fake)
+    }
+
+    pub fn with_cloud(fake: Arc<FakeCloud>, cloud: Arc<dyn Cloud>) -> Self {
+        let api = MockApi::default();
+        let client = api.client();
+        let audit_dir = tempfile::tempdir().unwrap();
+        let audit = AuditLog::open(&audit_dir.path().join("audit.jsonl")).unwrap();
+        let clock = clock::system();
+        let gate = Arc::new(Gate::new(PriceTable::default(), "us-east-1", clock.clone()));
+        let reporter = Reporter {
+            controller: "dataroom-operator".into(),
+            instance: None,
+        };
+        let recorder = Recorder::new(client.clone(), reporter);
+        let settings = Settings {
+            region: "us-east-1".into(),
+            default_image_id: Some(IMAGE.into()),
+            poll_interval: Duration::from_secs(15),
+            ..Default::default()
+        };
+        let metrics = Arc::new(Metrics::default());
+        let ctx = Arc::new(Context::new(
+            client, cloud, gate, audit, recorder, metrics, settings, clock,
+        ));
+        Self {
+            api,
+            fake,
+            ctx,
+            audit_dir,
+        }
+    }
+
+    pub fn limits(&self, max_instances: u32) {
+        self.ctx.gate.set_limits(Ec2BudgetSpec {
+            max_instances,
+            ..Default::default()
+        });
+    }
+
+    /// Puts an Ec2Instance into the mocked API server and returns it as the controller would see it.
+    pub fn object(&self, name: &str, spec: Value, finalized: bool) -> Ec2Instance {
+        let finalizers = if finalized {
+            json!(["dataroom.dev/ec2-instance"])
+        } else {
+            Value::Null
+        };
+        let obj = json!({
+            "apiVersion": "dataroom.dev/v1alpha1",
+            "kind": "Ec2Instance",
+            "metadata": {
+                "name": name, "namespace": NS, "uid": uid(name), "generation": 1,
+                "resourceVersion": "1", "finalizers": finalizers,
+            },
+            "spec": spec,
+        });
+        let obj: Ec2Instance = serde_json::from_value(obj).unwrap();
+        self.store(&obj);
+        obj
+    }
+
+    pub fn store(&self, obj: &Ec2Instance) {
+        self.api.put(
+            &path(&obj.metadata.name.clone().unwrap()),
+            serde_json::to_value(obj).unwrap(),
+        );
+    }
+
+    /// The object as the mocked server now holds it.
+    pub fn fetch(&self, name: &str) -> Ec2Instance {
+        serde_json::from_value(self.api.get(&path(name)).expect("object stored")).unwrap()
+    }
+
+    /// Reconciles the stored object once, as the controller would.
+    pub async fn reconcile(
+        &self,
+        name: &str,
+    ) -> Result<kube::runtime::controller::Action, dataroom_operator::controller::Error> {
+        let obj = Arc::new(self.fetch(name));
+        dataroom_operator::controller::ec2instance::reconcile(obj, self.ctx.clone()).await
+    }
+
+    pub fn audit_lines(&self) -> Vec<Value> {
+        let text = std::fs::read_to_string(self.audit_dir.path().join("audit.jsonl")).unwrap();
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+pub fn uid(name: &str) -> String {
+    let mut hex: String = name.bytes().map(|b| format!("{b:02x}")).collect();
+    hex.truncate(12);
+    format!("00000000-0000-4000-8000-{hex:0>12}")
+}
+
+pub fn path(name: &str) -> String {
+    format!("/apis/dataroom.dev/v1alpha1/namespaces/{NS}/ec2instances/{name}")
+}
