@@ -54,18 +54,10 @@ pub struct RunArgs {
     #[arg(long, env = "DATAROOM_DEFAULT_SUBNET_ID")]
     pub default_subnet_id: Option<String>,
     /// Security groups (comma-separated) for Ec2Instances that do not name any.
-    #[arg(
-        long,
-        env = "DATAROOM_DEFAULT_SECURITY_GROUP_IDS",
-        value_delimiter = ','
-    )]
+    #[arg(long, env = "DATAROOM_DEFAULT_SECURITY_GROUP_IDS", value_delimiter = ',')]
     pub default_security_group_ids: Vec<String>,
     /// Audit log file (JSON Lines, append-only).
-    #[arg(
-        long,
-        env = "DATAROOM_AUDIT_LOG",
-        default_value = "/var/lib/dataroom-operator/audit.jsonl"
-    )]
+    #[arg(long, env = "DATAROOM_AUDIT_LOG", default_value = "/var/lib/dataroom-operator/audit.jsonl")]
     pub audit_log: PathBuf,
     /// Address of /healthz, /readyz and /metrics.
     #[arg(long, env = "DATAROOM_HTTP_ADDR", default_value = "0.0.0.0:8080")]
@@ -85,11 +77,7 @@ fn parse_image_id(s: &str) -> Result<String, String> {
     let ok = s
         .strip_prefix("ami-")
         .is_some_and(|h| (8..=17).contains(&h.len()) && h.bytes().all(|b| b.is_ascii_hexdigit()));
-    if ok {
-        Ok(s.to_string())
-    } else {
-        Err("expected an AMI id like ami-0123456789abcdef0".into())
-    }
+    if ok { Ok(s.to_string()) } else { Err("expected an AMI id like ami-0123456789abcdef0".into()) }
 }
 
 fn parse_seconds(s: &str) -> Result<Duration, String> {

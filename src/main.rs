@@ -14,9 +14,7 @@ async fn main() -> ExitCode {
             print!("{}", dataroom_operator::crd::crds_yaml());
             Ok(())
         }
-        Command::Audit {
-            command: AuditCommand::Verify { file },
-        } => return runner::verify(&file),
+        Command::Audit { command: AuditCommand::Verify { file } } => return runner::verify(&file),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

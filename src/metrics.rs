@@ -54,70 +54,35 @@ impl Default for Metrics {
             registry: Registry::default(),
         };
         let r = &mut registry;
-        r.register(
-            "reconciles",
-            "Reconciles started, by kind",
-            metrics.reconciles.clone(),
-        );
+        r.register("reconciles", "Reconciles started, by kind", metrics.reconciles.clone());
         r.register(
             "reconcile_failures",
             "Failed reconciles, by kind and error",
             metrics.reconcile_failures.clone(),
         );
-        r.register(
-            "reconcile_duration_seconds",
-            "Reconcile duration",
-            metrics.reconcile_duration.clone(),
-        );
-        r.register(
-            "cloud_calls",
-            "Cloud API calls, by operation and outcome",
-            metrics.cloud_calls.clone(),
-        );
+        r.register("reconcile_duration_seconds", "Reconcile duration", metrics.reconcile_duration.clone());
+        r.register("cloud_calls", "Cloud API calls, by operation and outcome", metrics.cloud_calls.clone());
         r.register(
             "budget_refusals",
             "Launches and starts refused, by limit",
             metrics.budget_refusals.clone(),
         );
-        r.register(
-            "budget_instances",
-            "Instances holding a budget slot",
-            metrics.budget_instances.clone(),
-        );
-        r.register(
-            "budget_max_instances",
-            "The maxInstances limit",
-            metrics.budget_max_instances.clone(),
-        );
-        r.register(
-            "budget_spend_today_usd",
-            "Spend so far in the UTC day",
-            metrics.budget_spend_usd.clone(),
-        );
-        r.register(
-            "budget_daily_cap_usd",
-            "The dailySpendUsd limit",
-            metrics.budget_cap_usd.clone(),
-        );
+        r.register("budget_instances", "Instances holding a budget slot", metrics.budget_instances.clone());
+        r.register("budget_max_instances", "The maxInstances limit", metrics.budget_max_instances.clone());
+        r.register("budget_spend_today_usd", "Spend so far in the UTC day", metrics.budget_spend_usd.clone());
+        r.register("budget_daily_cap_usd", "The dailySpendUsd limit", metrics.budget_cap_usd.clone());
         r.register(
             "managed_instances",
             "Managed instances seen by the last poll",
             metrics.managed_instances.clone(),
         );
-        r.register(
-            "poll_duration_seconds",
-            "Duration of a full EC2 sweep",
-            metrics.poll_duration.clone(),
-        );
+        r.register("poll_duration_seconds", "Duration of a full EC2 sweep", metrics.poll_duration.clone());
         r.register(
             "audit_write_failures",
             "Audit records that could not be written",
             metrics.audit_write_failures.clone(),
         );
-        Self {
-            registry,
-            ..metrics
-        }
+        Self { registry, ..metrics }
     }
 }
 
@@ -131,23 +96,14 @@ pub struct ReconcileTimer<'a> {
 impl Drop for ReconcileTimer<'_> {
     fn drop(&mut self) {
         let labels = vec![("kind", self.kind.to_string())];
-        self.metrics
-            .reconcile_duration
-            .get_or_create(&labels)
-            .observe(self.started.elapsed().as_secs_f64());
+        self.metrics.reconcile_duration.get_or_create(&labels).observe(self.started.elapsed().as_secs_f64());
     }
 }
 
 impl Metrics {
     pub fn reconcile_started(&self, kind: &'static str) -> ReconcileTimer<'_> {
-        self.reconciles
-            .get_or_create(&vec![("kind", kind.to_string())])
-            .inc();
-        ReconcileTimer {
-            metrics: self,
-            kind,
-            started: Instant::now(),
-        }
+        self.reconciles.get_or_create(&vec![("kind", kind.to_string())]).inc();
+        ReconcileTimer { metrics: self, kind, started: Instant::now() }
     }
 
     pub fn reconcile_failed(&self, kind: &str, error: &str) {
@@ -156,10 +112,7 @@ impl Metrics {
     }
 
     pub fn cloud_call(&self, operation: &str, outcome: &str) {
-        let labels = vec![
-            ("operation", operation.to_string()),
-            ("outcome", outcome.to_string()),
-        ];
+        let labels = vec![("operation", operation.to_string()), ("outcome", outcome.to_string())];
         self.cloud_calls.get_or_create(&labels).inc();
     }
 
@@ -182,10 +135,7 @@ impl Metrics {
         ["ok", "error"]
             .iter()
             .map(|o| {
-                let labels = vec![
-                    ("operation", operation.to_string()),
-                    ("outcome", o.to_string()),
-                ];
+                let labels = vec![("operation", operation.to_string()), ("outcome", o.to_string())];
                 self.cloud_calls.get_or_create(&labels).get()
             })
             .sum()

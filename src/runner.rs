@@ -21,19 +21,14 @@ use crate::{clock, crd};
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let prices = load_prices(args.price_table.as_deref())?;
-    let client = kube::Client::try_default()
-        .await
-        .context("connecting to Kubernetes")?;
+    let client = kube::Client::try_default().await.context("connecting to Kubernetes")?;
     let audit = AuditLog::open(&args.audit_log)?;
     let metrics = Arc::new(Metrics::default());
     let aws = AwsCloud::new(&args.region, args.endpoint_url.as_deref()).await;
     let cloud = Arc::new(Metered::new(Arc::new(aws), metrics.clone()));
     let clock = clock::system();
     let gate = Arc::new(Gate::new(prices, &args.region, clock.clone()));
-    let reporter = Reporter {
-        controller: crd::MANAGER.into(),
-        instance: std::env::var("POD_NAME").ok(),
-    };
+    let reporter = Reporter { controller: crd::MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
     let settings = Settings {
         region: args.region,
         default_image_id: args.default_image_id,
@@ -43,24 +38,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         namespace: args.namespace,
     };
     let recorder = Recorder::new(client.clone(), reporter);
-    let ctx = Context::new(
-        client,
-        cloud,
-        gate,
-        audit,
-        recorder,
-        metrics.clone(),
-        settings,
-        clock,
-    );
+    let ctx = Context::new(client, cloud, gate, audit, recorder, metrics.clone(), settings, clock);
     let ready = Arc::new(AtomicBool::new(false));
-    let (server, bound) = admin::serve(
-        args.http_addr,
-        HealthState {
-            ready: ready.clone(),
-            metrics,
-        },
-    )?;
+    let (server, bound) = admin::serve(args.http_addr, HealthState { ready: ready.clone(), metrics })?;
     tracing::info!(%bound, "serving /healthz, /readyz and /metrics");
     let server_handle = server.handle();
     tokio::spawn(server);
@@ -74,13 +54,9 @@ pub fn load_prices(overrides: Option<&Path>) -> anyhow::Result<PriceTable> {
     let Some(path) = overrides else {
         return Ok(table);
     };
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let extra: PriceTable = serde_yaml::from_str(&text).with_context(|| {
-        format!(
-            "{}: expected {{region: {{instance-type: usd-per-hour}}}}",
-            path.display()
-        )
+        format!("{}: expected {{region: {{instance-type: usd-per-hour}}}}", path.display())
     })?;
     Ok(table.with_overrides(extra))
 }
@@ -105,11 +81,7 @@ pub fn verify(file: &Path) -> ExitCode {
         println!("intact: {} records, {head}", report.records);
         ExitCode::SUCCESS
     } else {
-        println!(
-            "NOT intact: {} problem(s) in {} records, {head}",
-            report.problems.len(),
-            report.records
-        );
+        println!("NOT intact: {} problem(s) in {} records, {head}", report.problems.len(), report.records);
         ExitCode::FAILURE
     }
 }

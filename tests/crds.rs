@@ -6,11 +6,8 @@ use serde_json::{Value, json};
 
 #[test]
 fn committed_crds_are_current() {
-    let committed = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/crds/dataroom.dev.yaml"
-    ))
-    .unwrap();
+    let committed =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/dataroom.dev.yaml")).unwrap();
     assert!(
         committed == crds_yaml(),
         "crds/dataroom.dev.yaml is stale: run `cargo run -- crdgen > crds/dataroom.dev.yaml`"
@@ -32,12 +29,7 @@ fn ec2instance_schema_has_defaults_enums_patterns_and_bounds() {
     assert_eq!(p["deletionPolicy"]["enum"], json!(["Delete", "Retain"]));
     assert_eq!(p["imageId"]["pattern"], "^ami-[0-9a-f]{8,17}$");
     assert_eq!(p["rootVolumeGiB"]["minimum"], 1.0);
-    assert!(
-        p["instanceType"]["description"]
-            .as_str()
-            .unwrap()
-            .contains("maxInstanceType")
-    );
+    assert!(p["instanceType"]["description"].as_str().unwrap().contains("maxInstanceType"));
     let crd = serde_json::to_value(Ec2Instance::crd()).unwrap();
     assert_eq!(crd["spec"]["names"]["shortNames"], json!(["ec2"]));
     let version = &crd["spec"]["versions"][0];
@@ -55,34 +47,15 @@ fn ec2instance_schema_has_defaults_enums_patterns_and_bounds() {
 fn an_empty_spec_takes_the_documented_defaults() {
     let spec: Ec2InstanceSpec = serde_json::from_value(json!({})).unwrap();
     assert_eq!(spec.instance_type, "t3.micro");
-    assert_eq!(
-        spec.power_state,
-        dataroom_operator::crd::PowerState::Running
-    );
-    assert_eq!(
-        spec.deletion_policy,
-        dataroom_operator::crd::DeletionPolicy::Delete
-    );
+    assert_eq!(spec.power_state, dataroom_operator::crd::PowerState::Running);
+    assert_eq!(spec.deletion_policy, dataroom_operator::crd::DeletionPolicy::Delete);
     let budget: dataroom_operator::crd::Ec2BudgetSpec = serde_json::from_value(json!({})).unwrap();
     assert_eq!(
-        (
-            budget.max_instances,
-            budget.daily_spend_usd,
-            budget.max_instance_type.as_str()
-        ),
+        (budget.max_instances, budget.daily_spend_usd, budget.max_instance_type.as_str()),
         (5, 10.0, "t3.medium")
     );
-    assert_eq!(
-        (
-            budget.default_idle_timeout_minutes,
-            budget.max_launches_per_day
-        ),
-        (30, None)
-    );
+    assert_eq!((budget.default_idle_timeout_minutes, budget.max_launches_per_day), (30, None));
     let crd = serde_json::to_value(Ec2Budget::crd()).unwrap();
     assert_eq!(crd["spec"]["scope"], "Cluster");
-    assert_eq!(
-        spec_schema::<Ec2Budget>()["properties"]["maxInstances"]["default"],
-        5
-    );
+    assert_eq!(spec_schema::<Ec2Budget>()["properties"]["maxInstances"]["default"], 5);
 }

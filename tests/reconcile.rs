@@ -7,7 +7,7 @@ use dataroom_operator::cloud::fake::Fault;
 use dataroom_operator::cloud::{Cloud, LaunchRequest, TAG_MANAGED_BY};
 use dataroom_operator::crd::Ec2Instance;
 use serde_json::json;
-use support::{Fixture, NS, path, uid};
+use support::{Fixture, NS, path, sweep, uid};
 
 const EVENTS: &str = "POST /apis/events.k8s.io/v1/namespaces/team-a/events";
 
@@ -16,32 +16,17 @@ fn status_path(name: &str) -> String {
 }
 
 fn condition(obj: &Ec2Instance, type_: &str) -> (String, String, String) {
-    let c = obj
-        .status
-        .as_ref()
-        .unwrap()
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_)
-        .unwrap();
+    let c = obj.status.as_ref().unwrap().conditions.iter().find(|c| c.type_ == type_).unwrap();
     (c.status.clone(), c.reason.clone(), c.message.clone())
-}
-
-/// Refreshes the controller's view from EC2, as the poller does.
-fn sweep(f: &Fixture) {
-    f.ctx.cache.replace(f.fake.instances());
 }
 
 async fn running(f: &Fixture, name: &str) -> Ec2Instance {
     f.object(name, json!({}), true);
     f.reconcile(name).await.unwrap();
-    sweep(f);
+    sweep(f).await;
     f.reconcile(name).await.unwrap();
     let obj = f.fetch(name);
-    assert_eq!(
-        obj.status.as_ref().unwrap().state.as_deref(),
-        Some("running")
-    );
+    assert_eq!(obj.status.as_ref().unwrap().state.as_deref(), Some("running"));
     f.api.clear();
     obj
 }
@@ -49,11 +34,7 @@ async fn running(f: &Fixture, name: &str) -> Ec2Instance {
 #[tokio::test]
 async fn create_adds_the_finalizer_then_launches_under_the_launch_policy() {
     let f = Fixture::new();
-    f.object(
-        "web",
-        json!({ "instanceType": "t3.small", "tags": { "team": "a" } }),
-        false,
-    );
+    f.object("web", json!({ "instanceType": "t3.small", "tags": { "team": "a" } }), false);
 
     f.reconcile("web").await.unwrap();
     let requests = f.api.requests();
@@ -62,11 +43,7 @@ async fn create_adds_the_finalizer_then_launches_under_the_launch_policy() {
         requests[0].body[1],
         json!({ "op": "add", "path": "/metadata/finalizers", "value": ["dataroom.dev/ec2-instance"] })
     );
-    assert_eq!(
-        f.fake.calls("RunInstances"),
-        0,
-        "nothing is created before the finalizer is in place"
-    );
+    assert_eq!(f.fake.calls("RunInstances"), 0, "nothing is created before the finalizer is in place");
 
     f.api.clear();
     f.reconcile("web").await.unwrap();
@@ -74,10 +51,7 @@ async fn create_adds_the_finalizer_then_launches_under_the_launch_policy() {
     let requests = f.api.requests();
     assert_eq!(requests[0].body["reason"], "Launched");
     assert_eq!(requests[0].body["regarding"]["name"], "web");
-    assert_eq!(
-        requests[1].query,
-        "&force=true&fieldManager=dataroom-operator"
-    );
+    assert_eq!(requests[1].query, "&force=true&fieldManager=dataroom-operator");
 
     let instances = f.fake.instances();
     assert_eq!(instances.len(), 1);
@@ -92,31 +66,19 @@ async fn create_adds_the_finalizer_then_launches_under_the_launch_policy() {
     assert_eq!(instance.instance_type, "t3.small");
     let key_name = format!("dataroom-{owner}");
     assert_eq!(instance.key_name.as_deref(), Some(key_name.as_str()));
-    assert_eq!(
-        f.fake.secret_names(),
-        vec![format!("dataroom-operator/ssh/{key_name}")]
-    );
+    assert_eq!(f.fake.secret_names(), vec![format!("dataroom-operator/ssh/{key_name}")]);
 
     let status = &requests[1].body["status"];
     assert_eq!(status["instanceId"], json!(instance.id));
     assert_eq!(status["state"], "pending");
     assert_eq!(status["keyPairName"], json!(key_name));
-    assert_eq!(
-        status["sshKeySecret"],
-        json!(format!("dataroom-operator/ssh/{key_name}"))
-    );
+    assert_eq!(status["sshKeySecret"], json!(format!("dataroom-operator/ssh/{key_name}")));
     assert_eq!(status["hourlyPriceUsd"], 0.0208);
-    let text = requests
-        .iter()
-        .map(|r| r.body.to_string())
-        .collect::<String>();
-    assert!(
-        !text.contains("PRIVATE KEY"),
-        "no private key in any request"
-    );
+    let text = requests.iter().map(|r| r.body.to_string()).collect::<String>();
+    assert!(!text.contains("PRIVATE KEY"), "no private key in any request");
 
     // The poller sees it running: status follows, Ready turns true.
-    sweep(&f);
+    sweep(&f).await;
     f.api.clear();
     f.reconcile("web").await.unwrap();
     assert_eq!(f.api.lines(), vec![status_path("web")]);
@@ -162,20 +124,13 @@ async fn an_instance_launched_before_a_crash_is_adopted_not_duplicated() {
     let before = f.fake.run_instance(&request).await.unwrap();
 
     f.reconcile("web").await.unwrap();
-    assert_eq!(
-        f.fake.calls("RunInstances"),
-        1,
-        "only the launch from before the crash"
-    );
+    assert_eq!(f.fake.calls("RunInstances"), 1, "only the launch from before the crash");
     assert_eq!(f.fake.live_instances().len(), 1);
     let obj = f.fetch("web");
     assert_eq!(obj.status.unwrap().instance_id, Some(before.id.clone()));
     assert_eq!(f.api.requests()[0].body["reason"], "Adopted");
     assert_eq!(f.audit_lines()[0]["action"], "adopt");
-    assert!(
-        f.ctx.gate.holds(&uid("web")),
-        "an adopted billed instance counts against the budget"
-    );
+    assert!(f.ctx.gate.holds(&uid("web")), "an adopted billed instance counts against the budget");
 }
 
 #[tokio::test]
@@ -188,51 +143,31 @@ async fn power_state_is_converged_both_ways() {
     f.store(&obj);
     f.reconcile("web").await.unwrap();
     assert_eq!(f.fake.calls("StopInstances"), 1);
-    assert_eq!(
-        f.fetch("web").status.unwrap().state.as_deref(),
-        Some("stopping")
-    );
-    sweep(&f);
+    assert_eq!(f.fetch("web").status.unwrap().state.as_deref(), Some("stopping"));
+    sweep(&f).await;
     f.reconcile("web").await.unwrap();
     let stopped = f.fetch("web");
-    assert_eq!(
-        stopped.status.as_ref().unwrap().state.as_deref(),
-        Some("stopped")
-    );
+    assert_eq!(stopped.status.as_ref().unwrap().state.as_deref(), Some("stopped"));
     assert_eq!(
         condition(&stopped, "Ready"),
-        (
-            "True".into(),
-            "Stopped".into(),
-            "the instance is stopped".into()
-        )
+        ("True".into(), "Stopped".into(), "the instance is stopped".into())
     );
-    assert!(
-        !f.ctx.gate.holds(&uid("web")),
-        "a stopped instance frees its budget slot"
-    );
+    assert!(!f.ctx.gate.holds(&uid("web")), "a stopped instance frees its budget slot");
 
     let mut obj = f.fetch("web");
     obj.spec.power_state = dataroom_operator::crd::PowerState::Running;
     f.store(&obj);
     f.reconcile("web").await.unwrap();
     assert_eq!(f.fake.calls("StartInstances"), 1);
-    assert!(
-        f.ctx.gate.holds(&uid("web")),
-        "a start goes through the budget gate"
-    );
-    sweep(&f);
+    assert!(f.ctx.gate.holds(&uid("web")), "a start goes through the budget gate");
+    sweep(&f).await;
     f.reconcile("web").await.unwrap();
     let status = f.fetch("web").status.unwrap();
     assert_eq!(
         (status.state.as_deref(), status.instance_id.as_deref()),
         (Some("running"), Some(id.as_str()))
     );
-    let actions: Vec<_> = f
-        .audit_lines()
-        .iter()
-        .map(|r| r["action"].as_str().unwrap().to_string())
-        .collect();
+    let actions: Vec<_> = f.audit_lines().iter().map(|r| r["action"].as_str().unwrap().to_string()).collect();
     assert_eq!(actions, ["launch", "stop", "start"]);
 }
 
@@ -242,26 +177,20 @@ async fn an_instance_terminated_out_of_band_is_replaced_through_the_gate() {
     let obj = running(&f, "web").await;
     let old = obj.status.unwrap().instance_id.unwrap();
     f.fake.terminate_instance(&old).await.unwrap();
-    sweep(&f);
+    sweep(&f).await;
     f.reconcile("web").await.unwrap();
     let new = f.fetch("web").status.unwrap().instance_id.unwrap();
     assert_ne!(new, old);
     assert_eq!(f.fake.live_instances().len(), 1);
-    let launch = f
-        .audit_lines()
-        .into_iter()
-        .filter(|r| r["action"] == "launch")
-        .last()
-        .unwrap();
+    let launch = f.audit_lines().into_iter().filter(|r| r["action"] == "launch").last().unwrap();
     assert_eq!(launch["params"]["replaces"], json!(old));
 }
 
 async fn delete(f: &Fixture, name: &str, policy: &str) {
     let mut obj = f.fetch(name);
     obj.spec.deletion_policy = serde_json::from_value(json!(policy)).unwrap();
-    obj.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-        jiff::Timestamp::now(),
-    ));
+    obj.metadata.deletion_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now()));
     f.store(&obj);
     f.api.clear();
     f.reconcile(name).await.unwrap();
@@ -275,19 +204,13 @@ async fn deletion_terminates_and_removes_key_pair_and_secret() {
     assert!(f.fake.live_instances().is_empty());
     assert!(f.fake.secret_names().is_empty());
     assert!(f.fake.describe_key_pairs(&[]).await.unwrap().is_empty());
-    assert_eq!(
-        f.api.lines(),
-        vec![EVENTS.to_string(), format!("PATCH {}", path("web"))]
-    );
+    assert_eq!(f.api.lines(), vec![EVENTS.to_string(), format!("PATCH {}", path("web"))]);
     let remove = &f.api.requests()[1].body;
     assert_eq!(
         remove[0],
         json!({ "op": "test", "path": "/metadata/finalizers/0", "value": "dataroom.dev/ec2-instance" })
     );
-    assert_eq!(
-        remove[1],
-        json!({ "op": "remove", "path": "/metadata/finalizers/0" })
-    );
+    assert_eq!(remove[1], json!({ "op": "remove", "path": "/metadata/finalizers/0" }));
     assert!(!f.ctx.gate.holds(&uid("web")));
     assert_eq!(f.audit_lines().last().unwrap()["action"], "terminate");
 }
@@ -299,20 +222,10 @@ async fn deletion_with_retain_keeps_instance_key_and_secret() {
     delete(&f, "web", "Retain").await;
     let kept = f.fake.live_instances();
     assert_eq!(kept.len(), 1);
-    assert_eq!(
-        kept[0].tag(TAG_MANAGED_BY),
-        None,
-        "no longer managed, so never collected"
-    );
+    assert_eq!(kept[0].tag(TAG_MANAGED_BY), None, "no longer managed, so never collected");
     assert_eq!(f.fake.secret_names().len(), 1);
     assert_eq!(f.fake.describe_key_pairs(&[]).await.unwrap().len(), 1);
-    assert!(
-        f.fetch("web")
-            .metadata
-            .finalizers
-            .unwrap_or_default()
-            .is_empty()
-    );
+    assert!(f.fetch("web").metadata.finalizers.unwrap_or_default().is_empty());
     assert_eq!(f.audit_lines().last().unwrap()["action"], "retain");
 }
 
@@ -320,18 +233,9 @@ async fn deletion_with_retain_keeps_instance_key_and_secret() {
 async fn an_instance_already_gone_never_blocks_deletion() {
     let f = Fixture::new();
     let obj = running(&f, "web").await;
-    f.fake
-        .terminate_instance(&obj.status.unwrap().instance_id.unwrap())
-        .await
-        .unwrap();
+    f.fake.terminate_instance(&obj.status.unwrap().instance_id.unwrap()).await.unwrap();
     delete(&f, "web", "Delete").await;
-    assert!(
-        f.fetch("web")
-            .metadata
-            .finalizers
-            .unwrap_or_default()
-            .is_empty()
-    );
+    assert!(f.fetch("web").metadata.finalizers.unwrap_or_default().is_empty());
 }
 
 #[tokio::test]
@@ -344,32 +248,19 @@ async fn a_budget_refusal_is_explained_once_and_retried_when_headroom_returns() 
     assert_eq!(f.fake.live_instances().len(), 1);
     let b = f.fetch("b");
     let (allowed, reason, message) = condition(&b, "BudgetAllowed");
-    assert_eq!(
-        (allowed.as_str(), reason.as_str()),
-        ("False", "MaxInstancesReached")
-    );
-    assert_eq!(
-        message,
-        "maxInstances: 1 of 1 instances are pending or running"
-    );
+    assert_eq!((allowed.as_str(), reason.as_str()), ("False", "MaxInstancesReached"));
+    assert_eq!(message, "maxInstances: 1 of 1 instances are pending or running");
     assert_eq!(f.api.requests()[0].body["reason"], "BudgetExceeded");
     assert!(f.ctx.blocked.lock().unwrap().iter().any(|o| o.name == "b"));
     f.reconcile("b").await.unwrap();
-    let refusals = f
-        .audit_lines()
-        .iter()
-        .filter(|r| r["outcome"] == "refused")
-        .count();
-    assert_eq!(
-        refusals, 1,
-        "the same refusal is audited once, not on every retry"
-    );
+    let refusals = f.audit_lines().iter().filter(|r| r["outcome"] == "refused").count();
+    assert_eq!(refusals, 1, "the same refusal is audited once, not on every retry");
 
     let mut a = f.fetch("a");
     a.spec.power_state = dataroom_operator::crd::PowerState::Stopped;
     f.store(&a);
     f.reconcile("a").await.unwrap();
-    sweep(&f);
+    sweep(&f).await;
     f.reconcile("a").await.unwrap();
     f.reconcile("b").await.unwrap();
     let b = f.fetch("b");
@@ -384,14 +275,8 @@ async fn an_unaffordable_type_is_refused_before_any_ec2_call() {
     f.object("big", json!({ "instanceType": "m5.2xlarge" }), true);
     f.reconcile("big").await.unwrap();
     let (allowed, reason, message) = condition(&f.fetch("big"), "BudgetAllowed");
-    assert_eq!(
-        (allowed.as_str(), reason.as_str()),
-        ("False", "InstanceTypeNotAllowed")
-    );
-    assert!(
-        message.contains("m5.2xlarge") && message.contains("t3.medium"),
-        "{message}"
-    );
+    assert_eq!((allowed.as_str(), reason.as_str()), ("False", "InstanceTypeNotAllowed"));
+    assert!(message.contains("m5.2xlarge") && message.contains("t3.medium"), "{message}");
     assert_eq!(f.fake.calls("RunInstances"), 0);
 }
 
@@ -399,29 +284,18 @@ async fn an_unaffordable_type_is_refused_before_any_ec2_call() {
 async fn failures_show_in_synced_and_release_the_reservation() {
     let f = Fixture::new();
     f.object("web", json!({}), true);
-    f.fake
-        .inject(Some("RunInstances"), Fault::InsufficientCapacity, 1);
+    f.fake.inject(Some("RunInstances"), Fault::InsufficientCapacity, 1);
     let err = f.reconcile("web").await.unwrap_err();
     assert_eq!(err.label(), "CloudRetryable");
     let (synced, reason, message) = condition(&f.fetch("web"), "Synced");
-    assert_eq!(
-        (synced.as_str(), reason.as_str()),
-        ("False", "CloudRetryable")
-    );
+    assert_eq!((synced.as_str(), reason.as_str()), ("False", "CloudRetryable"));
     assert!(message.contains("InsufficientInstanceCapacity"));
-    assert!(
-        !f.ctx.gate.holds(&uid("web")),
-        "a failed launch gives its slot back"
-    );
+    assert!(!f.ctx.gate.holds(&uid("web")), "a failed launch gives its slot back");
     f.reconcile("web").await.unwrap();
     assert_eq!(f.fake.live_instances().len(), 1);
     assert_eq!(condition(&f.fetch("web"), "Synced").0, "True");
 
-    f.object(
-        "bad",
-        json!({ "tags": { "dataroom.dev/owner-uid": "spoof" } }),
-        true,
-    );
+    f.object("bad", json!({ "tags": { "dataroom.dev/owner-uid": "spoof" } }), true);
     f.reconcile("bad").await.unwrap();
     let (synced, reason, _) = condition(&f.fetch("bad"), "Synced");
     assert_eq!((synced.as_str(), reason.as_str()), ("False", "InvalidSpec"));

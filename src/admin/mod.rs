@@ -22,9 +22,7 @@ async fn healthz() -> impl Responder {
 #[get("/readyz")]
 async fn readyz(state: web::Data<HealthState>) -> impl Responder {
     if state.ready.load(Ordering::SeqCst) {
-        HttpResponse::Ok()
-            .content_type("text/plain")
-            .body("ready\n")
+        HttpResponse::Ok().content_type("text/plain").body("ready\n")
     } else {
         HttpResponse::ServiceUnavailable()
             .content_type("text/plain")
@@ -44,10 +42,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// Binds `addr` and returns the running server (await it, or spawn it) and the bound address.
-pub fn serve(
-    addr: SocketAddr,
-    state: HealthState,
-) -> std::io::Result<(actix_web::dev::Server, SocketAddr)> {
+pub fn serve(addr: SocketAddr, state: HealthState) -> std::io::Result<(actix_web::dev::Server, SocketAddr)> {
     let state = web::Data::new(state);
     let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(configure))
         .workers(1)

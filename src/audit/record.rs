@@ -82,14 +82,11 @@ impl Record {
     /// Parses one line and checks that its hash matches its bytes.
     /// `Err` says why the line is not a well-formed record; `Ok((record, intact))`.
     pub fn open(line: &str) -> Result<(Record, bool), String> {
-        let at = line
-            .rfind(HASH_FIELD)
-            .ok_or("no hash field at the end of the line")?;
+        let at = line.rfind(HASH_FIELD).ok_or("no hash field at the end of the line")?;
         let claimed = line[at + HASH_FIELD.len()..]
             .strip_suffix("\"}")
             .ok_or("the line does not end with the hash field")?;
-        let mut record: Record =
-            serde_json::from_str(line).map_err(|e| format!("not a JSON record: {e}"))?;
+        let mut record: Record = serde_json::from_str(line).map_err(|e| format!("not a JSON record: {e}"))?;
         let body = format!("{}}}", &line[..at]);
         let actual = digest(&body);
         record.hash = claimed.to_string();
@@ -103,13 +100,7 @@ fn digest(body: &str) -> String {
 
 /// Replaces the values of keys that look like secrets.
 pub fn redact(value: &mut serde_json::Value) {
-    const SUSPECT: &[&str] = &[
-        "private",
-        "secret_value",
-        "password",
-        "token",
-        "key_material",
-    ];
+    const SUSPECT: &[&str] = &["private", "secret_value", "password", "token", "key_material"];
     match value {
         serde_json::Value::Object(map) => {
             for (key, v) in map.iter_mut() {

@@ -46,51 +46,32 @@ pub fn verify_lines(lines: &[String]) -> Report {
     let mut expected_prev = GENESIS.to_string();
     for (index, raw) in lines.iter().enumerate() {
         let line = index + 1;
-        let mut problem =
-            |seq, message: String| report.problems.push(Problem { line, seq, message });
+        let mut problem = |seq, message: String| report.problems.push(Problem { line, seq, message });
         let Some(text) = raw.strip_suffix('\n') else {
-            problem(
-                None,
-                "the last line is incomplete: the log was truncated mid-record".into(),
-            );
+            problem(None, "the last line is incomplete: the log was truncated mid-record".into());
             break;
         };
         let (record, intact) = match Record::open(text) {
             Ok(opened) => opened,
             Err(why) => {
-                problem(
-                    None,
-                    format!("not a well-formed record ({why}): inserted or damaged"),
-                );
+                problem(None, format!("not a well-formed record ({why}): inserted or damaged"));
                 continue;
             }
         };
         let seq = Some(record.seq);
         if !intact {
-            problem(
-                seq,
-                format!(
-                    "record {} was edited: its hash does not match its contents",
-                    record.seq
-                ),
-            );
+            problem(seq, format!("record {} was edited: its hash does not match its contents", record.seq));
         }
         if record.seq < expected_seq {
             problem(
                 seq,
-                format!(
-                    "record {} is out of order or repeated (expected {expected_seq})",
-                    record.seq
-                ),
+                format!("record {} is out of order or repeated (expected {expected_seq})", record.seq),
             );
         } else if record.seq > expected_seq {
             let missing = record.seq - expected_seq;
             problem(
                 seq,
-                format!(
-                    "{missing} record(s) missing before record {} (expected {expected_seq})",
-                    record.seq
-                ),
+                format!("{missing} record(s) missing before record {} (expected {expected_seq})", record.seq),
             );
         } else if record.prev != expected_prev {
             problem(

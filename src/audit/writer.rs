@@ -11,13 +11,8 @@ use super::{Entry, GENESIS, Record};
 #[derive(Debug, Error)]
 pub enum AuditError {
     #[error("audit log {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error(
-        "audit log {path}: the last record is damaged ({why}); run `dataroom-operator audit verify`"
-    )]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("audit log {path}: the last record is damaged ({why}); run `dataroom-operator audit verify`")]
     DamagedHead { path: PathBuf, why: String },
 }
 
@@ -39,19 +34,11 @@ impl AuditLog {
     /// Opens (or creates) the log and finds its head. A torn last line (a crash mid-write, never
     /// acknowledged) is cut off; a last record that does not hash correctly stops the start.
     pub fn open(path: &Path) -> Result<Self, AuditError> {
-        let io = |source| AuditError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
+        let io = |source| AuditError::Io { path: path.to_path_buf(), source };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(path)
-            .map_err(io)?;
+        let mut file = OpenOptions::new().read(true).append(true).create(true).open(path).map_err(io)?;
         let (complete_len, last) = last_line(&mut file).map_err(io)?;
         if complete_len < file.metadata().map_err(io)?.len() {
             tracing::warn!(path = %path.display(), "audit log ends in a torn record; cutting it off");
@@ -63,37 +50,22 @@ impl AuditLog {
                 Ok((record, true)) => (record.seq, record.hash),
                 Ok((_, false)) => {
                     let why = "its hash does not match its contents".to_string();
-                    return Err(AuditError::DamagedHead {
-                        path: path.to_path_buf(),
-                        why,
-                    });
+                    return Err(AuditError::DamagedHead { path: path.to_path_buf(), why });
                 }
                 Err(why) => {
-                    return Err(AuditError::DamagedHead {
-                        path: path.to_path_buf(),
-                        why,
-                    });
+                    return Err(AuditError::DamagedHead { path: path.to_path_buf(), why });
                 }
             },
         };
-        let writer = Writer {
-            path: path.to_path_buf(),
-            file,
-            seq,
-            head,
-        };
-        Ok(Self {
-            inner: Arc::new(Mutex::new(writer)),
-        })
+        let writer = Writer { path: path.to_path_buf(), file, seq, head };
+        Ok(Self { inner: Arc::new(Mutex::new(writer)) })
     }
 
     /// Appends one record and waits until it is on disk.
     pub async fn append(&self, entry: Entry) -> Result<Record, AuditError> {
         let inner = self.inner.clone();
         let append = move || inner.lock().unwrap().append(entry);
-        tokio::task::spawn_blocking(append)
-            .await
-            .expect("audit append does not panic")
+        tokio::task::spawn_blocking(append).await.expect("audit append does not panic")
     }
 
     /// Sequence number and hash of the last record.
@@ -125,10 +97,7 @@ impl Writer {
         };
         let mut line = record.seal();
         line.push('\n');
-        let io = |source| AuditError::Io {
-            path: self.path.clone(),
-            source,
-        };
+        let io = |source| AuditError::Io { path: self.path.clone(), source };
         self.file.write_all(line.as_bytes()).map_err(io)?;
         self.file.sync_data().map_err(io)?;
         self.seq = record.seq;
@@ -160,10 +129,7 @@ fn last_line(file: &mut File) -> std::io::Result<(u64, Option<String>)> {
                 return Ok((complete_len, Some(line)));
             }
             None if start == 0 => {
-                return Ok((
-                    complete_len,
-                    Some(String::from_utf8_lossy(&tail[..end]).into_owned()),
-                ));
+                return Ok((complete_len, Some(String::from_utf8_lossy(&tail[..end]).into_owned())));
             }
             None => window *= 4,
         }

@@ -40,28 +40,11 @@ pub enum Purpose {
 /// Why a reservation was refused; the message names the limit and the numbers.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Refusal {
-    UnpricedType {
-        instance_type: String,
-    },
-    TypeAboveMax {
-        instance_type: String,
-        hourly: f64,
-        max_type: String,
-        max_hourly: f64,
-    },
-    MaxInstances {
-        current: u32,
-        max: u32,
-    },
-    MaxLaunches {
-        launches: u32,
-        max: u32,
-    },
-    DailySpend {
-        projected: f64,
-        cost: f64,
-        cap: f64,
-    },
+    UnpricedType { instance_type: String },
+    TypeAboveMax { instance_type: String, hourly: f64, max_type: String, max_hourly: f64 },
+    MaxInstances { current: u32, max: u32 },
+    MaxLaunches { launches: u32, max: u32 },
+    DailySpend { projected: f64, cost: f64, cap: f64 },
 }
 
 impl Refusal {
@@ -83,32 +66,17 @@ impl fmt::Display for Refusal {
                 f,
                 "maxInstanceType: {instance_type} has no price in the price table, so its cost cannot be bounded"
             ),
-            Self::TypeAboveMax {
-                instance_type,
-                hourly,
-                max_type,
-                max_hourly,
-            } => write!(
+            Self::TypeAboveMax { instance_type, hourly, max_type, max_hourly } => write!(
                 f,
                 "maxInstanceType: {instance_type} costs ${hourly}/h, more than {max_type} (${max_hourly}/h)"
             ),
             Self::MaxInstances { current, max } => {
-                write!(
-                    f,
-                    "maxInstances: {current} of {max} instances are pending or running"
-                )
+                write!(f, "maxInstances: {current} of {max} instances are pending or running")
             }
             Self::MaxLaunches { launches, max } => {
-                write!(
-                    f,
-                    "maxLaunchesPerDay: {launches} of {max} launches used today (UTC)"
-                )
+                write!(f, "maxLaunchesPerDay: {launches} of {max} launches used today (UTC)")
             }
-            Self::DailySpend {
-                projected,
-                cost,
-                cap,
-            } => write!(
+            Self::DailySpend { projected, cost, cap } => write!(
                 f,
                 "dailySpendUsd: ${projected:.4} committed today plus ${cost:.4} for this instance until midnight UTC exceeds the ${cap:.2} cap"
             ),
@@ -127,9 +95,7 @@ pub struct Ledger {
 /// Start of the UTC day containing `t`.
 pub fn day_start(t: Timestamp) -> Timestamp {
     let day = t.to_zoned(TimeZone::UTC).date();
-    day.to_zoned(TimeZone::UTC)
-        .expect("midnight UTC exists")
-        .timestamp()
+    day.to_zoned(TimeZone::UTC).expect("midnight UTC exists").timestamp()
 }
 
 fn hours_between(from: Timestamp, to: Timestamp) -> f64 {
@@ -138,21 +104,13 @@ fn hours_between(from: Timestamp, to: Timestamp) -> f64 {
 
 impl Ledger {
     pub fn new(now: Timestamp) -> Self {
-        Self {
-            window_start: day_start(now),
-            settled_usd: 0.0,
-            launches: 0,
-            slots: BTreeMap::new(),
-        }
+        Self { window_start: day_start(now), settled_usd: 0.0, launches: 0, slots: BTreeMap::new() }
     }
 
     /// Resumes the day's settled spend and launch count from a persisted status of the same day.
     pub fn resume(&mut self, status: &Ec2BudgetStatus, now: Timestamp) {
         self.roll(now);
-        let persisted = status
-            .window_start
-            .as_deref()
-            .and_then(|s| s.parse::<Timestamp>().ok());
+        let persisted = status.window_start.as_deref().and_then(|s| s.parse::<Timestamp>().ok());
         if persisted == Some(self.window_start) {
             self.settled_usd = self.settled_usd.max(status.settled_spend_usd);
             self.launches = self.launches.max(status.launches_today);
@@ -204,26 +162,13 @@ impl Ledger {
     }
 
     /// Reserves a slot for `uid` if every limit allows it. Holding a slot already is success.
-    pub fn reserve(
-        &mut self,
-        ask: &Ask,
-        limits: &Ec2BudgetSpec,
-        now: Timestamp,
-    ) -> Result<(), Refusal> {
-        let Ask {
-            uid,
-            instance_type,
-            hourly,
-            max_hourly,
-            purpose,
-        } = *ask;
+    pub fn reserve(&mut self, ask: &Ask, limits: &Ec2BudgetSpec, now: Timestamp) -> Result<(), Refusal> {
+        let Ask { uid, instance_type, hourly, max_hourly, purpose } = *ask;
         self.roll(now);
         if self.slots.contains_key(uid) {
             return Ok(());
         }
-        let unpriced = |t: &str| Refusal::UnpricedType {
-            instance_type: t.to_string(),
-        };
+        let unpriced = |t: &str| Refusal::UnpricedType { instance_type: t.to_string() };
         let hourly = hourly.ok_or_else(|| unpriced(instance_type))?;
         let max_hourly = max_hourly.ok_or_else(|| unpriced(&limits.max_instance_type))?;
         if hourly > max_hourly {
@@ -236,32 +181,18 @@ impl Ledger {
         }
         let current = self.slots.len() as u32;
         if current >= limits.max_instances {
-            return Err(Refusal::MaxInstances {
-                current,
-                max: limits.max_instances,
-            });
+            return Err(Refusal::MaxInstances { current, max: limits.max_instances });
         }
         if let (Purpose::Launch, Some(max)) = (purpose, limits.max_launches_per_day)
             && self.launches >= max
         {
-            return Err(Refusal::MaxLaunches {
-                launches: self.launches,
-                max,
-            });
+            return Err(Refusal::MaxLaunches { launches: self.launches, max });
         }
-        let slot = Slot {
-            instance_type: instance_type.to_string(),
-            hourly_usd: hourly,
-            since: now,
-        };
+        let slot = Slot { instance_type: instance_type.to_string(), hourly_usd: hourly, since: now };
         let cost = self.cost(&slot, self.window_end());
         let projected = self.projected();
         if projected + cost > limits.daily_spend_usd + 1e-9 {
-            return Err(Refusal::DailySpend {
-                projected,
-                cost,
-                cap: limits.daily_spend_usd,
-            });
+            return Err(Refusal::DailySpend { projected, cost, cap: limits.daily_spend_usd });
         }
         self.slots.insert(uid.to_string(), slot);
         if purpose == Purpose::Launch {
@@ -291,10 +222,7 @@ impl Ledger {
     /// Slots reserved before `before` whose uid is not in `keep` (used by the poller to let go of
     /// reservations whose instance is no longer billed).
     pub fn stale(&self, before: Timestamp, keep: impl Fn(&str) -> bool) -> Vec<String> {
-        let stale = self
-            .slots
-            .iter()
-            .filter(|(uid, s)| s.since < before && !keep(uid));
+        let stale = self.slots.iter().filter(|(uid, s)| s.since < before && !keep(uid));
         stale.map(|(uid, _)| uid.clone()).collect()
     }
 
@@ -325,21 +253,11 @@ mod tests {
     }
 
     fn limits(max: u32, cap: f64) -> Ec2BudgetSpec {
-        Ec2BudgetSpec {
-            max_instances: max,
-            daily_spend_usd: cap,
-            ..Default::default()
-        }
+        Ec2BudgetSpec { max_instances: max, daily_spend_usd: cap, ..Default::default() }
     }
 
     fn ask(uid: &str, hourly: f64, purpose: Purpose) -> Ask<'_> {
-        Ask {
-            uid,
-            instance_type: "t3.micro",
-            hourly: Some(hourly),
-            max_hourly: Some(10.0),
-            purpose,
-        }
+        Ask { uid, instance_type: "t3.micro", hourly: Some(hourly), max_hourly: Some(10.0), purpose }
     }
 
     #[test]
@@ -347,51 +265,26 @@ mod tests {
         let now = at("2026-11-22T10:00:00Z");
         let mut ledger = Ledger::new(now);
         let l = limits(2, 100.0);
-        assert!(
-            ledger
-                .reserve(&ask("a", 0.01, Purpose::Launch), &l, now)
-                .is_ok()
-        );
-        assert!(
-            ledger
-                .reserve(&ask("b", 0.01, Purpose::Launch), &l, now)
-                .is_ok()
-        );
-        assert!(
-            ledger
-                .reserve(&ask("a", 0.01, Purpose::Start), &l, now)
-                .is_ok(),
-            "idempotent"
-        );
-        let refused = ledger
-            .reserve(&ask("c", 0.01, Purpose::Launch), &l, now)
-            .unwrap_err();
+        assert!(ledger.reserve(&ask("a", 0.01, Purpose::Launch), &l, now).is_ok());
+        assert!(ledger.reserve(&ask("b", 0.01, Purpose::Launch), &l, now).is_ok());
+        assert!(ledger.reserve(&ask("a", 0.01, Purpose::Start), &l, now).is_ok(), "idempotent");
+        let refused = ledger.reserve(&ask("c", 0.01, Purpose::Launch), &l, now).unwrap_err();
         assert_eq!(refused, Refusal::MaxInstances { current: 2, max: 2 });
         assert!(ledger.release("a", now));
         assert!(!ledger.release("a", now), "a second release is a no-op");
-        assert!(
-            ledger
-                .reserve(&ask("c", 0.01, Purpose::Launch), &l, now)
-                .is_ok()
-        );
+        assert!(ledger.reserve(&ask("c", 0.01, Purpose::Launch), &l, now).is_ok());
     }
 
     #[test]
     fn a_short_run_is_billed_sixty_seconds() {
         let start = at("2026-11-22T10:00:00Z");
         let mut ledger = Ledger::new(start);
-        ledger
-            .reserve(&ask("a", 3.6, Purpose::Launch), &limits(5, 1000.0), start)
-            .unwrap();
+        ledger.reserve(&ask("a", 3.6, Purpose::Launch), &limits(5, 1000.0), start).unwrap();
         ledger.release("a", at("2026-11-22T10:00:10Z"));
         // 3.6 $/h = 0.001 $/s; 10 s is billed as 60 s.
         assert!((ledger.spend_today(at("2026-11-22T11:00:00Z")) - 0.06).abs() < 1e-9);
         ledger
-            .reserve(
-                &ask("b", 3.6, Purpose::Start),
-                &limits(5, 1000.0),
-                at("2026-11-22T11:00:00Z"),
-            )
+            .reserve(&ask("b", 3.6, Purpose::Start), &limits(5, 1000.0), at("2026-11-22T11:00:00Z"))
             .unwrap();
         ledger.release("b", at("2026-11-22T11:02:00Z"));
         assert!(
@@ -406,18 +299,10 @@ mod tests {
         let mut ledger = Ledger::new(now);
         // 12 h left in the day at 0.1 $/h is 1.2 $ per instance; the cap fits two.
         let l = limits(10, 2.5);
-        ledger
-            .reserve(&ask("a", 0.1, Purpose::Launch), &l, now)
-            .unwrap();
-        ledger
-            .reserve(&ask("b", 0.1, Purpose::Launch), &l, now)
-            .unwrap();
+        ledger.reserve(&ask("a", 0.1, Purpose::Launch), &l, now).unwrap();
+        ledger.reserve(&ask("b", 0.1, Purpose::Launch), &l, now).unwrap();
         match ledger.reserve(&ask("c", 0.1, Purpose::Launch), &l, now) {
-            Err(Refusal::DailySpend {
-                projected,
-                cost,
-                cap,
-            }) => {
+            Err(Refusal::DailySpend { projected, cost, cap }) => {
                 assert!((projected - 2.4).abs() < 1e-9 && (cost - 1.2).abs() < 1e-9 && cap == 2.5);
             }
             other => panic!("expected a spend refusal, got {other:?}"),
@@ -425,47 +310,28 @@ mod tests {
         // Later in the day the same instance costs less until midnight.
         let later = at("2026-11-22T23:00:00Z");
         ledger.release("a", later);
-        assert!(
-            ledger
-                .reserve(&ask("c", 0.1, Purpose::Launch), &l, later)
-                .is_ok()
-        );
+        assert!(ledger.reserve(&ask("c", 0.1, Purpose::Launch), &l, later).is_ok());
     }
 
     #[test]
     fn the_day_rolls_over_at_midnight_utc() {
         let evening = at("2026-11-22T23:00:00Z");
         let mut ledger = Ledger::new(evening);
-        let l = Ec2BudgetSpec {
-            max_launches_per_day: Some(1),
-            ..limits(5, 100.0)
-        };
-        ledger
-            .reserve(&ask("a", 3.6, Purpose::Launch), &l, evening)
-            .unwrap();
+        let l = Ec2BudgetSpec { max_launches_per_day: Some(1), ..limits(5, 100.0) };
+        ledger.reserve(&ask("a", 3.6, Purpose::Launch), &l, evening).unwrap();
         assert_eq!(
             ledger.reserve(&ask("b", 3.6, Purpose::Launch), &l, evening),
-            Err(Refusal::MaxLaunches {
-                launches: 1,
-                max: 1
-            })
+            Err(Refusal::MaxLaunches { launches: 1, max: 1 })
         );
         assert!(
-            ledger
-                .reserve(&ask("b", 3.6, Purpose::Start), &l, evening)
-                .is_ok(),
+            ledger.reserve(&ask("b", 3.6, Purpose::Start), &l, evening).is_ok(),
             "starts are not launches"
         );
         ledger.release("b", evening + SignedDuration::from_secs(120));
         let morning = at("2026-11-23T01:00:00Z");
         // Yesterday's settled run is gone; "a" has run 1 h of today (no second minimum charge).
         assert!((ledger.spend_today(morning) - 3.6).abs() < 1e-9);
-        assert!(
-            ledger
-                .reserve(&ask("c", 0.001, Purpose::Launch), &l, morning)
-                .is_ok(),
-            "launch count reset"
-        );
+        assert!(ledger.reserve(&ask("c", 0.001, Purpose::Launch), &l, morning).is_ok(), "launch count reset");
         let status = ledger.snapshot(morning);
         assert_eq!(status.window_start.as_deref(), Some("2026-11-23T00:00:00Z"));
         assert_eq!(status.launches_today, 1);
@@ -475,9 +341,7 @@ mod tests {
     fn settled_spend_and_launches_survive_a_restart_on_the_same_day_only() {
         let now = at("2026-11-22T10:00:00Z");
         let mut ledger = Ledger::new(now);
-        ledger
-            .reserve(&ask("a", 3.6, Purpose::Launch), &limits(5, 100.0), now)
-            .unwrap();
+        ledger.reserve(&ask("a", 3.6, Purpose::Launch), &limits(5, 100.0), now).unwrap();
         ledger.release("a", now + SignedDuration::from_secs(3600));
         let persisted = ledger.snapshot(now + SignedDuration::from_secs(3600));
         assert!((persisted.settled_spend_usd - 3.6).abs() < 1e-9);
@@ -485,12 +349,7 @@ mod tests {
         let mut restarted = Ledger::new(at("2026-11-22T15:00:00Z"));
         restarted.resume(&persisted, at("2026-11-22T15:00:00Z"));
         assert!((restarted.spend_today(at("2026-11-22T15:00:00Z")) - 3.6).abs() < 1e-9);
-        assert_eq!(
-            restarted
-                .snapshot(at("2026-11-22T15:00:00Z"))
-                .launches_today,
-            1
-        );
+        assert_eq!(restarted.snapshot(at("2026-11-22T15:00:00Z")).launches_today, 1);
 
         let mut next_day = Ledger::new(at("2026-11-23T08:00:00Z"));
         next_day.resume(&persisted, at("2026-11-23T08:00:00Z"));
@@ -502,22 +361,10 @@ mod tests {
         let now = at("2026-11-22T10:00:00Z");
         let mut ledger = Ledger::new(now);
         let l = limits(5, 100.0);
-        let pricey = Ask {
-            hourly: Some(20.0),
-            ..ask("a", 0.0, Purpose::Launch)
-        };
-        assert!(matches!(
-            ledger.reserve(&pricey, &l, now),
-            Err(Refusal::TypeAboveMax { .. })
-        ));
-        let unpriced = Ask {
-            hourly: None,
-            ..ask("a", 0.0, Purpose::Launch)
-        };
-        assert!(matches!(
-            ledger.reserve(&unpriced, &l, now),
-            Err(Refusal::UnpricedType { .. })
-        ));
+        let pricey = Ask { hourly: Some(20.0), ..ask("a", 0.0, Purpose::Launch) };
+        assert!(matches!(ledger.reserve(&pricey, &l, now), Err(Refusal::TypeAboveMax { .. })));
+        let unpriced = Ask { hourly: None, ..ask("a", 0.0, Purpose::Launch) };
+        assert!(matches!(ledger.reserve(&unpriced, &l, now), Err(Refusal::UnpricedType { .. })));
         assert_eq!(ledger.slots(), 0);
     }
 }

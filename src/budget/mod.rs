@@ -119,11 +119,7 @@ impl Gate {
         for (uid, instance) in &billed {
             self.adopt(uid, instance);
         }
-        let stale = self
-            .ledger
-            .lock()
-            .unwrap()
-            .stale(swept_at, |uid| billed.contains_key(uid));
+        let stale = self.ledger.lock().unwrap().stale(swept_at, |uid| billed.contains_key(uid));
         for uid in stale {
             self.release(&uid);
         }

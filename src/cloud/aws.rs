@@ -32,11 +32,12 @@ impl AwsCloud {
         if let Some(url) = endpoint_url {
             loader = loader.endpoint_url(url);
         }
-        let shared = loader.load().await;
-        Self {
-            ec2: aws_sdk_ec2::Client::new(&shared),
-            secrets: aws_sdk_secretsmanager::Client::new(&shared),
-        }
+        Self::with_config(&loader.load().await)
+    }
+
+    /// From an already loaded configuration (tests pass static credentials this way).
+    pub fn with_config(shared: &aws_config::SdkConfig) -> Self {
+        Self { ec2: aws_sdk_ec2::Client::new(shared), secrets: aws_sdk_secretsmanager::Client::new(shared) }
     }
 
     async fn describe(&self, filters: Vec<Filter>) -> Result<Vec<Instance>> {
@@ -48,28 +49,40 @@ impl AwsCloud {
             .into_paginator()
             .send();
         let pages: Vec<_> = pages.try_collect().await.map_err(sdk_error)?;
-        let reservations = pages
-            .into_iter()
-            .flat_map(|p| p.reservations.unwrap_or_default());
+        let reservations = pages.into_iter().flat_map(|p| p.reservations.unwrap_or_default());
         let instances = reservations.flat_map(|r| r.instances.unwrap_or_default());
         Ok(instances.filter_map(convert_instance).collect())
     }
 
-    async fn root_device(&self, image_id: &str) -> Result<String> {
-        let images = self.describe_images(&[image_id.to_string()]).await?;
-        let image = images.into_iter().next().ok_or_else(|| {
+    /// The image's root device name and size: the encrypted root volume must name the device,
+    /// and keeps the image's size unless the spec asks for more.
+    async fn root_device(&self, image_id: &str) -> Result<(String, Option<i32>)> {
+        let call = self.ec2.describe_images().image_ids(image_id).send().await;
+        let image = call.map_err(sdk_error)?.images.unwrap_or_default().into_iter().next();
+        let image = image.ok_or_else(|| {
             let msg = format!("The image id '[{image_id}]' does not exist");
             CloudError::new(ErrorKind::Terminal, "InvalidAMIID.NotFound", msg)
         })?;
-        Ok(image.root_device_name.unwrap_or_else(|| "/dev/xvda".into()))
+        let root = image.root_device_name.unwrap_or_else(|| "/dev/xvda".into());
+        let mappings = image.block_device_mappings.unwrap_or_default();
+        let size = mappings
+            .iter()
+            .find(|m| m.device_name.as_deref() == Some(root.as_str()))
+            .and_then(|m| m.ebs.as_ref()?.volume_size);
+        Ok((root, size))
     }
 }
 
+/// Launching with something that does not exist (image, subnet, group) is a terminal error.
+fn missing_is_terminal(mut err: CloudError) -> CloudError {
+    if err.kind == ErrorKind::NotFound {
+        err.kind = ErrorKind::Terminal;
+    }
+    err
+}
+
 fn tag_filter(key: &str, value: &str) -> Filter {
-    Filter::builder()
-        .name(format!("tag:{key}"))
-        .values(value)
-        .build()
+    Filter::builder().name(format!("tag:{key}")).values(value).build()
 }
 
 fn managed_filter() -> Filter {
@@ -102,42 +115,28 @@ fn convert_instance(i: aws_sdk_ec2::types::Instance) -> Option<Instance> {
     Some(Instance {
         id: i.instance_id?,
         state: InstanceState::parse(state)?,
-        instance_type: i
-            .instance_type
-            .map(|t| t.as_str().to_string())
-            .unwrap_or_default(),
+        instance_type: i.instance_type.map(|t| t.as_str().to_string()).unwrap_or_default(),
         image_id: i.image_id.unwrap_or_default(),
         key_name: i.key_name,
         public_ip: i.public_ip_address,
         private_ip: i.private_ip_address,
         launch_time: i.launch_time.as_ref().and_then(timestamp),
-        tags: tags
-            .filter_map(|t| Some((t.key?, t.value.unwrap_or_default())))
-            .collect(),
+        tags: tags.filter_map(|t| Some((t.key?, t.value.unwrap_or_default()))).collect(),
     })
 }
 
 #[async_trait]
 impl Cloud for AwsCloud {
     async fn run_instance(&self, req: &LaunchRequest) -> Result<Instance> {
-        let root = self.root_device(&req.image_id).await?;
-        let mut ebs = EbsBlockDevice::builder()
-            .encrypted(true)
-            .delete_on_termination(true);
-        if let Some(size) = req.root_volume_gib {
+        let (root, image_size) = self.root_device(&req.image_id).await.map_err(missing_is_terminal)?;
+        let mut ebs = EbsBlockDevice::builder().encrypted(true).delete_on_termination(true);
+        if let Some(size) = req.root_volume_gib.or(image_size) {
             ebs = ebs.volume_size(size);
         }
-        let tags: Vec<Tag> = req
-            .tags()
-            .into_iter()
-            .map(|(k, v)| Tag::builder().key(k).value(v).build())
-            .collect();
-        let tag_spec = |kind| {
-            TagSpecification::builder()
-                .resource_type(kind)
-                .set_tags(Some(tags.clone()))
-                .build()
-        };
+        let tags: Vec<Tag> =
+            req.tags().into_iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect();
+        let tag_spec =
+            |kind| TagSpecification::builder().resource_type(kind).set_tags(Some(tags.clone())).build();
         let metadata = InstanceMetadataOptionsRequest::builder()
             .http_tokens(HttpTokensState::Required)
             .http_endpoint(InstanceMetadataEndpointState::Enabled)
@@ -158,24 +157,15 @@ impl Cloud for AwsCloud {
             )
             .set_user_data(req.user_data.as_ref().map(|u| BASE64.encode(u)))
             .metadata_options(metadata)
-            .block_device_mappings(
-                BlockDeviceMapping::builder()
-                    .device_name(root)
-                    .ebs(ebs.build())
-                    .build(),
-            )
+            .block_device_mappings(BlockDeviceMapping::builder().device_name(root).ebs(ebs.build()).build())
             .tag_specifications(tag_spec(ResourceType::Instance))
             .tag_specifications(tag_spec(ResourceType::Volume))
             .send()
             .await
-            .map_err(sdk_error)?;
+            .map_err(|e| missing_is_terminal(sdk_error(e)))?;
         let launched = out.instances.unwrap_or_default().into_iter().next();
         launched.and_then(convert_instance).ok_or_else(|| {
-            CloudError::new(
-                ErrorKind::Retryable,
-                "EmptyResponse",
-                "RunInstances returned no instance",
-            )
+            CloudError::new(ErrorKind::Retryable, "EmptyResponse", "RunInstances returned no instance")
         })
     }
 
@@ -184,8 +174,7 @@ impl Cloud for AwsCloud {
     }
 
     async fn describe_by_owner(&self, owner_uid: &str) -> Result<Vec<Instance>> {
-        self.describe(vec![managed_filter(), tag_filter(TAG_OWNER_UID, owner_uid)])
-            .await
+        self.describe(vec![managed_filter(), tag_filter(TAG_OWNER_UID, owner_uid)]).await
     }
 
     async fn start_instance(&self, id: &str) -> Result<()> {
@@ -212,37 +201,22 @@ impl Cloud for AwsCloud {
     async fn console_output(&self, id: &str) -> Result<String> {
         let out = self.ec2.get_console_output().instance_id(id).send().await;
         let encoded = out.map_err(sdk_error)?.output.unwrap_or_default();
-        let bytes = BASE64
-            .decode(encoded.trim())
-            .unwrap_or_else(|_| encoded.into_bytes());
+        let bytes = BASE64.decode(encoded.trim()).unwrap_or_else(|_| encoded.into_bytes());
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
     async fn create_image(&self, instance_id: &str, name: &str) -> Result<String> {
-        let call = self
-            .ec2
-            .create_image()
-            .instance_id(instance_id)
-            .name(name)
-            .send()
-            .await;
+        let call = self.ec2.create_image().instance_id(instance_id).name(name).send().await;
         let out = call.map_err(sdk_error)?;
         out.image_id.ok_or_else(|| {
-            CloudError::new(
-                ErrorKind::Retryable,
-                "EmptyResponse",
-                "CreateImage returned no image id",
-            )
+            CloudError::new(ErrorKind::Retryable, "EmptyResponse", "CreateImage returned no image id")
         })
     }
 
     async fn describe_images(&self, ids: &[String]) -> Result<Vec<Image>> {
         let request = self.ec2.describe_images();
-        let request = if ids.is_empty() {
-            request.owners("self")
-        } else {
-            request.set_image_ids(Some(ids.to_vec()))
-        };
+        let request =
+            if ids.is_empty() { request.owners("self") } else { request.set_image_ids(Some(ids.to_vec())) };
         let out = request.send().await.map_err(sdk_error)?;
         let images = out.images.unwrap_or_default().into_iter().map(|i| Image {
             id: i.image_id.unwrap_or_default(),
@@ -279,34 +253,20 @@ impl Cloud for AwsCloud {
         let mut request = self.ec2.describe_key_pairs();
         if !names.is_empty() {
             // A filter, unlike KeyNames, does not fail the whole call when one name is missing.
-            let filter = Filter::builder()
-                .name("key-name")
-                .set_values(Some(names.to_vec()))
-                .build();
+            let filter = Filter::builder().name("key-name").set_values(Some(names.to_vec())).build();
             request = request.filters(filter);
         }
         let out = request.send().await.map_err(sdk_error)?;
-        let pairs = out
-            .key_pairs
-            .unwrap_or_default()
-            .into_iter()
-            .map(|k| KeyPair {
-                name: k.key_name.unwrap_or_default(),
-                fingerprint: k.key_fingerprint,
-                key_type: k.key_type.map(|t| t.as_str().to_string()),
-            });
+        let pairs = out.key_pairs.unwrap_or_default().into_iter().map(|k| KeyPair {
+            name: k.key_name.unwrap_or_default(),
+            fingerprint: k.key_fingerprint,
+            key_type: k.key_type.map(|t| t.as_str().to_string()),
+        });
         Ok(pairs.collect())
     }
 
     async fn delete_key_pair(&self, name: &str) -> Result<()> {
-        match self
-            .ec2
-            .delete_key_pair()
-            .key_name(name)
-            .send()
-            .await
-            .map_err(sdk_error)
-        {
+        match self.ec2.delete_key_pair().key_name(name).send().await.map_err(sdk_error) {
             Err(e) if !e.is_not_found() => Err(e),
             _ => Ok(()),
         }
@@ -329,15 +289,8 @@ impl Cloud for AwsCloud {
             .await;
         match created {
             Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_resource_exists_exception()) =>
-            {
-                let put = self
-                    .secrets
-                    .put_secret_value()
-                    .secret_id(name)
-                    .secret_string(value.expose());
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_exists_exception()) => {
+                let put = self.secrets.put_secret_value().secret_id(name).secret_string(value.expose());
                 put.send().await.map(drop).map_err(sdk_error)
             }
             Err(e) => Err(sdk_error(e)),
@@ -345,14 +298,7 @@ impl Cloud for AwsCloud {
     }
 
     async fn get_secret(&self, name: &str) -> Result<Option<SecretValue>> {
-        match self
-            .secrets
-            .get_secret_value()
-            .secret_id(name)
-            .send()
-            .await
-            .map_err(sdk_error)
-        {
+        match self.secrets.get_secret_value().secret_id(name).send().await.map_err(sdk_error) {
             Ok(out) => Ok(out.secret_string.map(SecretValue::new)),
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e),
@@ -360,13 +306,8 @@ impl Cloud for AwsCloud {
     }
 
     async fn delete_secret(&self, name: &str) -> Result<()> {
-        let call = self
-            .secrets
-            .delete_secret()
-            .secret_id(name)
-            .force_delete_without_recovery(true)
-            .send()
-            .await;
+        let call =
+            self.secrets.delete_secret().secret_id(name).force_delete_without_recovery(true).send().await;
         match call.map_err(sdk_error) {
             Err(e) if !e.is_not_found() => Err(e),
             _ => Ok(()),

@@ -22,11 +22,7 @@ pub struct CloudError {
 
 impl CloudError {
     pub fn new(kind: ErrorKind, code: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            kind,
-            code: code.into(),
-            message: message.into(),
-        }
+        Self { kind, code: code.into(), message: message.into() }
     }
 
     pub fn is_not_found(&self) -> bool {
@@ -97,45 +93,18 @@ mod tests {
     #[test]
     fn codes_are_classified() {
         let kind = |code, status| classify(code, status, "m").kind;
-        assert_eq!(
-            kind("InvalidAMIID.Malformed", Some(400)),
-            ErrorKind::Terminal
-        );
-        assert_eq!(
-            kind("InvalidAMIID.NotFound", Some(400)),
-            ErrorKind::NotFound
-        );
-        assert_eq!(
-            kind("InvalidParameterValue", Some(400)),
-            ErrorKind::Terminal
-        );
-        assert_eq!(
-            kind("UnauthorizedOperation", Some(403)),
-            ErrorKind::Terminal
-        );
-        assert_eq!(
-            kind("RequestLimitExceeded", Some(503)),
-            ErrorKind::Retryable
-        );
+        assert_eq!(kind("InvalidAMIID.Malformed", Some(400)), ErrorKind::Terminal);
+        assert_eq!(kind("InvalidAMIID.NotFound", Some(400)), ErrorKind::NotFound);
+        assert_eq!(kind("InvalidParameterValue", Some(400)), ErrorKind::Terminal);
+        assert_eq!(kind("UnauthorizedOperation", Some(403)), ErrorKind::Terminal);
+        assert_eq!(kind("RequestLimitExceeded", Some(503)), ErrorKind::Retryable);
         assert_eq!(kind("Throttling", Some(400)), ErrorKind::Retryable);
-        assert_eq!(
-            kind("InsufficientInstanceCapacity", Some(500)),
-            ErrorKind::Retryable
-        );
+        assert_eq!(kind("InsufficientInstanceCapacity", Some(500)), ErrorKind::Retryable);
         assert_eq!(kind("InternalError", Some(500)), ErrorKind::Retryable);
         assert_eq!(kind("ServiceUnavailable", None), ErrorKind::Retryable);
-        assert_eq!(
-            kind("IncorrectInstanceState", Some(400)),
-            ErrorKind::Retryable
-        );
-        assert_eq!(
-            kind("InvalidInstanceID.NotFound", Some(400)),
-            ErrorKind::NotFound
-        );
-        assert_eq!(
-            kind("ResourceNotFoundException", Some(400)),
-            ErrorKind::NotFound
-        );
+        assert_eq!(kind("IncorrectInstanceState", Some(400)), ErrorKind::Retryable);
+        assert_eq!(kind("InvalidInstanceID.NotFound", Some(400)), ErrorKind::NotFound);
+        assert_eq!(kind("ResourceNotFoundException", Some(400)), ErrorKind::NotFound);
         assert_eq!(kind("SomethingNew", Some(400)), ErrorKind::Terminal);
         assert_eq!(kind("dispatch", None), ErrorKind::Retryable);
     }

@@ -35,11 +35,7 @@ pub struct Delays {
 impl Default for Delays {
     fn default() -> Self {
         let d = Duration::from_millis(200);
-        Self {
-            boot: d,
-            stop: d,
-            terminate: d,
-        }
+        Self { boot: d, stop: d, terminate: d }
     }
 }
 
@@ -80,10 +76,7 @@ impl Default for FakeCloud {
 
 impl FakeCloud {
     pub fn new(delays: Delays) -> Self {
-        Self {
-            state: Mutex::new(State::default()),
-            delays,
-        }
+        Self { state: Mutex::new(State::default()), delays }
     }
 
     /// Makes the next `times` calls of `operation` (any operation when `None`) fail or slow down.
@@ -97,13 +90,7 @@ impl FakeCloud {
 
     /// Calls made to `operation` (AWS operation names: "RunInstances", "DescribeInstances", …).
     pub fn calls(&self, operation: &str) -> u64 {
-        self.state
-            .lock()
-            .unwrap()
-            .calls
-            .get(operation)
-            .copied()
-            .unwrap_or(0)
+        self.state.lock().unwrap().calls.get(operation).copied().unwrap_or(0)
     }
 
     pub fn total_calls(&self) -> u64 {
@@ -126,11 +113,7 @@ impl FakeCloud {
     pub fn instances(&self) -> Vec<Instance> {
         let mut state = self.state.lock().unwrap();
         self.advance(&mut state);
-        state
-            .instances
-            .values()
-            .map(|f| f.instance.clone())
-            .collect()
+        state.instances.values().map(|f| f.instance.clone()).collect()
     }
 
     /// Instances that exist and are not terminated or terminating.
@@ -167,14 +150,7 @@ impl FakeCloud {
         };
         let since = Instant::now();
         let client_token = String::new();
-        state.instances.insert(
-            id.clone(),
-            FakeInstance {
-                instance,
-                since,
-                client_token,
-            },
-        );
+        state.instances.insert(id.clone(), FakeInstance { instance, since, client_token });
         id
     }
 
@@ -183,9 +159,10 @@ impl FakeCloud {
         let fault = {
             let mut state = self.state.lock().unwrap();
             *state.calls.entry(operation.to_string()).or_default() += 1;
-            let hit = state.faults.iter_mut().find(|f| {
-                f.remaining > 0 && f.operation.as_deref().is_none_or(|op| op == operation)
-            });
+            let hit = state
+                .faults
+                .iter_mut()
+                .find(|f| f.remaining > 0 && f.operation.as_deref().is_none_or(|op| op == operation));
             hit.map(|f| {
                 f.remaining -= 1;
                 f.fault
@@ -197,17 +174,12 @@ impl FakeCloud {
                 tokio::time::sleep(d).await;
                 Ok(())
             }
-            Some(Fault::Throttle) => {
-                Err(retryable("RequestLimitExceeded", "Request limit exceeded."))
-            }
+            Some(Fault::Throttle) => Err(retryable("RequestLimitExceeded", "Request limit exceeded.")),
             Some(Fault::InsufficientCapacity) => Err(retryable(
                 "InsufficientInstanceCapacity",
                 "We currently do not have sufficient capacity in the Availability Zone you requested.",
             )),
-            Some(Fault::ServerError) => Err(retryable(
-                "InternalError",
-                "An internal error has occurred.",
-            )),
+            Some(Fault::ServerError) => Err(retryable("InternalError", "An internal error has occurred.")),
         }
     }
 
@@ -218,9 +190,7 @@ impl FakeCloud {
             let next = match f.instance.state {
                 InstanceState::Pending if elapsed >= self.delays.boot => InstanceState::Running,
                 InstanceState::Stopping if elapsed >= self.delays.stop => InstanceState::Stopped,
-                InstanceState::ShuttingDown if elapsed >= self.delays.terminate => {
-                    InstanceState::Terminated
-                }
+                InstanceState::ShuttingDown if elapsed >= self.delays.terminate => InstanceState::Terminated,
                 _ => continue,
             };
             f.instance.state = next;
@@ -232,11 +202,7 @@ impl FakeCloud {
     }
 
     /// Applies `change` to instance `id` after transitions, or fails with EC2's not-found error.
-    fn with_instance<T>(
-        &self,
-        id: &str,
-        change: impl FnOnce(&mut FakeInstance) -> Result<T>,
-    ) -> Result<T> {
+    fn with_instance<T>(&self, id: &str, change: impl FnOnce(&mut FakeInstance) -> Result<T>) -> Result<T> {
         let mut state = self.state.lock().unwrap();
         self.advance(&mut state);
         match state.instances.get_mut(id) {
@@ -265,11 +231,7 @@ fn retryable(code: &str, message: &str) -> CloudError {
 }
 
 fn not_found(code: &str, what: &str) -> CloudError {
-    CloudError::new(
-        ErrorKind::NotFound,
-        code,
-        format!("'{what}' does not exist"),
-    )
+    CloudError::new(ErrorKind::NotFound, code, format!("'{what}' does not exist"))
 }
 
 fn incorrect_state(id: &str, state: InstanceState) -> CloudError {
@@ -288,19 +250,11 @@ impl Cloud for FakeCloud {
     async fn run_instance(&self, req: &LaunchRequest) -> Result<Instance> {
         self.enter("RunInstances").await?;
         let mut state = self.state.lock().unwrap();
-        if let Some(f) = state
-            .instances
-            .values()
-            .find(|f| f.client_token == req.client_token)
-        {
+        if let Some(f) = state.instances.values().find(|f| f.client_token == req.client_token) {
             return Ok(f.instance.clone());
         }
         if !req.image_id.starts_with("ami-") {
-            return Err(CloudError::new(
-                ErrorKind::Terminal,
-                "InvalidAMIID.Malformed",
-                "Invalid id",
-            ));
+            return Err(CloudError::new(ErrorKind::Terminal, "InvalidAMIID.Malformed", "Invalid id"));
         }
         let id = next_id(&mut state, "i");
         let n = state.next_id;
@@ -337,10 +291,7 @@ impl Cloud for FakeCloud {
         }
         let state = self.state.lock().unwrap();
         let managed = state.instances.values().map(|f| &f.instance);
-        Ok(managed
-            .filter(|i| i.tag(TAG_MANAGED_BY).is_some())
-            .cloned()
-            .collect())
+        Ok(managed.filter(|i| i.tag(TAG_MANAGED_BY).is_some()).cloned().collect())
     }
 
     async fn describe_by_owner(&self, owner_uid: &str) -> Result<Vec<Instance>> {
@@ -362,11 +313,7 @@ impl Cloud for FakeCloud {
                 f.instance.state = InstanceState::Pending;
                 f.instance.launch_time = Some(Timestamp::now());
                 f.instance.public_ip = f.instance.private_ip.as_deref().map(|p| {
-                    let last: u64 = p
-                        .rsplit('.')
-                        .next()
-                        .and_then(|n| n.parse().ok())
-                        .unwrap_or(1);
+                    let last: u64 = p.rsplit('.').next().and_then(|n| n.parse().ok()).unwrap_or(1);
                     loopback_ip(last)
                 });
                 f.since = Instant::now();
@@ -420,11 +367,7 @@ impl Cloud for FakeCloud {
         let mut state = self.state.lock().unwrap();
         if state.images.values().any(|i| i.name == name) {
             let msg = format!("AMI name '{name}' is already in use");
-            return Err(CloudError::new(
-                ErrorKind::Terminal,
-                "InvalidAMIName.Duplicate",
-                msg,
-            ));
+            return Err(CloudError::new(ErrorKind::Terminal, "InvalidAMIName.Duplicate", msg));
         }
         let id = next_id(&mut state, "ami");
         let image = Image {
@@ -470,11 +413,7 @@ impl Cloud for FakeCloud {
         let mut state = self.state.lock().unwrap();
         if state.key_pairs.contains_key(name) {
             let msg = format!("The keypair '{name}' already exists.");
-            return Err(CloudError::new(
-                ErrorKind::Terminal,
-                "InvalidKeyPair.Duplicate",
-                msg,
-            ));
+            return Err(CloudError::new(ErrorKind::Terminal, "InvalidKeyPair.Duplicate", msg));
         }
         let pair = KeyPair {
             name: name.to_string(),
@@ -489,10 +428,7 @@ impl Cloud for FakeCloud {
         self.enter("DescribeKeyPairs").await?;
         let state = self.state.lock().unwrap();
         let all = state.key_pairs.values();
-        Ok(all
-            .filter(|k| names.is_empty() || names.contains(&k.name))
-            .cloned()
-            .collect())
+        Ok(all.filter(|k| names.is_empty() || names.contains(&k.name)).cloned().collect())
     }
 
     async fn delete_key_pair(&self, name: &str) -> Result<()> {
@@ -503,11 +439,7 @@ impl Cloud for FakeCloud {
 
     async fn put_secret(&self, name: &str, value: &SecretValue) -> Result<()> {
         self.enter("PutSecretValue").await?;
-        self.state
-            .lock()
-            .unwrap()
-            .secrets
-            .insert(name.to_string(), value.clone());
+        self.state.lock().unwrap().secrets.insert(name.to_string(), value.clone());
         Ok(())
     }
 

@@ -20,12 +20,9 @@ pub async fn ensure_key_pair(cloud: &dyn Cloud, name: &str) -> Result<(KeyPair, 
         None => {
             let key = PrivateKey::random(&mut OsRng, Algorithm::Ed25519)
                 .map_err(|e| internal(format!("key generation failed: {e}")))?;
-            let pem = key
-                .to_openssh(LineEnding::LF)
-                .map_err(|e| internal(format!("key encoding failed: {e}")))?;
-            cloud
-                .put_secret(&secret_name, &SecretValue::new(pem.to_string()))
-                .await?;
+            let pem =
+                key.to_openssh(LineEnding::LF).map_err(|e| internal(format!("key encoding failed: {e}")))?;
+            cloud.put_secret(&secret_name, &SecretValue::new(pem.to_string())).await?;
             key
         }
     };

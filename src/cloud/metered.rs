@@ -33,10 +33,7 @@ impl Cloud for Metered {
         self.count("DescribeInstances", self.inner.describe_managed().await)
     }
     async fn describe_by_owner(&self, owner_uid: &str) -> Result<Vec<Instance>> {
-        self.count(
-            "DescribeInstances",
-            self.inner.describe_by_owner(owner_uid).await,
-        )
+        self.count("DescribeInstances", self.inner.describe_by_owner(owner_uid).await)
     }
     async fn start_instance(&self, id: &str) -> Result<()> {
         self.count("StartInstances", self.inner.start_instance(id).await)
@@ -45,10 +42,7 @@ impl Cloud for Metered {
         self.count("StopInstances", self.inner.stop_instance(id).await)
     }
     async fn terminate_instance(&self, id: &str) -> Result<()> {
-        self.count(
-            "TerminateInstances",
-            self.inner.terminate_instance(id).await,
-        )
+        self.count("TerminateInstances", self.inner.terminate_instance(id).await)
     }
     async fn unmanage_instance(&self, id: &str) -> Result<()> {
         self.count("DeleteTags", self.inner.unmanage_instance(id).await)
@@ -57,10 +51,7 @@ impl Cloud for Metered {
         self.count("GetConsoleOutput", self.inner.console_output(id).await)
     }
     async fn create_image(&self, instance_id: &str, name: &str) -> Result<String> {
-        self.count(
-            "CreateImage",
-            self.inner.create_image(instance_id, name).await,
-        )
+        self.count("CreateImage", self.inner.create_image(instance_id, name).await)
     }
     async fn describe_images(&self, ids: &[String]) -> Result<Vec<Image>> {
         self.count("DescribeImages", self.inner.describe_images(ids).await)
@@ -69,16 +60,10 @@ impl Cloud for Metered {
         self.count("DeregisterImage", self.inner.deregister_image(id).await)
     }
     async fn import_key_pair(&self, name: &str, public_key_openssh: &str) -> Result<KeyPair> {
-        self.count(
-            "ImportKeyPair",
-            self.inner.import_key_pair(name, public_key_openssh).await,
-        )
+        self.count("ImportKeyPair", self.inner.import_key_pair(name, public_key_openssh).await)
     }
     async fn describe_key_pairs(&self, names: &[String]) -> Result<Vec<KeyPair>> {
-        self.count(
-            "DescribeKeyPairs",
-            self.inner.describe_key_pairs(names).await,
-        )
+        self.count("DescribeKeyPairs", self.inner.describe_key_pairs(names).await)
     }
     async fn delete_key_pair(&self, name: &str) -> Result<()> {
         self.count("DeleteKeyPair", self.inner.delete_key_pair(name).await)

@@ -53,16 +53,9 @@ impl InstanceState {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [
-            Self::Pending,
-            Self::Running,
-            Self::Stopping,
-            Self::Stopped,
-            Self::ShuttingDown,
-            Self::Terminated,
-        ]
-        .into_iter()
-        .find(|state| state.as_str() == s)
+        [Self::Pending, Self::Running, Self::Stopping, Self::Stopped, Self::ShuttingDown, Self::Terminated]
+            .into_iter()
+            .find(|state| state.as_str() == s)
     }
 
     /// Pending and running instances hold a budget slot and accrue cost.

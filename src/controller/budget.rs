@@ -57,10 +57,7 @@ pub async fn persist(client: Client, gate: Arc<Gate>, metrics: Arc<Metrics>) {
     }
 }
 
-async fn write_status(
-    api: &Api<Ec2Budget>,
-    usage: &crate::crd::Ec2BudgetStatus,
-) -> kube::Result<()> {
+async fn write_status(api: &Api<Ec2Budget>, usage: &crate::crd::Ec2BudgetStatus) -> kube::Result<()> {
     if api.get_opt(BUDGET_NAME).await?.is_none() {
         let budget = Ec2Budget::new(BUDGET_NAME, Ec2BudgetSpec::default());
         match api.create(&PostParams::default(), &budget).await {
@@ -68,10 +65,7 @@ async fn write_status(
             other => drop(other?),
         }
     }
-    let patch =
-        json!({ "apiVersion": "dataroom.dev/v1alpha1", "kind": "Ec2Budget", "status": usage });
+    let patch = json!({ "apiVersion": "dataroom.dev/v1alpha1", "kind": "Ec2Budget", "status": usage });
     let params = PatchParams::apply(MANAGER).force();
-    api.patch_status(BUDGET_NAME, &params, &Patch::Apply(&patch))
-        .await
-        .map(drop)
+    api.patch_status(BUDGET_NAME, &params, &Patch::Apply(&patch)).await.map(drop)
 }

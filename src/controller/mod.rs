@@ -111,12 +111,7 @@ impl Context {
     }
 
     /// Writes the audit record (on disk before this returns) and mirrors it as an Event on `obj`.
-    pub async fn record<K>(
-        &self,
-        obj: &K,
-        entry: Entry,
-        event: Option<(EventType, &str)>,
-    ) -> Result<()>
+    pub async fn record<K>(&self, obj: &K, entry: Entry, event: Option<(EventType, &str)>) -> Result<()>
     where
         K: Resource<DynamicType = ()>,
     {
@@ -127,13 +122,7 @@ impl Context {
             return Err(e.into());
         }
         if let Some((type_, reason)) = event {
-            let event = Event {
-                type_,
-                reason: reason.to_string(),
-                note,
-                action,
-                secondary: None,
-            };
+            let event = Event { type_, reason: reason.to_string(), note, action, secondary: None };
             if let Err(e) = self.recorder.publish(&event, &obj.object_ref(&())).await {
                 tracing::warn!(error = %e, reason, "could not publish event");
             }

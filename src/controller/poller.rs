@@ -39,9 +39,7 @@ impl Poller {
         let started = Instant::now();
         let swept_at = (self.clock)();
         let instances = self.cloud.describe_managed().await?;
-        self.metrics
-            .poll_duration
-            .observe(started.elapsed().as_secs_f64());
+        self.metrics.poll_duration.observe(started.elapsed().as_secs_f64());
         self.metrics.managed_instances.set(instances.len() as i64);
         self.gate.sync(&instances, swept_at - RESERVATION_GRACE);
         let changed = self.cache.replace(instances);
@@ -61,12 +59,7 @@ impl Poller {
                 tracing::warn!(error = %e, "EC2 sweep failed; keeping the previous view");
             }
             let busy = self.cache.all().iter().any(|i| !is_settled(i));
-            tokio::time::sleep(if busy {
-                self.busy_interval
-            } else {
-                self.interval
-            })
-            .await;
+            tokio::time::sleep(if busy { self.busy_interval } else { self.interval }).await;
         }
     }
 }

@@ -48,19 +48,12 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) -> anyhow::Result<()
         delay = (delay * 2).min(Duration::from_secs(30));
     }
     ready.store(true, Ordering::SeqCst);
-    tracing::info!(
-        instances = ctx.cache.len(),
-        "EC2 view primed; starting the controller"
-    );
+    tracing::info!(instances = ctx.cache.len(), "EC2 view primed; starting the controller");
 
     let tasks = [
         tokio::spawn(poller.run()),
         tokio::spawn(budget::watch_limits(ctx.client.clone(), ctx.gate.clone())),
-        tokio::spawn(budget::persist(
-            ctx.client.clone(),
-            ctx.gate.clone(),
-            ctx.metrics.clone(),
-        )),
+        tokio::spawn(budget::persist(ctx.client.clone(), ctx.gate.clone(), ctx.metrics.clone())),
         tokio::spawn(retry_blocked(ctx.clone(), trigger)),
     ];
     let api: Api<Ec2Instance> = match &ctx.settings.namespace {

@@ -18,11 +18,7 @@ pub const BUDGET_NAME: &str = "default";
     doc = "Spend and count limits for all managed instances (the singleton named default), with live usage.",
     category = "dataroom",
     status = "Ec2BudgetStatus",
-    printcolumn(
-        name = "Running",
-        type_ = "integer",
-        json_path = ".status.runningInstances"
-    ),
+    printcolumn(name = "Running", type_ = "integer", json_path = ".status.runningInstances"),
     printcolumn(name = "Max", type_ = "integer", json_path = ".spec.maxInstances"),
     printcolumn(name = "Spend", type_ = "number", json_path = ".status.spendTodayUsd"),
     printcolumn(name = "Cap", type_ = "number", json_path = ".spec.dailySpendUsd")

@@ -12,10 +12,7 @@ pub fn upsert_condition(conditions: &mut Vec<Condition>, new: Condition) {
             } else {
                 new.last_transition_time.clone()
             };
-            *old = Condition {
-                last_transition_time: since,
-                ..new
-            };
+            *old = Condition { last_transition_time: since, ..new };
         }
         None => conditions.push(new),
     }
@@ -53,14 +50,7 @@ mod tests {
         set_condition(&mut conds, "Ready", false, "Pending", "wait", Some(1));
         let first = conds[0].last_transition_time.clone();
         std::thread::sleep(std::time::Duration::from_millis(2));
-        set_condition(
-            &mut conds,
-            "Ready",
-            false,
-            "Pending",
-            "still waiting",
-            Some(2),
-        );
+        set_condition(&mut conds, "Ready", false, "Pending", "still waiting", Some(2));
         assert_eq!(conds[0].last_transition_time, first);
         assert_eq!(conds[0].message, "still waiting");
         set_condition(&mut conds, "Ready", true, "Running", "up", Some(2));

@@ -23,11 +23,7 @@ use serde::{Deserialize, Serialize};
     printcolumn(name = "Type", type_ = "string", json_path = ".spec.instanceType"),
     printcolumn(name = "Instance", type_ = "string", json_path = ".status.instanceId"),
     printcolumn(name = "IP", type_ = "string", json_path = ".status.publicIp"),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct Ec2InstanceSpec {
@@ -55,11 +51,7 @@ pub struct Ec2InstanceSpec {
     #[schemars(length(max = 16384))]
     pub user_data: Option<String>,
     /// Size of the encrypted root volume in GiB; the image's size when absent.
-    #[serde(
-        default,
-        rename = "rootVolumeGiB",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, rename = "rootVolumeGiB", skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 16384))]
     pub root_volume_gib: Option<i32>,
     /// Extra EC2 tags. Keys starting with `dataroom.dev/` and the key `Name` are reserved.

@@ -8,12 +8,9 @@ mod ec2instance;
 pub use budget::{BUDGET_NAME, Ec2Budget, Ec2BudgetSpec, Ec2BudgetStatus};
 pub use conditions::{set_condition, upsert_condition};
 pub use dataroom::{
-    ConfigSource, DataRoom, DataRoomSpec, DataRoomState, DataRoomStatus, FileSpec, HealthCheck,
-    KeyRef,
+    ConfigSource, DataRoom, DataRoomSpec, DataRoomState, DataRoomStatus, FileSpec, HealthCheck, KeyRef,
 };
-pub use ec2instance::{
-    DeletionPolicy, Ec2Instance, Ec2InstanceSpec, Ec2InstanceStatus, PowerState,
-};
+pub use ec2instance::{DeletionPolicy, Ec2Instance, Ec2InstanceSpec, Ec2InstanceStatus, PowerState};
 
 use kube::CustomResourceExt;
 
@@ -27,9 +24,7 @@ pub const MANAGER: &str = "dataroom-operator";
 /// Every CRD as one multi-document YAML stream, in a stable order (what `crdgen` prints).
 pub fn crds_yaml() -> String {
     let crds = [Ec2Instance::crd(), Ec2Budget::crd(), DataRoom::crd()];
-    let docs: Vec<String> = crds
-        .iter()
-        .map(|crd| serde_yaml::to_string(crd).expect("a CRD always serialises"))
-        .collect();
+    let docs: Vec<String> =
+        crds.iter().map(|crd| serde_yaml::to_string(crd).expect("a CRD always serialises")).collect();
     docs.join("---\n")
 }

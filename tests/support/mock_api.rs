@@ -68,12 +68,7 @@ impl MockApi {
         let method = req.method().clone();
         let path = req.uri().path().to_string();
         let query = req.uri().query().unwrap_or("").to_string();
-        let bytes = req
-            .into_body()
-            .collect()
-            .await
-            .map(|c| c.to_bytes())
-            .unwrap_or_default();
+        let bytes = req.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
         let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         self.requests.lock().unwrap().push(Recorded {
             method: method.clone(),
@@ -101,14 +96,10 @@ impl MockApi {
                     if obj["metadata"].get("finalizers").is_none() {
                         obj["metadata"]["finalizers"] = Value::Null;
                     }
-                    let patch: json_patch::Patch =
-                        serde_json::from_value(body).expect("a JSON patch");
+                    let patch: json_patch::Patch = serde_json::from_value(body).expect("a JSON patch");
                     match json_patch::patch(obj, &patch) {
                         Ok(()) => (StatusCode::OK, obj.clone()),
-                        Err(e) => (
-                            StatusCode::UNPROCESSABLE_ENTITY,
-                            status_body(422, &e.to_string()),
-                        ),
+                        Err(e) => (StatusCode::UNPROCESSABLE_ENTITY, status_body(422, &e.to_string())),
                     }
                 }
                 None => not_found(&path),
@@ -125,10 +116,7 @@ impl MockApi {
 }
 
 fn not_found(path: &str) -> (StatusCode, Value) {
-    (
-        StatusCode::NOT_FOUND,
-        status_body(404, &format!("{path} not found")),
-    )
+    (StatusCode::NOT_FOUND, status_body(404, &format!("{path} not found")))
 }
 
 fn status_body(code: u16, message: &str) -> Value {

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod mock_api;
+pub mod moto;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,53 +39,41 @@ impl Fixture {
             stop: Duration::ZERO,
             terminate: Duration::ZERO,
         }));
-        Self::with_cloud(fake.clone(), fake)
+        Self::build(fake.clone(), fake, IMAGE)
     }
 
-    pub fn with_cloud(fake: Arc<FakeCloud>, cloud: Arc<dyn Cloud>) -> Self {
+    /// A context over another cloud (moto); `fake` is then an unused stand-in.
+    pub fn with_cloud(cloud: Arc<dyn Cloud>, image: &str) -> Self {
+        Self::build(Arc::default(), cloud, image)
+    }
+
+    fn build(fake: Arc<FakeCloud>, cloud: Arc<dyn Cloud>, image: &str) -> Self {
         let api = MockApi::default();
         let client = api.client();
         let audit_dir = tempfile::tempdir().unwrap();
         let audit = AuditLog::open(&audit_dir.path().join("audit.jsonl")).unwrap();
         let clock = clock::system();
         let gate = Arc::new(Gate::new(PriceTable::default(), "us-east-1", clock.clone()));
-        let reporter = Reporter {
-            controller: "dataroom-operator".into(),
-            instance: None,
-        };
+        let reporter = Reporter { controller: "dataroom-operator".into(), instance: None };
         let recorder = Recorder::new(client.clone(), reporter);
         let settings = Settings {
             region: "us-east-1".into(),
-            default_image_id: Some(IMAGE.into()),
+            default_image_id: Some(image.into()),
             poll_interval: Duration::from_secs(15),
             ..Default::default()
         };
         let metrics = Arc::new(Metrics::default());
-        let ctx = Arc::new(Context::new(
-            client, cloud, gate, audit, recorder, metrics, settings, clock,
-        ));
-        Self {
-            api,
-            fake,
-            ctx,
-            audit_dir,
-        }
+        let ctx = Arc::new(Context::new(client, cloud, gate, audit, recorder, metrics, settings, clock));
+        Self { api, fake, ctx, audit_dir }
     }
 
     pub fn limits(&self, max_instances: u32) {
-        self.ctx.gate.set_limits(Ec2BudgetSpec {
-            max_instances,
-            ..Default::default()
-        });
+        self.ctx.gate.set_limits(Ec2BudgetSpec { max_instances, ..Default::default() });
     }
 
     /// Puts an Ec2Instance into the mocked API server and returns it as the controller would see it.
     pub fn object(&self, name: &str, spec: Value, finalized: bool) -> Ec2Instance {
-        let finalizers = if finalized {
-            json!(["dataroom.dev/ec2-instance"])
-        } else {
-            Value::Null
-        };
+        let finalizers = if finalized { json!(["dataroom.dev/ec2-instance"]) } else { Value::Null };
         let obj = json!({
             "apiVersion": "dataroom.dev/v1alpha1",
             "kind": "Ec2Instance",
@@ -100,10 +89,7 @@ impl Fixture {
     }
 
     pub fn store(&self, obj: &Ec2Instance) {
-        self.api.put(
-            &path(&obj.metadata.name.clone().unwrap()),
-            serde_json::to_value(obj).unwrap(),
-        );
+        self.api.put(&path(&obj.metadata.name.clone().unwrap()), serde_json::to_value(obj).unwrap());
     }
 
     /// The object as the mocked server now holds it.
@@ -122,10 +108,13 @@ impl Fixture {
 
     pub fn audit_lines(&self) -> Vec<Value> {
         let text = std::fs::read_to_string(self.audit_dir.path().join("audit.jsonl")).unwrap();
-        text.lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
+        text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
     }
+}
+
+/// Refreshes the controller's view with a full sweep, as the poller does.
+pub async fn sweep(f: &Fixture) {
+    f.ctx.cache.replace(f.ctx.cloud.describe_managed().await.unwrap());
 }
 
 pub fn uid(name: &str) -> String {

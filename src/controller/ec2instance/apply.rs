@@ -21,20 +21,13 @@ const WAIT_REQUEUE: Duration = Duration::from_secs(5);
 const BLOCKED_REQUEUE: Duration = Duration::from_secs(60);
 
 pub fn target(obj: &Ec2Instance) -> String {
-    format!(
-        "ec2instance/{}/{}",
-        obj.namespace().unwrap_or_default(),
-        obj.name_any()
-    )
+    format!("ec2instance/{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
 }
 
 /// Brings EC2 in line with the spec, then writes status once.
 pub async fn converge(obj: &Ec2Instance, ctx: &Context) -> Result<Action> {
     let uid = obj.uid().ok_or(Error::MissingField("metadata.uid"))?;
-    let mut observed = Observed {
-        instance: ctx.cache.get(&uid),
-        ..Default::default()
-    };
+    let mut observed = Observed { instance: ctx.cache.get(&uid), ..Default::default() };
     let result = step(obj, ctx, &uid, &mut observed).await;
     settle_budget(ctx, &uid, observed.instance.as_ref());
     if let Err(e) = &result {
@@ -52,17 +45,8 @@ fn settle_budget(ctx: &Context, uid: &str, instance: Option<&Instance>) {
     }
 }
 
-async fn step(
-    obj: &Ec2Instance,
-    ctx: &Context,
-    uid: &str,
-    observed: &mut Observed,
-) -> Result<Action> {
-    let image = obj
-        .spec
-        .image_id
-        .as_deref()
-        .or(ctx.settings.default_image_id.as_deref());
+async fn step(obj: &Ec2Instance, ctx: &Context, uid: &str, observed: &mut Observed) -> Result<Action> {
+    let image = obj.spec.image_id.as_deref().or(ctx.settings.default_image_id.as_deref());
     let mut next = plan(&obj.spec, image, observed.instance.as_ref());
     if let Step::Launch { .. } = next
         && let Some(found) = adopt(obj, ctx, uid).await?
@@ -103,26 +87,14 @@ async fn adopt(obj: &Ec2Instance, ctx: &Context, uid: &str) -> Result<Option<Ins
         ctx.cloud.terminate_instance(&extra.id).await?;
         let entry = Entry::new(ACTOR, "terminate-duplicate", &target(obj), Outcome::Success)
             .params(json!({ "instance_id": extra.id, "kept": keep.id }))
-            .detail(format!(
-                "terminated {} because {} already serves this object",
-                extra.id, keep.id
-            ));
-        ctx.record(
-            obj,
-            entry,
-            Some((EventType::Warning, "DuplicateTerminated")),
-        )
-        .await?;
+            .detail(format!("terminated {} because {} already serves this object", extra.id, keep.id));
+        ctx.record(obj, entry, Some((EventType::Warning, "DuplicateTerminated"))).await?;
     }
     ctx.cache.put(keep.clone());
     let entry = Entry::new(ACTOR, "adopt", &target(obj), Outcome::Success)
         .params(json!({ "instance_id": keep.id, "state": keep.state.as_str() }))
-        .detail(format!(
-            "found existing instance {} by its owner tag",
-            keep.id
-        ));
-    ctx.record(obj, entry, Some((EventType::Normal, "Adopted")))
-        .await?;
+        .detail(format!("found existing instance {} by its owner tag", keep.id));
+    ctx.record(obj, entry, Some((EventType::Normal, "Adopted"))).await?;
     Ok(Some(keep))
 }
 
@@ -149,11 +121,7 @@ async fn launch(
             data_room: obj.spec.data_room.clone(),
             instance_type: instance_type.clone(),
             image_id: image.to_string(),
-            subnet_id: obj
-                .spec
-                .subnet_id
-                .clone()
-                .or_else(|| ctx.settings.default_subnet_id.clone()),
+            subnet_id: obj.spec.subnet_id.clone().or_else(|| ctx.settings.default_subnet_id.clone()),
             security_group_ids: obj
                 .spec
                 .security_group_ids
@@ -174,8 +142,7 @@ async fn launch(
                 .params(with_instance(params, &instance.id))
                 .detail(format!("launched {} ({instance_type})", instance.id));
             observed.instance = Some(instance);
-            ctx.record(obj, entry, Some((EventType::Normal, "Launched")))
-                .await?;
+            ctx.record(obj, entry, Some((EventType::Normal, "Launched"))).await?;
             Ok(Action::requeue(WAIT_REQUEUE))
         }
         Err(e) => {
@@ -183,26 +150,17 @@ async fn launch(
             let entry = Entry::new(ACTOR, "launch", &target(obj), Outcome::Failure)
                 .params(params)
                 .detail(e.to_string());
-            ctx.record(obj, entry, Some((EventType::Warning, "LaunchFailed")))
-                .await?;
+            ctx.record(obj, entry, Some((EventType::Warning, "LaunchFailed"))).await?;
             Err(e.into())
         }
     }
 }
 
-async fn start(
-    obj: &Ec2Instance,
-    ctx: &Context,
-    uid: &str,
-    observed: &mut Observed,
-) -> Result<Action> {
+async fn start(obj: &Ec2Instance, ctx: &Context, uid: &str, observed: &mut Observed) -> Result<Action> {
     let Some(instance) = observed.instance.clone() else {
         return Ok(Action::requeue(WAIT_REQUEUE));
     };
-    if let Err(refusal) = ctx
-        .gate
-        .reserve(uid, &instance.instance_type, Purpose::Start)
-    {
+    if let Err(refusal) = ctx.gate.reserve(uid, &instance.instance_type, Purpose::Start) {
         return refused(obj, ctx, "start", refusal, observed).await;
     }
     if let Err(e) = power(obj, ctx, "start", &instance, observed).await {
@@ -229,24 +187,14 @@ async fn power(
     observed: &mut Observed,
 ) -> Result<()> {
     let (call, state, reason) = match action {
-        "start" => (
-            ctx.cloud.start_instance(&instance.id).await,
-            InstanceState::Pending,
-            "Started",
-        ),
-        _ => (
-            ctx.cloud.stop_instance(&instance.id).await,
-            InstanceState::Stopping,
-            "Stopped",
-        ),
+        "start" => (ctx.cloud.start_instance(&instance.id).await, InstanceState::Pending, "Started"),
+        _ => (ctx.cloud.stop_instance(&instance.id).await, InstanceState::Stopping, "Stopped"),
     };
     let params = with_instance(json!({}), &instance.id);
     if let Err(e) = call {
-        let entry = Entry::new(ACTOR, action, &target(obj), Outcome::Failure)
-            .params(params)
-            .detail(e.to_string());
-        ctx.record(obj, entry, Some((EventType::Warning, "PowerChangeFailed")))
-            .await?;
+        let entry =
+            Entry::new(ACTOR, action, &target(obj), Outcome::Failure).params(params).detail(e.to_string());
+        ctx.record(obj, entry, Some((EventType::Warning, "PowerChangeFailed"))).await?;
         return Err(e.into());
     }
     let mut updated = instance.clone();
@@ -256,8 +204,7 @@ async fn power(
     let entry = Entry::new(ACTOR, action, &target(obj), Outcome::Success)
         .params(params)
         .detail(format!("{action} requested for {}", instance.id));
-    ctx.record(obj, entry, Some((EventType::Normal, reason)))
-        .await?;
+    ctx.record(obj, entry, Some((EventType::Normal, reason))).await?;
     Ok(())
 }
 
@@ -270,17 +217,13 @@ async fn refused(
     refusal: Refusal,
     observed: &mut Observed,
 ) -> Result<Action> {
-    ctx.metrics
-        .budget_refusals
-        .get_or_create(&vec![("limit", refusal.limit())])
-        .inc();
+    ctx.metrics.budget_refusals.get_or_create(&vec![("limit", refusal.limit())]).inc();
     let message = refusal.to_string();
     if status::budget_message(obj).as_deref() != Some(message.as_str()) {
         let entry = Entry::new(ACTOR, action, &target(obj), Outcome::Refused)
             .params(json!({ "limit": refusal.limit(), "instance_type": obj.spec.instance_type }))
             .detail(message.clone());
-        ctx.record(obj, entry, Some((EventType::Warning, "BudgetExceeded")))
-            .await?;
+        ctx.record(obj, entry, Some((EventType::Warning, "BudgetExceeded"))).await?;
     }
     ctx.blocked.lock().unwrap().insert(ObjectRef::from_obj(obj));
     observed.refusal = Some(refusal);

@@ -36,8 +36,7 @@ pub async fn cleanup(obj: &Ec2Instance, ctx: &Context) -> Result<Action> {
             let entry = Entry::new(ACTOR, "terminate", &target(obj), Outcome::Success)
                 .params(json!({ "instance_ids": ids, "key_pair": key_name }))
                 .detail(detail);
-            ctx.record(obj, entry, Some((EventType::Normal, "Terminated")))
-                .await?;
+            ctx.record(obj, entry, Some((EventType::Normal, "Terminated"))).await?;
         }
         DeletionPolicy::Retain => {
             for instance in &live {
@@ -49,11 +48,8 @@ pub async fn cleanup(obj: &Ec2Instance, ctx: &Context) -> Result<Action> {
                     "key_pair": key_name,
                     "ssh_key_secret": ssh_secret_name(&key_name),
                 }))
-                .detail(
-                    "deletionPolicy Retain: instance, key pair and secret kept; no longer managed",
-                );
-            ctx.record(obj, entry, Some((EventType::Normal, "Retained")))
-                .await?;
+                .detail("deletionPolicy Retain: instance, key pair and secret kept; no longer managed");
+            ctx.record(obj, entry, Some((EventType::Normal, "Retained"))).await?;
         }
     }
     ctx.gate.release(&uid);

@@ -16,9 +16,7 @@ use crate::crd::{EC2_FINALIZER, Ec2Instance};
 
 pub async fn reconcile(obj: Arc<Ec2Instance>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile_started("Ec2Instance");
-    let namespace = obj
-        .namespace()
-        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let namespace = obj.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
     let uid = obj.uid().ok_or(Error::MissingField("metadata.uid"))?;
     let api: Api<Ec2Instance> = Api::namespaced(ctx.client.clone(), &namespace);
     let result = finalizer::finalizer(&api, EC2_FINALIZER, obj, |event| async {

@@ -34,16 +34,13 @@ pub fn plan(spec: &Ec2InstanceSpec, image: Option<&str>, instance: Option<&Insta
         return match (want_running, image) {
             (false, _) => Step::Steady,
             (true, None) => Step::Invalid(
-                "spec.imageId is not set and the operator has no default image (--default-image-id)"
-                    .into(),
+                "spec.imageId is not set and the operator has no default image (--default-image-id)".into(),
             ),
             (true, Some(_)) => Step::Launch { replaces: None },
         };
     };
     match (instance.state, want_running) {
-        (InstanceState::Terminated, true) => Step::Launch {
-            replaces: Some(instance.id.clone()),
-        },
+        (InstanceState::Terminated, true) => Step::Launch { replaces: Some(instance.id.clone()) },
         (InstanceState::Terminated, false) => Step::Steady,
         (InstanceState::ShuttingDown, _) => Step::Wait("the instance is shutting down"),
         (InstanceState::Pending, true) => Step::Wait("the instance is booting"),
@@ -117,45 +114,24 @@ mod tests {
             (Terminated, PowerState::Stopped, Step::Steady),
         ];
         for (state, power, step) in cases {
-            assert_eq!(
-                plan(&spec(power), IMG, Some(&instance(state))),
-                step,
-                "{state:?} {power:?}"
-            );
+            assert_eq!(plan(&spec(power), IMG, Some(&instance(state))), step, "{state:?} {power:?}");
         }
         for state in [Pending, Stopping, ShuttingDown] {
             for power in [PowerState::Running, PowerState::Stopped] {
                 let step = plan(&spec(power), IMG, Some(&instance(state)));
-                assert!(
-                    matches!(step, Step::Wait(_)),
-                    "{state:?} {power:?} gave {step:?}"
-                );
+                assert!(matches!(step, Step::Wait(_)), "{state:?} {power:?} gave {step:?}");
             }
         }
     }
 
     #[test]
     fn out_of_band_termination_relaunches_with_a_new_token() {
-        let step = plan(
-            &spec(PowerState::Running),
-            IMG,
-            Some(&instance(InstanceState::Terminated)),
-        );
-        assert_eq!(
-            step,
-            Step::Launch {
-                replaces: Some("i-1".into())
-            }
-        );
+        let step = plan(&spec(PowerState::Running), IMG, Some(&instance(InstanceState::Terminated)));
+        assert_eq!(step, Step::Launch { replaces: Some("i-1".into()) });
         assert_eq!(client_token("u", None), "u");
         assert_eq!(client_token("u", Some("i-1")), "u-i-1");
         assert!(
-            client_token(
-                "c0ffee00-1111-2222-3333-444455556666",
-                Some("i-0123456789abcdef0")
-            )
-            .len()
-                <= 64
+            client_token("c0ffee00-1111-2222-3333-444455556666", Some("i-0123456789abcdef0")).len() <= 64
         );
     }
 

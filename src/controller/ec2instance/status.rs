@@ -25,19 +25,14 @@ pub struct Observed {
 /// The current `BudgetAllowed=False` message, if any.
 pub fn budget_message(obj: &Ec2Instance) -> Option<String> {
     let conditions = &obj.status.as_ref()?.conditions;
-    let c = conditions
-        .iter()
-        .find(|c| c.type_ == "BudgetAllowed" && c.status == "False")?;
+    let c = conditions.iter().find(|c| c.type_ == "BudgetAllowed" && c.status == "False")?;
     Some(c.message.clone())
 }
 
 pub fn build(obj: &Ec2Instance, ctx: &Context, seen: &Observed) -> Ec2InstanceStatus {
     let generation = obj.metadata.generation;
     let old = obj.status.clone().unwrap_or_default();
-    let live = seen
-        .instance
-        .as_ref()
-        .filter(|i| i.state != InstanceState::Terminated);
+    let live = seen.instance.as_ref().filter(|i| i.state != InstanceState::Terminated);
     let mut status = Ec2InstanceStatus {
         instance_id: live.map(|i| i.id.clone()),
         state: Some(live.map_or("none", |i| i.state.as_str()).to_string()),
@@ -46,9 +41,7 @@ pub fn build(obj: &Ec2Instance, ctx: &Context, seen: &Observed) -> Ec2InstanceSt
         launch_time: live.and_then(|i| i.launch_time).map(|t| t.to_string()),
         hourly_price_usd: ctx.gate.hourly_price(&obj.spec.instance_type),
         key_pair_name: live.and_then(|i| i.key_name.clone()),
-        ssh_key_secret: live
-            .and_then(|i| i.key_name.as_deref())
-            .map(ssh_secret_name),
+        ssh_key_secret: live.and_then(|i| i.key_name.as_deref()).map(ssh_secret_name),
         observed_generation: generation,
         conditions: old.conditions,
         message: None,
@@ -63,52 +56,21 @@ pub fn build(obj: &Ec2Instance, ctx: &Context, seen: &Observed) -> Ec2InstanceSt
     let (ready_reason, ready_message) = match (ready, want_running) {
         (true, true) => ("Running", "the instance is running".to_string()),
         (true, false) => ("Stopped", "the instance is stopped".to_string()),
-        (false, _) => (
-            "Converging",
-            seen.message.clone().unwrap_or_else(|| "converging".into()),
-        ),
+        (false, _) => ("Converging", seen.message.clone().unwrap_or_else(|| "converging".into())),
     };
-    set_condition(
-        conditions,
-        "Ready",
-        ready,
-        ready_reason,
-        ready_message.clone(),
-        generation,
-    );
+    set_condition(conditions, "Ready", ready, ready_reason, ready_message.clone(), generation);
     let budget = seen.refusal.as_ref();
     let (reason, message) = match budget {
-        None => (
-            "WithinBudget",
-            "the budget allows this instance".to_string(),
-        ),
+        None => ("WithinBudget", "the budget allows this instance".to_string()),
         Some(r) => (refusal_reason(r), r.to_string()),
     };
-    set_condition(
-        conditions,
-        "BudgetAllowed",
-        budget.is_none(),
-        reason,
-        message,
-        generation,
-    );
+    set_condition(conditions, "BudgetAllowed", budget.is_none(), reason, message, generation);
     let (synced, reason, message) = match (&seen.invalid, &seen.error) {
         (Some(why), _) => (false, "InvalidSpec", why.clone()),
         (None, Some((label, why))) => (false, *label, why.clone()),
-        (None, None) => (
-            true,
-            "Reconciled",
-            "EC2 matches the spec or is converging to it".into(),
-        ),
+        (None, None) => (true, "Reconciled", "EC2 matches the spec or is converging to it".into()),
     };
-    set_condition(
-        conditions,
-        "Synced",
-        synced,
-        reason,
-        message.clone(),
-        generation,
-    );
+    set_condition(conditions, "Synced", synced, reason, message.clone(), generation);
     status.message = Some(match (budget, synced) {
         (Some(r), _) => format!("budget: {r}"),
         (None, false) => message,
@@ -131,15 +93,13 @@ pub async fn write(obj: &Ec2Instance, ctx: &Context, seen: &Observed) -> Result<
     if obj.status.as_ref() == Some(&status) {
         return Ok(());
     }
-    let api: Api<Ec2Instance> =
-        Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
+    let api: Api<Ec2Instance> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
     let patch = json!({
         "apiVersion": "dataroom.dev/v1alpha1",
         "kind": "Ec2Instance",
         "status": status,
     });
     let params = PatchParams::apply(MANAGER).force();
-    api.patch_status(&obj.name_any(), &params, &Patch::Apply(&patch))
-        .await?;
+    api.patch_status(&obj.name_any(), &params, &Patch::Apply(&patch)).await?;
     Ok(())
 }
