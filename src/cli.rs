@@ -1,4 +1,4 @@
-//! Command line: `run`, `crdgen`, `audit verify FILE`.
+//! Command line: `run`, `sandbox`, `crdgen`, `audit verify FILE`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -24,6 +24,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the controller against the cluster in the current kubeconfig (or in-cluster config).
     Run(Box<RunArgs>),
+    /// Run the whole system on this machine: a Kubernetes API emulator, simulated EC2, the controller.
+    Sandbox(crate::sandbox::SandboxArgs),
     /// Print every CRD as YAML (what is committed under crds/).
     Crdgen,
     /// Audit log tools.

@@ -11,4 +11,5 @@ pub mod controller;
 pub mod crd;
 pub mod metrics;
 pub mod runner;
+pub mod sandbox;
 pub mod telemetry;

@@ -10,6 +10,7 @@ async fn main() -> ExitCode {
     telemetry::init(cli.log_json);
     let result = match cli.command {
         Command::Run(args) => runner::run(*args).await,
+        Command::Sandbox(args) => dataroom_operator::sandbox::run(args).await,
         Command::Crdgen => {
             print!("{}", dataroom_operator::crd::crds_yaml());
             Ok(())

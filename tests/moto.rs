@@ -163,7 +163,7 @@ async fn the_controller_adopts_after_a_crash_and_the_poller_catches_drift() {
     };
     aws.terminate_instance(&first.id).await.unwrap();
     assert_eq!(poller.sweep().await.unwrap(), 1);
-    let object = triggered.try_next().unwrap().unwrap();
+    let object = triggered.try_recv().unwrap();
     assert_eq!((object.name.as_str(), object.namespace.as_deref()), ("web", Some(NS)));
     assert_eq!(poller.sweep().await.unwrap(), 0, "nothing changed since");
     f.reconcile("web").await.unwrap();

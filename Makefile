@@ -1,0 +1,33 @@
+# `make test` installs every test peer it needs and runs every test, lint and benchmark.
+# The Cargo target directory may be shared across runs with CARGO_TARGET_DIR.
+
+SHELL := /bin/bash
+VENV := .venv
+export DATAROOM_MOTO_SERVER := $(CURDIR)/$(VENV)/bin/moto_server
+
+.PHONY: test peers lint unit bench crds
+
+test: peers lint unit bench
+
+# Python test peers in a venv inside the repo; re-installed when requirements change.
+$(VENV)/.installed: requirements-test.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-test.txt
+	touch $@
+
+peers: $(VENV)/.installed
+	@test -x $(DATAROOM_MOTO_SERVER) || { echo "moto_server missing after install"; exit 1; }
+
+lint:
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
+
+unit: peers
+	cargo test
+
+bench:
+	cargo bench --bench poll
+
+# Regenerate the committed CRDs after changing src/crd/.
+crds:
+	cargo run --quiet -- crdgen > crds/dataroom.dev.yaml

@@ -1,0 +1,92 @@
+//! Patches: JSON merge (RFC 7386; strategic merge is treated as merge), JSON patch (RFC 6902),
+//! and server-side apply, approximated per field manager: the leaf fields a manager set in its
+//! previous apply and omits now are removed, then the applied object is merged in. Conflicts
+//! between managers are not detected (every apply behaves as `force`).
+
+use serde_json::{Map, Value};
+
+pub fn merge(target: &mut Value, patch: &Value) {
+    match (target, patch) {
+        (Value::Object(t), Value::Object(p)) => {
+            for (key, value) in p {
+                if value.is_null() {
+                    t.remove(key);
+                } else {
+                    merge(t.entry(key.clone()).or_insert(Value::Null), value);
+                }
+            }
+        }
+        (target, patch) => *target = patch.clone(),
+    }
+}
+
+pub fn json_patch(target: &mut Value, patch: &Value) -> Result<(), String> {
+    let patch: json_patch::Patch = serde_json::from_value(patch.clone()).map_err(|e| e.to_string())?;
+    json_patch::patch(target, &patch).map_err(|e| e.to_string())
+}
+
+/// JSON-pointer paths of every leaf of `value` (arrays count as one leaf).
+pub fn leaf_paths(value: &Value) -> Vec<String> {
+    fn walk(value: &Value, at: String, out: &mut Vec<String>) {
+        match value {
+            Value::Object(map) if !map.is_empty() => {
+                for (k, v) in map {
+                    walk(v, format!("{at}/{}", k.replace('~', "~0").replace('/', "~1")), out);
+                }
+            }
+            _ => out.push(at),
+        }
+    }
+    let mut out = Vec::new();
+    walk(value, String::new(), &mut out);
+    out
+}
+
+/// Applies `applied` for a manager that previously set `previous` paths.
+pub fn apply(target: &mut Value, applied: &Value, previous: &[String]) {
+    let now = leaf_paths(applied);
+    for stale in previous.iter().filter(|p| !now.contains(p)) {
+        remove_pointer(target, stale);
+    }
+    deep_merge(target, applied);
+}
+
+fn deep_merge(target: &mut Value, applied: &Value) {
+    match (target, applied) {
+        (Value::Object(t), Value::Object(a)) => {
+            for (key, value) in a {
+                deep_merge(t.entry(key.clone()).or_insert(Value::Object(Map::new())), value);
+            }
+        }
+        (target, applied) => *target = applied.clone(),
+    }
+}
+
+fn remove_pointer(target: &mut Value, pointer: &str) {
+    let Some((parent, last)) = pointer.rsplit_once('/') else { return };
+    let last = last.replace("~1", "/").replace("~0", "~");
+    if let Some(Value::Object(map)) = target.pointer_mut(parent) {
+        map.remove(&last);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn merge_patch_replaces_and_deletes() {
+        let mut obj = json!({ "spec": { "a": 1, "b": [1, 2], "c": { "d": 1 } } });
+        merge(&mut obj, &json!({ "spec": { "a": null, "b": [3], "c": { "e": 2 } } }));
+        assert_eq!(obj, json!({ "spec": { "b": [3], "c": { "d": 1, "e": 2 } } }));
+    }
+
+    #[test]
+    fn apply_removes_what_the_manager_stopped_setting() {
+        let mut obj = json!({ "status": { "state": "running", "publicIp": "1.2.3.4", "other": "kept" } });
+        let previous = leaf_paths(&json!({ "status": { "state": "running", "publicIp": "1.2.3.4" } }));
+        apply(&mut obj, &json!({ "status": { "state": "stopped" } }), &previous);
+        assert_eq!(obj, json!({ "status": { "state": "stopped", "other": "kept" } }));
+    }
+}

@@ -1,0 +1,142 @@
+//! Object storage with one global, monotonic resourceVersion and a bounded event history that
+//! watches resume from (older versions get 410 Gone, as after etcd compaction).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Mutex;
+
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+#[derive(Clone, Debug)]
+pub struct WatchEvent {
+    pub rv: u64,
+    /// Storage key of the resource type (`group/plural`).
+    pub key: String,
+    pub kind: &'static str,
+    pub object: Value,
+}
+
+/// (type key, namespace or "", name)
+pub type ObjectKey = (String, String, String);
+
+struct Inner {
+    rv: u64,
+    objects: BTreeMap<ObjectKey, Value>,
+    history: VecDeque<WatchEvent>,
+    /// Leaf paths each field manager set by its last apply: (uid, manager, subresource) → paths.
+    applied: HashMap<(String, String, String), Vec<String>>,
+}
+
+pub struct Store {
+    inner: Mutex<Inner>,
+    events: broadcast::Sender<WatchEvent>,
+    history_limit: usize,
+}
+
+/// What must hold for a write to go ahead, checked under the store's lock.
+#[derive(Clone, Copy, Debug)]
+pub enum Precondition<'a> {
+    /// Create: no object may exist under the key.
+    Absent,
+    /// Update: the stored object must still be at this resourceVersion.
+    Version(&'a str),
+}
+
+/// A write lost a race (or the object already exists, for `Absent`).
+#[derive(Debug)]
+pub struct Conflict;
+
+/// The requested resourceVersion is older than the retained history.
+#[derive(Debug)]
+pub struct Gone;
+
+impl Store {
+    pub fn new(history_limit: usize) -> Self {
+        let inner =
+            Inner { rv: 1, objects: BTreeMap::new(), history: VecDeque::new(), applied: HashMap::new() };
+        Self { inner: Mutex::new(inner), events: broadcast::channel(65_536).0, history_limit }
+    }
+
+    pub fn get(&self, key: &ObjectKey) -> Option<Value> {
+        self.inner.lock().unwrap().objects.get(key).cloned()
+    }
+
+    /// Objects of type `type_key`, in `namespace` (all when `None`), sorted by namespace and name.
+    pub fn list(&self, type_key: &str, namespace: Option<&str>) -> (Vec<Value>, u64) {
+        let inner = self.inner.lock().unwrap();
+        let items = inner
+            .objects
+            .iter()
+            .filter(|((t, ns, _), _)| t == type_key && namespace.is_none_or(|n| n == ns))
+            .map(|(_, v)| v.clone())
+            .collect();
+        (items, inner.rv)
+    }
+
+    /// Every object of every type (for cascading deletion and namespace cleanup).
+    pub fn all(&self) -> Vec<(ObjectKey, Value)> {
+        let inner = self.inner.lock().unwrap();
+        inner.objects.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+
+    /// Stores `object` under a new resourceVersion and records the event; returns what was stored.
+    pub fn put(&self, key: ObjectKey, mut object: Value, pre: Precondition) -> Result<Value, Conflict> {
+        let mut inner = self.inner.lock().unwrap();
+        let current = inner.objects.get(&key).map(|o| o["metadata"]["resourceVersion"].clone());
+        let kind = match (pre, current) {
+            (Precondition::Absent, None) => "ADDED",
+            (Precondition::Version(rv), Some(Value::String(now))) if now == rv => "MODIFIED",
+            _ => return Err(Conflict),
+        };
+        inner.rv += 1;
+        let rv = inner.rv;
+        object["metadata"]["resourceVersion"] = Value::String(rv.to_string());
+        inner.objects.insert(key.clone(), object.clone());
+        self.record(&mut inner, WatchEvent { rv, key: key.0, kind, object: object.clone() });
+        Ok(object)
+    }
+
+    /// Removes the object, recording a DELETED event under a new resourceVersion.
+    pub fn remove(&self, key: &ObjectKey) -> Option<Value> {
+        let mut inner = self.inner.lock().unwrap();
+        let mut object = inner.objects.remove(key)?;
+        inner.rv += 1;
+        let rv = inner.rv;
+        object["metadata"]["resourceVersion"] = Value::String(rv.to_string());
+        let uid = object["metadata"]["uid"].as_str().unwrap_or_default().to_string();
+        inner.applied.retain(|(u, _, _), _| *u != uid);
+        self.record(
+            &mut inner,
+            WatchEvent { rv, key: key.0.clone(), kind: "DELETED", object: object.clone() },
+        );
+        Some(object)
+    }
+
+    fn record(&self, inner: &mut Inner, event: WatchEvent) {
+        inner.history.push_back(event.clone());
+        while inner.history.len() > self.history_limit {
+            inner.history.pop_front();
+        }
+        let _ = self.events.send(event);
+    }
+
+    /// Events after `rv` still in history, and a receiver for every later one, taken atomically.
+    pub fn watch_from(&self, rv: u64) -> Result<(Vec<WatchEvent>, broadcast::Receiver<WatchEvent>), Gone> {
+        let inner = self.inner.lock().unwrap();
+        let oldest = inner.history.front().map_or(inner.rv + 1, |e| e.rv);
+        if rv + 1 < oldest && rv < inner.rv {
+            return Err(Gone);
+        }
+        let past = inner.history.iter().filter(|e| e.rv > rv).cloned().collect();
+        Ok((past, self.events.subscribe()))
+    }
+
+    pub fn applied_paths(&self, uid: &str, manager: &str, sub: &str) -> Vec<String> {
+        let inner = self.inner.lock().unwrap();
+        inner.applied.get(&(uid.into(), manager.into(), sub.into())).cloned().unwrap_or_default()
+    }
+
+    pub fn set_applied_paths(&self, uid: &str, manager: &str, sub: &str, paths: Vec<String>) {
+        self.inner.lock().unwrap().applied.insert((uid.into(), manager.into(), sub.into()), paths);
+    }
+}

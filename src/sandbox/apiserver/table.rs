@@ -1,0 +1,70 @@
+//! `Table` responses for `kubectl get`: Name, the type's printer columns (or Age), one row per object.
+
+use serde_json::{Value, json};
+
+use super::types::ResourceType;
+
+/// Looks up a simple JSONPath like `.status.state` or `.metadata.labels.app`.
+pub fn lookup<'a>(object: &'a Value, path: &str) -> Option<&'a Value> {
+    path.trim_start_matches('.').split('.').filter(|p| !p.is_empty()).try_fold(object, |v, key| v.get(key))
+}
+
+/// kubectl's short human duration: 42s, 5m, 3h, 12d.
+pub fn age(since: &str, now: jiff::Timestamp) -> String {
+    let Ok(t) = since.parse::<jiff::Timestamp>() else { return "<unknown>".into() };
+    let secs = now.duration_since(t).as_secs().max(0);
+    match secs {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 48 * 3600 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86400),
+    }
+}
+
+fn columns(rt: &ResourceType) -> Vec<Value> {
+    if rt.printer_columns.is_empty() {
+        return vec![json!({ "name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp" })];
+    }
+    rt.printer_columns.clone()
+}
+
+fn cell(object: &Value, column: &Value, now: jiff::Timestamp) -> Value {
+    let path = column["jsonPath"].as_str().unwrap_or_default();
+    match (lookup(object, path), column["type"].as_str()) {
+        (None | Some(Value::Null), _) => Value::Null,
+        (Some(Value::String(s)), Some("date")) => Value::String(age(s, now)),
+        (Some(v), _) => v.clone(),
+    }
+}
+
+pub fn table(rt: &ResourceType, objects: &[Value], resource_version: u64) -> Value {
+    let columns = columns(rt);
+    let now = jiff::Timestamp::now();
+    let mut definitions = vec![
+        json!({ "name": "Name", "type": "string", "format": "name", "description": "Name of the object", "priority": 0 }),
+    ];
+    definitions.extend(columns.iter().map(|c| {
+        json!({
+            "name": c["name"], "type": if c["type"] == "date" { json!("string") } else { c["type"].clone() },
+            "format": c.get("format").cloned().unwrap_or(json!("")),
+            "description": c.get("description").cloned().unwrap_or(json!("")),
+            "priority": c.get("priority").cloned().unwrap_or(json!(0)),
+        })
+    }));
+    let rows: Vec<Value> = objects
+        .iter()
+        .map(|o| {
+            let mut cells = vec![o["metadata"]["name"].clone()];
+            cells.extend(columns.iter().map(|c| cell(o, c, now)));
+            let metadata = json!({ "kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o["metadata"] });
+            json!({ "cells": cells, "object": metadata })
+        })
+        .collect();
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": { "resourceVersion": resource_version.to_string() },
+        "columnDefinitions": definitions,
+        "rows": rows,
+    })
+}

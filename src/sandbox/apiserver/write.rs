@@ -1,0 +1,507 @@
+//! The write side: create, update, patch (merge, JSON, apply), delete with finalizers and
+//! ownerReference cascading, and what CRDs and Namespaces do when written.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use super::read::{Target, object_key, view};
+use super::store::Precondition;
+use super::types::{self, ResourceType};
+use super::{ApiRequest, ApiServer, Reply, events, failure, patch, schema, status_body};
+
+/// A write refused: the reply to send.
+pub type Refused = Box<Reply>;
+
+fn refuse(code: u16, reason: &str, message: impl Into<String>) -> Refused {
+    Box::new(failure(code, reason, message))
+}
+
+fn now() -> String {
+    jiff::Timestamp::from_second(jiff::Timestamp::now().as_second()).expect("now is in range").to_string()
+}
+
+fn resource_name(rt: &ResourceType) -> String {
+    if rt.group.is_empty() { rt.plural.clone() } else { format!("{}.{}", rt.plural, rt.group) }
+}
+
+fn parse_body(req: &ApiRequest) -> Result<Value, Refused> {
+    let parsed = if req.content_type.contains("yaml") {
+        serde_yaml::from_slice::<Value>(&req.body).map_err(|e| e.to_string())
+    } else {
+        serde_json::from_slice::<Value>(&req.body).map_err(|e| e.to_string())
+    };
+    parsed.map_err(|e| refuse(400, "BadRequest", format!("the request body is not valid: {e}")))
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && name.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric())
+}
+
+fn invalid(rt: &ResourceType, name: &str, causes: Vec<schema::Cause>) -> Refused {
+    let messages: Vec<&str> = causes.iter().map(|c| c.message.as_str()).collect();
+    let message =
+        format!("{} \"{name}\" is invalid: {}", rt.kind.clone() + "." + &rt.group, join_causes(&messages));
+    let causes: Vec<Value> = causes
+        .iter()
+        .map(|c| json!({ "reason": c.reason, "message": c.message, "field": c.field }))
+        .collect();
+    let details = json!({ "name": name, "group": rt.group, "kind": rt.kind, "causes": causes });
+    Box::new(Reply::Json(422, status_body(422, "Invalid", message, Some(details))))
+}
+
+fn join_causes(messages: &[&str]) -> String {
+    if messages.len() == 1 { messages[0].to_string() } else { format!("[{}]", messages.join(", ")) }
+}
+
+/// Common admission for every write: identity, schema, and type-specific behaviour.
+fn admit(rt: &ResourceType, object: &mut Value) -> Result<(), Refused> {
+    object["apiVersion"] = json!(rt.api_version());
+    object["kind"] = json!(rt.kind);
+    if let Some(metadata) = object["metadata"].as_object_mut() {
+        metadata.remove("managedFields");
+    }
+    if let Some(schema) = &rt.schema {
+        let causes = schema::enforce(schema, object);
+        if !causes.is_empty() {
+            let name = object["metadata"]["name"].as_str().unwrap_or_default().to_string();
+            return Err(invalid(rt, &name, causes));
+        }
+    }
+    Ok(())
+}
+
+/// Creates `object` in `namespace` (the path's), applying everything a create does.
+pub fn create_object(
+    server: &Arc<ApiServer>,
+    rt: &ResourceType,
+    namespace: Option<&str>,
+    mut object: Value,
+) -> Result<Value, Refused> {
+    if !object.is_object() {
+        return Err(refuse(400, "BadRequest", "the request body must be an object"));
+    }
+    if let Some(kind) = object["kind"].as_str().filter(|k| *k != rt.kind) {
+        return Err(refuse(
+            400,
+            "BadRequest",
+            format!("the kind {kind} does not match the resource {}", rt.plural),
+        ));
+    }
+    if rt.group.is_empty() && rt.plural == "events" {
+        object = events::from_core(&object);
+    }
+    if !object["metadata"].is_object() {
+        object["metadata"] = json!({});
+    }
+    let metadata = &mut object["metadata"];
+    if rt.namespaced {
+        let ns = namespace.ok_or_else(|| {
+            refuse(400, "BadRequest", format!("{} must be created in a namespace", rt.plural))
+        })?;
+        if metadata["namespace"].as_str().is_some_and(|given| given != ns) {
+            return Err(refuse(
+                400,
+                "BadRequest",
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
+        }
+        metadata["namespace"] = json!(ns);
+        let ns_key = ("/namespaces".to_string(), String::new(), ns.to_string());
+        if server.store.get(&ns_key).is_none() {
+            return Err(refuse(404, "NotFound", format!("namespaces \"{ns}\" not found")));
+        }
+    } else if let Some(map) = metadata.as_object_mut() {
+        map.remove("namespace");
+    }
+    if metadata["name"].as_str().is_none_or(str::is_empty)
+        && let Some(prefix) = metadata["generateName"].as_str()
+    {
+        let suffix: String = uuid::Uuid::new_v4().simple().to_string().chars().take(5).collect();
+        metadata["name"] = json!(format!("{prefix}{suffix}"));
+    }
+    let name = metadata["name"].as_str().unwrap_or_default().to_string();
+    if !valid_name(&name) {
+        let cause = schema::Cause {
+            field: "metadata.name".into(),
+            reason: "FieldValueInvalid",
+            message: format!(
+                "metadata.name: Invalid value: {name:?}: a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"
+            ),
+        };
+        return Err(invalid(rt, &name, vec![cause]));
+    }
+    metadata["uid"] = json!(uuid::Uuid::new_v4().to_string());
+    metadata["creationTimestamp"] = json!(now());
+    metadata["generation"] = json!(1);
+    if let Some(map) = metadata.as_object_mut() {
+        map.remove("deletionTimestamp");
+        map.remove("resourceVersion");
+    }
+    if rt.status_subresource && !matches!(rt.kind.as_str(), "CustomResourceDefinition" | "Namespace") {
+        object.as_object_mut().map(|o| o.remove("status"));
+    }
+    admit(rt, &mut object)?;
+    match rt.kind.as_str() {
+        "Namespace" => object["status"] = json!({ "phase": "Active" }),
+        "CustomResourceDefinition" => establish(server, &mut object)?,
+        _ => {}
+    }
+    let key = object_key(rt, namespace.filter(|_| rt.namespaced), &name);
+    server.store.put(key, object, Precondition::Absent).map_err(|_| {
+        let message = format!("{} \"{name}\" already exists", resource_name(rt));
+        let details = json!({ "name": name, "group": rt.group, "kind": rt.plural });
+        Box::new(Reply::Json(409, status_body(409, "AlreadyExists", message, Some(details))))
+    })
+}
+
+/// Registers a CRD's types and marks it established.
+fn establish(server: &ApiServer, crd: &mut Value) -> Result<(), Refused> {
+    let served = types::from_crd(crd);
+    let expected = format!(
+        "{}.{}",
+        crd["spec"]["names"]["plural"].as_str().unwrap_or_default(),
+        crd["spec"]["group"].as_str().unwrap_or_default()
+    );
+    if served.is_empty() || crd["metadata"]["name"].as_str() != Some(expected.as_str()) {
+        return Err(refuse(
+            422,
+            "Invalid",
+            format!(
+                "CustomResourceDefinition is invalid: metadata.name must be spec.names.plural+\".\"+spec.group ({expected}) and at least one version must be served"
+            ),
+        ));
+    }
+    let time = now();
+    let condition = |type_: &str, reason: &str| json!({ "type": type_, "status": "True", "reason": reason, "message": "", "lastTransitionTime": time });
+    crd["status"] = json!({
+        "conditions": [condition("NamesAccepted", "NoConflicts"), condition("Established", "InitialNamesAccepted")],
+        "acceptedNames": crd["spec"]["names"],
+        "storedVersions": served.iter().map(|t| t.version.clone()).collect::<Vec<_>>(),
+    });
+    let mut types = server.types.write().unwrap();
+    types.retain(|t| !served.iter().any(|s| s.group == t.group && s.plural == t.plural));
+    types.extend(served);
+    Ok(())
+}
+
+pub fn create(server: &Arc<ApiServer>, target: &Target, req: &ApiRequest) -> Reply {
+    let body = match parse_body(req) {
+        Ok(b) => b,
+        Err(reply) => return *reply,
+    };
+    match create_object(server, &target.rt, target.namespace.as_deref(), body) {
+        Ok(stored) => Reply::Json(201, view(&target.rt, &stored)),
+        Err(reply) => *reply,
+    }
+}
+
+/// Everything but metadata and status: what `generation` tracks.
+fn spec_of(object: &Value) -> Value {
+    let mut rest = object.clone();
+    if let Some(map) = rest.as_object_mut() {
+        map.remove("metadata");
+        map.remove("status");
+    }
+    rest
+}
+
+/// Turns a proposed new version of `old` into what is stored, and stores it.
+fn replace(server: &Arc<ApiServer>, target: &Target, old: &Value, mut new: Value) -> Result<Value, Refused> {
+    let rt = &target.rt;
+    if rt.group.is_empty() && rt.plural == "events" {
+        new = events::from_core(&new);
+    }
+    let name = target.name.clone().unwrap_or_default();
+    let old_rv = old["metadata"]["resourceVersion"].as_str().unwrap_or_default().to_string();
+    if new["metadata"]["resourceVersion"].as_str().is_some_and(|rv| rv != old_rv) {
+        return Err(conflict(rt, &name));
+    }
+    if target.subresource.as_deref() == Some("status") {
+        let status = new.get("status").cloned();
+        new = old.clone();
+        match status {
+            Some(status) => new["status"] = status,
+            None => drop(new.as_object_mut().map(|o| o.remove("status"))),
+        }
+    } else {
+        if !new["metadata"].is_object() {
+            return Err(refuse(400, "BadRequest", "metadata must be an object"));
+        }
+        if rt.status_subresource {
+            match old.get("status") {
+                Some(status) => new["status"] = status.clone(),
+                None => drop(new.as_object_mut().map(|o| o.remove("status"))),
+            }
+        }
+        let m = &mut new["metadata"];
+        for kept in [
+            "name",
+            "namespace",
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+        ] {
+            match old["metadata"].get(kept) {
+                Some(v) => m[kept] = v.clone(),
+                None => drop(m.as_object_mut().map(|o| o.remove(kept))),
+            }
+        }
+        if spec_of(&new) != spec_of(old) {
+            let generation = old["metadata"]["generation"].as_i64().unwrap_or(1);
+            new["metadata"]["generation"] = json!(generation + 1);
+        }
+    }
+    admit(rt, &mut new)?;
+    if rt.kind == "CustomResourceDefinition" {
+        establish(server, &mut new)?;
+    }
+    let finalized = new["metadata"]["finalizers"].as_array().is_none_or(|f| f.is_empty());
+    let key = object_key(rt, target.namespace.as_deref(), &name);
+    if old["metadata"]["deletionTimestamp"].is_string() && finalized {
+        let stored = server
+            .store
+            .put(key.clone(), new, Precondition::Version(&old_rv))
+            .map_err(|_| conflict(rt, &name))?;
+        return Ok(remove(server, rt, &key, "Background").unwrap_or(stored));
+    }
+    server.store.put(key, new, Precondition::Version(&old_rv)).map_err(|_| conflict(rt, &name))
+}
+
+fn conflict(rt: &ResourceType, name: &str) -> Refused {
+    let message = format!(
+        "Operation cannot be fulfilled on {} \"{name}\": the object has been modified; please apply your changes to the latest version and try again",
+        resource_name(rt)
+    );
+    let details = json!({ "name": name, "group": rt.group, "kind": rt.plural });
+    Box::new(Reply::Json(409, status_body(409, "Conflict", message, Some(details))))
+}
+
+fn current(server: &ApiServer, target: &Target) -> Result<Value, Refused> {
+    let name = target.name.as_deref().unwrap_or_default();
+    let key = object_key(&target.rt, target.namespace.as_deref(), name);
+    server.store.get(&key).ok_or_else(|| Box::new(super::read::not_found(&target.rt, name)))
+}
+
+pub fn update(server: &Arc<ApiServer>, target: &Target, req: &ApiRequest) -> Reply {
+    let result = parse_body(req).and_then(|new| {
+        let old = current(server, target)?;
+        replace(server, target, &old, new)
+    });
+    match result {
+        Ok(stored) => Reply::Json(200, view(&target.rt, &stored)),
+        Err(reply) => *reply,
+    }
+}
+
+pub fn patch(server: &Arc<ApiServer>, target: &Target, req: &ApiRequest) -> Reply {
+    let body = match parse_body(req) {
+        Ok(b) => b,
+        Err(reply) => return *reply,
+    };
+    let apply = req.content_type.contains("apply-patch");
+    let manager = req.query.get("fieldManager").cloned().unwrap_or_default();
+    if apply && manager.is_empty() {
+        return failure(400, "BadRequest", "PATCH with apply-patch requires fieldManager");
+    }
+    let sub = target.subresource.clone().unwrap_or_default();
+    // Like the API server, retry a patch that lost a race against another writer.
+    for _ in 0..5 {
+        let old = match current(server, target) {
+            Ok(old) => old,
+            Err(_) if apply => {
+                let created = create_object(server, &target.rt, target.namespace.as_deref(), body.clone());
+                return match created {
+                    Ok(stored) => {
+                        let uid = stored["metadata"]["uid"].as_str().unwrap_or_default();
+                        server.store.set_applied_paths(uid, &manager, &sub, patch::leaf_paths(&body));
+                        Reply::Json(201, view(&target.rt, &stored))
+                    }
+                    Err(reply) => *reply,
+                };
+            }
+            Err(reply) => return *reply,
+        };
+        let mut new = view(&target.rt, &old);
+        let uid = old["metadata"]["uid"].as_str().unwrap_or_default().to_string();
+        if apply {
+            let previous = server.store.applied_paths(&uid, &manager, &sub);
+            patch::apply(&mut new, &body, &previous);
+        } else if req.content_type.contains("json-patch") {
+            if let Err(e) = patch::json_patch(&mut new, &body) {
+                return failure(422, "Invalid", format!("the JSON patch could not be applied: {e}"));
+            }
+        } else {
+            patch::merge(&mut new, &body);
+        }
+        match replace(server, target, &old, new) {
+            Ok(stored) => {
+                if apply {
+                    server.store.set_applied_paths(&uid, &manager, &sub, patch::leaf_paths(&body));
+                }
+                return Reply::Json(200, view(&target.rt, &stored));
+            }
+            Err(reply)
+                if matches!(*reply, Reply::Json(409, _)) && body["metadata"]["resourceVersion"].is_null() =>
+            {
+                continue;
+            }
+            Err(reply) => return *reply,
+        }
+    }
+    *conflict(&target.rt, target.name.as_deref().unwrap_or_default())
+}
+
+/// Removes an object for good, then deletes (or orphans) its dependents.
+fn remove(
+    server: &Arc<ApiServer>,
+    rt: &ResourceType,
+    key: &(String, String, String),
+    propagation: &str,
+) -> Option<Value> {
+    let removed = server.store.remove(key)?;
+    let uid = removed["metadata"]["uid"].as_str().unwrap_or_default().to_string();
+    match rt.kind.as_str() {
+        "CustomResourceDefinition" => {
+            let gone = types::from_crd(&removed);
+            for t in &gone {
+                for (object_key, _) in server.store.all().into_iter().filter(|(k, _)| k.0 == t.key()) {
+                    server.store.remove(&object_key);
+                }
+            }
+            server
+                .types
+                .write()
+                .unwrap()
+                .retain(|t| !gone.iter().any(|g| g.group == t.group && g.plural == t.plural));
+        }
+        "Namespace" => {
+            for (object_key, _) in server.store.all().into_iter().filter(|(k, _)| k.1 == key.2) {
+                server.store.remove(&object_key);
+            }
+        }
+        _ => {}
+    }
+    let dependents = server.store.all().into_iter().filter(|(_, o)| {
+        o["metadata"]["ownerReferences"]
+            .as_array()
+            .is_some_and(|refs| refs.iter().any(|r| r["uid"] == uid.as_str()))
+    });
+    for (dependent_key, mut dependent) in dependents.collect::<Vec<_>>() {
+        if propagation == "Orphan" {
+            let rv = dependent["metadata"]["resourceVersion"].as_str().unwrap_or_default().to_string();
+            if let Some(refs) = dependent["metadata"]["ownerReferences"].as_array_mut() {
+                refs.retain(|r| r["uid"] != uid.as_str());
+            }
+            let _ = server.store.put(dependent_key, dependent, Precondition::Version(&rv));
+        } else if let Some(dependent_rt) =
+            server.types.read().unwrap().iter().find(|t| t.key() == dependent_key.0).cloned()
+        {
+            mark_or_remove(server, &dependent_rt, &dependent_key, "Background");
+        }
+    }
+    Some(removed)
+}
+
+/// Deletion proper: objects with finalizers are marked, the rest removed.
+fn mark_or_remove(
+    server: &Arc<ApiServer>,
+    rt: &ResourceType,
+    key: &(String, String, String),
+    propagation: &str,
+) -> Option<Value> {
+    let mut object = server.store.get(key)?;
+    let blocked = object["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty());
+    let contents = rt.kind == "Namespace" && server.store.all().iter().any(|(k, _)| k.1 == key.2);
+    if !blocked && !contents {
+        return remove(server, rt, key, propagation);
+    }
+    if object["metadata"]["deletionTimestamp"].is_string() {
+        return Some(object);
+    }
+    let rv = object["metadata"]["resourceVersion"].as_str().unwrap_or_default().to_string();
+    object["metadata"]["deletionTimestamp"] = json!(now());
+    object["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+    if rt.kind == "Namespace" {
+        object["status"]["phase"] = json!("Terminating");
+        spawn_namespace_cleanup(server.clone(), key.2.clone());
+    }
+    server.store.put(key.clone(), object, Precondition::Version(&rv)).ok()
+}
+
+/// A terminating namespace deletes its contents and goes once they are all gone.
+fn spawn_namespace_cleanup(server: Arc<ApiServer>, namespace: String) {
+    tokio::spawn(async move {
+        let types = server.types.read().unwrap().clone();
+        for (key, _) in server.store.all().into_iter().filter(|(k, _)| k.1 == namespace) {
+            if let Some(rt) = types.iter().find(|t| t.key() == key.0) {
+                mark_or_remove(&server, rt, &key, "Background");
+            }
+        }
+        let ns_key = ("/namespaces".to_string(), String::new(), namespace.clone());
+        while server.store.all().iter().any(|(k, _)| k.1 == namespace) {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let ns_rt = server.find("", "v1", "namespaces").expect("namespaces are built in");
+        remove(&server, &ns_rt, &ns_key, "Background");
+    });
+}
+
+fn propagation(req: &ApiRequest) -> String {
+    let body: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
+    let policy = body["propagationPolicy"]
+        .as_str()
+        .map(String::from)
+        .or_else(|| req.query.get("propagationPolicy").cloned());
+    policy.unwrap_or_else(|| {
+        if body["orphanDependents"] == json!(true) { "Orphan".into() } else { "Background".into() }
+    })
+}
+
+pub fn delete(server: &Arc<ApiServer>, target: &Target, req: &ApiRequest) -> Reply {
+    let old = match current(server, target) {
+        Ok(old) => old,
+        Err(reply) => return *reply,
+    };
+    let body: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
+    let pre = &body["preconditions"];
+    let mismatch =
+        |field: &str| pre[field].as_str().is_some_and(|want| old["metadata"][field].as_str() != Some(want));
+    if mismatch("uid") || mismatch("resourceVersion") {
+        return *conflict(&target.rt, target.name.as_deref().unwrap_or_default());
+    }
+    let key = object_key(&target.rt, target.namespace.as_deref(), target.name.as_deref().unwrap_or_default());
+    match mark_or_remove(server, &target.rt, &key, &propagation(req)) {
+        Some(object) => Reply::Json(200, view(&target.rt, &object)),
+        None => super::read::not_found(&target.rt, &key.2),
+    }
+}
+
+pub fn delete_collection(server: &Arc<ApiServer>, target: &Target, req: &ApiRequest) -> Reply {
+    let selector = super::select::Selector::parse(
+        req.query.get("labelSelector").map(String::as_str),
+        req.query.get("fieldSelector").map(String::as_str),
+    );
+    let selector = match selector {
+        Ok(s) => s,
+        Err(e) => return failure(400, "BadRequest", e),
+    };
+    let (items, _) = server.store.list(&target.rt.key(), target.namespace.as_deref());
+    let policy = propagation(req);
+    let mut deleted = Vec::new();
+    for item in items.iter().filter(|o| selector.matches(&view(&target.rt, o))) {
+        let name = item["metadata"]["name"].as_str().unwrap_or_default();
+        let key = object_key(&target.rt, item["metadata"]["namespace"].as_str(), name);
+        if let Some(object) = mark_or_remove(server, &target.rt, &key, &policy) {
+            deleted.push(view(&target.rt, &object));
+        }
+    }
+    let list = json!({ "kind": format!("{}List", target.rt.kind), "apiVersion": target.rt.api_version(), "metadata": {}, "items": deleted });
+    Reply::Json(200, list)
+}

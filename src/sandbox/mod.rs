@@ -1,0 +1,136 @@
+//! The embedded default: the whole system on one machine, with no cluster and no AWS account.
+//! A Kubernetes API emulator on loopback, the in-memory EC2 and secret store, and the real
+//! controller between them.
+
+pub mod apiserver;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use kube::api::{Api, PostParams};
+use kube::runtime::events::{Recorder, Reporter};
+
+use crate::admin::{self, HealthState};
+use crate::audit::AuditLog;
+use crate::budget::Gate;
+use crate::cloud::fake::{Delays, FakeCloud};
+use crate::cloud::metered::Metered;
+use crate::cloud::pricing::PriceTable;
+use crate::controller::{self, Context, Settings};
+use crate::metrics::Metrics;
+use crate::{clock, crd};
+
+/// The AMI the sandbox launches when an Ec2Instance names none.
+pub const SANDBOX_IMAGE: &str = "ami-0000000000000000a";
+
+#[derive(Debug, clap::Args)]
+pub struct SandboxArgs {
+    /// Where the kubeconfig, audit log and state live (default: a fresh temporary directory).
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// Port of the Kubernetes API emulator on 127.0.0.1.
+    #[arg(long, default_value_t = 6443)]
+    pub api_port: u16,
+    /// Port of the operator's HTTP endpoints (/healthz, /readyz, /metrics) on 127.0.0.1.
+    #[arg(long, default_value_t = 8080)]
+    pub admin_port: u16,
+}
+
+fn state_dir(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    let dir = match given {
+        Some(dir) => dir,
+        None => {
+            let stamp = jiff::Timestamp::now().as_second();
+            std::env::temp_dir().join(format!("dataroom-sandbox-{stamp}-{}", std::process::id()))
+        }
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir.canonicalize()?)
+}
+
+fn write_kubeconfig(path: &Path, api: SocketAddr) -> anyhow::Result<()> {
+    let config = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: sandbox\n  cluster:\n    server: http://{api}\ncontexts:\n- name: sandbox\n  context:\n    cluster: sandbox\n    user: sandbox\n    namespace: default\ncurrent-context: sandbox\nusers:\n- name: sandbox\n  user: {{}}\n"
+    );
+    std::fs::write(path, config).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Creates every CRD through the API, as `kubectl apply -f crds/` would.
+pub async fn install_crds(client: &kube::Client) -> anyhow::Result<()> {
+    let api: Api<
+        k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+    > = Api::all(client.clone());
+    for doc in crd::crds_yaml().split("---\n") {
+        let crd = serde_yaml::from_str(doc)?;
+        match api.create(&PostParams::default(), &crd).await {
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            other => drop(other.context("installing a CRD")?),
+        }
+    }
+    Ok(())
+}
+
+pub async fn run(args: SandboxArgs) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let dir = state_dir(args.state_dir)?;
+    let server = apiserver::ApiServer::new();
+    let api_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, args.api_port));
+    let (api_addr, api_task) = apiserver::serve(server.clone(), api_addr)
+        .await
+        .with_context(|| format!("binding the API emulator to {api_addr} (try --api-port)"))?;
+    let kubeconfig = dir.join("kubeconfig");
+    write_kubeconfig(&kubeconfig, api_addr)?;
+    let client = server.client();
+    install_crds(&client).await?;
+
+    let metrics = Arc::new(Metrics::default());
+    let fake = Arc::new(FakeCloud::new(Delays {
+        boot: Duration::from_secs(2),
+        stop: Duration::from_secs(1),
+        terminate: Duration::from_secs(1),
+    }));
+    let cloud = Arc::new(Metered::new(fake, metrics.clone()));
+    let clock = clock::system();
+    let gate = Arc::new(Gate::new(PriceTable::default(), "us-east-1", clock.clone()));
+    let audit_path = dir.join("audit.jsonl");
+    let audit = AuditLog::open(&audit_path)?;
+    let settings = Settings {
+        region: "us-east-1".into(),
+        default_image_id: Some(SANDBOX_IMAGE.into()),
+        poll_interval: Duration::from_secs(5),
+        ..Default::default()
+    };
+    let reporter = Reporter { controller: crd::MANAGER.into(), instance: Some("sandbox".into()) };
+    let recorder = Recorder::new(client.clone(), reporter);
+    let ctx = Arc::new(Context::new(client, cloud, gate, audit, recorder, metrics.clone(), settings, clock));
+    let ready = Arc::new(AtomicBool::new(false));
+    let admin_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, args.admin_port));
+    let (http, admin_addr) = admin::serve(admin_addr, HealthState { ready: ready.clone(), metrics })
+        .with_context(|| {
+            format!("binding the operator's HTTP endpoints to {admin_addr} (try --admin-port)")
+        })?;
+    let http_handle = http.handle();
+    tokio::spawn(http);
+
+    let controller = tokio::spawn(controller::run(ctx, ready));
+    let k = format!("kubectl --kubeconfig {}", kubeconfig.display());
+    println!(
+        "dataroom-operator sandbox is ready ({:.1}s)\n\
+         \n  state:       {dir}\n  kubeconfig:  {kc}\n  API:         http://{api_addr}\n  health:      http://{admin_addr}/healthz  /readyz  /metrics\n  audit log:   {audit}\n\
+         \nEverything runs on this machine: EC2 is simulated in memory, no AWS account is used.\n\
+         \nTry:\n  export KUBECONFIG={kc}\n  kubectl apply -f examples/ec2instance.yaml\n  kubectl get ec2 -w\n  kubectl patch ec2 web --type merge -p '{{\"spec\":{{\"powerState\":\"Stopped\"}}}}'\n  kubectl delete ec2 web\n  cargo run --release -- audit verify {audit}\n\
+         \nCtrl-C stops the sandbox. (Plain `{k} get ec2` works without the export.)",
+        started.elapsed().as_secs_f64(),
+        dir = dir.display(),
+        kc = kubeconfig.display(),
+        audit = audit_path.display(),
+    );
+    let result = controller.await.context("the controller stopped unexpectedly")?;
+    http_handle.stop(true).await;
+    api_task.abort();
+    result
+}

@@ -1,0 +1,35 @@
+//! The binary's command line: generated CRDs, and clear refusals of bad settings.
+
+use std::process::Command;
+
+fn operator(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_dataroom-operator")).args(args).output().unwrap()
+}
+
+#[test]
+fn crdgen_prints_the_committed_crds() {
+    let out = operator(&["crdgen"]);
+    assert!(out.status.success());
+    let committed = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/dataroom.dev.yaml")).unwrap();
+    assert!(out.stdout == committed, "crds/dataroom.dev.yaml is stale: run `make crds`");
+}
+
+#[test]
+fn bad_settings_are_refused_before_anything_starts() {
+    let out = operator(&["run", "--default-image-id", "ubuntu"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("expected an AMI id"));
+    let out = operator(&["run", "--poll-interval", "0"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("between 1 and 3600"));
+}
+
+#[test]
+fn a_bad_price_table_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let prices = dir.path().join("prices.yaml");
+    std::fs::write(&prices, "us-east-1: [t3.micro]\n").unwrap();
+    let out = operator(&["run", "--price-table", prices.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("prices.yaml") && stderr.contains("usd-per-hour"), "{stderr}");
+}
