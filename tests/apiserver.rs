@@ -143,7 +143,13 @@ async fn invalid_objects_get_422_naming_the_field() {
         .map(|c| c["field"].as_str().unwrap())
         .collect();
     assert_eq!(fields, ["spec.powerState", "spec.rootVolumeGiB"]);
-    assert!(status["message"].as_str().unwrap().contains("spec.powerState: Unsupported value: \"Paused\""));
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap()
+            .contains("is invalid: [spec.powerState: Unsupported value: \"Paused\""),
+        "{status}"
+    );
     let mut pruned = ec2("ok");
     pruned["spec"] = json!({ "unknown": 1 });
     let (code, obj) = call(&c, "POST", EC2, pruned).await;

@@ -182,7 +182,7 @@ async fn an_instance_terminated_out_of_band_is_replaced_through_the_gate() {
     let new = f.fetch("web").status.unwrap().instance_id.unwrap();
     assert_ne!(new, old);
     assert_eq!(f.fake.live_instances().len(), 1);
-    let launch = f.audit_lines().into_iter().filter(|r| r["action"] == "launch").last().unwrap();
+    let launch = f.audit_lines().into_iter().rfind(|r| r["action"] == "launch").unwrap();
     assert_eq!(launch["params"]["replaces"], json!(old));
 }
 

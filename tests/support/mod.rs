@@ -3,6 +3,7 @@
 
 pub mod mock_api;
 pub mod moto;
+pub mod sandbox;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -68,3 +68,51 @@ pub fn resource_list(server: &ApiServer, group: &str, version: &str) -> Option<V
         json!({ "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": served }),
     )
 }
+
+fn gv_path(group: &str, version: &str) -> String {
+    if group.is_empty() { format!("api/{version}") } else { format!("apis/{group}/{version}") }
+}
+
+/// `/openapi/v3`: the index of group-version documents.
+pub fn openapi_root(server: &ApiServer) -> Value {
+    let types = server.types.read().unwrap();
+    let mut paths = serde_json::Map::new();
+    for t in types.iter() {
+        let path = gv_path(&t.group, &t.version);
+        let url = format!("/openapi/v3/{path}?hash=sandbox");
+        paths.insert(path, json!({ "serverRelativeURL": url }));
+    }
+    json!({ "paths": paths })
+}
+
+/// `/openapi/v3/apis/{group}/{version}`: enough for kubectl to see that every type accepts
+/// `fieldValidation` (so it leaves validation to the server) and to find custom resource schemas.
+pub fn openapi_group_version(server: &ApiServer, group: &str, version: &str) -> Option<Value> {
+    let types = server.types.read().unwrap();
+    let served: Vec<_> = types.iter().filter(|t| t.group == group && t.version == version).collect();
+    if served.is_empty() {
+        return None;
+    }
+    let mut paths = serde_json::Map::new();
+    let mut schemas = serde_json::Map::new();
+    for t in served {
+        let gvk = json!([{ "group": t.group, "version": t.version, "kind": t.kind }]);
+        let scope = if t.namespaced { "namespaces/{namespace}/" } else { "" };
+        let path = format!("/{}/{scope}{}/{{name}}", gv_path(&t.group, &t.version), t.plural);
+        let param = json!({ "name": "fieldValidation", "in": "query", "schema": { "type": "string", "uniqueItems": true } });
+        let patch = json!({ "x-kubernetes-group-version-kind": gvk[0], "parameters": [param], "responses": { "200": { "description": "OK" } } });
+        paths.insert(path, json!({ "patch": patch }));
+        if let Some(schema) = &t.schema {
+            let mut schema = schema.clone();
+            schema["x-kubernetes-group-version-kind"] = gvk;
+            let reversed: Vec<&str> = t.group.split('.').rev().collect();
+            schemas.insert(format!("{}.{}.{}", reversed.join("."), t.version, t.kind), schema);
+        }
+    }
+    Some(json!({
+        "openapi": "3.0.0",
+        "info": { "title": "Kubernetes", "version": "v1.32.0-dataroom-sandbox" },
+        "paths": paths,
+        "components": { "schemas": schemas },
+    }))
+}

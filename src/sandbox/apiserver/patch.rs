@@ -21,7 +21,14 @@ pub fn merge(target: &mut Value, patch: &Value) {
 }
 
 pub fn json_patch(target: &mut Value, patch: &Value) -> Result<(), String> {
-    let patch: json_patch::Patch = serde_json::from_value(patch.clone()).map_err(|e| e.to_string())?;
+    let mut ops = patch.as_array().cloned().ok_or("a JSON patch is an array of operations")?;
+    // Like the API server, a `test` for null passes when the path is absent.
+    ops.retain(|op| {
+        !(op["op"] == "test"
+            && op["value"].is_null()
+            && op["path"].as_str().is_some_and(|p| target.pointer(p).is_none()))
+    });
+    let patch: json_patch::Patch = serde_json::from_value(Value::Array(ops)).map_err(|e| e.to_string())?;
     json_patch::patch(target, &patch).map_err(|e| e.to_string())
 }
 

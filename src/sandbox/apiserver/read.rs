@@ -36,6 +36,13 @@ pub async fn route(server: &Arc<ApiServer>, req: ApiRequest) -> Reply {
         ["api"] => return Reply::Json(200, discovery::core_versions()),
         ["apis"] => return Reply::Json(200, discovery::group_list(server)),
         ["apis", group] => return json(discovery::group(server, group)),
+        ["openapi", "v3"] => return Reply::Json(200, discovery::openapi_root(server)),
+        ["openapi", "v3", "api", version] => {
+            return json(discovery::openapi_group_version(server, "", version));
+        }
+        ["openapi", "v3", "apis", group, version] => {
+            return json(discovery::openapi_group_version(server, group, version));
+        }
         ["api", version, rest @ ..] => ("", *version, rest),
         ["apis", group, version, rest @ ..] => (*group, *version, rest),
         _ => return failure(404, "NotFound", "the server could not find the requested resource"),

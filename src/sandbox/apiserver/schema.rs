@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 
-/// One violation, in the API server's words.
+/// One violation, in the API server's words: `message` without the field, which `field` names.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Cause {
     pub field: String,
@@ -12,12 +12,26 @@ pub struct Cause {
     pub message: String,
 }
 
+impl Cause {
+    /// `field: message`, as the top-level Status message lists it.
+    pub fn describe(&self) -> String {
+        if self.field.is_empty() { self.message.clone() } else { format!("{}: {}", self.field, self.message) }
+    }
+}
+
+/// What enforcement found: violations, and the unknown fields it pruned.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub causes: Vec<Cause>,
+    pub pruned: Vec<String>,
+}
+
 /// Defaults, prunes and validates `object` (a whole custom resource) against `schema`.
-pub fn enforce(schema: &Value, object: &mut Value) -> Vec<Cause> {
-    let mut causes = Vec::new();
+pub fn enforce(schema: &Value, object: &mut Value) -> Report {
+    let mut report = Report::default();
     let Some(map) = object.as_object_mut() else {
-        causes.push(cause("", "FieldValueTypeInvalid", "the object must be a JSON object".into()));
-        return causes;
+        report.causes.push(cause("", "FieldValueTypeInvalid", "the object must be a JSON object".into()));
+        return report;
     };
     // apiVersion, kind and metadata are the server's, whatever the schema says.
     let keep = ["apiVersion", "kind", "metadata"];
@@ -29,14 +43,15 @@ pub fn enforce(schema: &Value, object: &mut Value) -> Vec<Cause> {
         .collect();
     if !preserves(schema) {
         removed.iter().for_each(|k| drop(map.remove(k)));
+        report.pruned.extend(removed);
     }
     if let Some(props) = props {
         for (key, sub) in props.iter().filter(|(k, _)| !keep.contains(&k.as_str())) {
-            walk_property(map, key, sub, key, &mut causes);
+            walk_property(map, key, sub, key, &mut report);
         }
     }
-    required(schema, map, "", &mut causes);
-    causes
+    required(schema, map, "", &mut report);
+    report
 }
 
 fn preserves(schema: &Value) -> bool {
@@ -44,6 +59,7 @@ fn preserves(schema: &Value) -> bool {
 }
 
 fn cause(field: &str, reason: &'static str, message: String) -> Cause {
+    let message = message.strip_prefix(&format!("{field}: ")).map(String::from).unwrap_or(message);
     Cause { field: field.to_string(), reason, message }
 }
 
@@ -51,13 +67,7 @@ fn join(path: &str, key: &str) -> String {
     if path.is_empty() { key.to_string() } else { format!("{path}.{key}") }
 }
 
-fn walk_property(
-    map: &mut Map<String, Value>,
-    key: &str,
-    schema: &Value,
-    path: &str,
-    causes: &mut Vec<Cause>,
-) {
+fn walk_property(map: &mut Map<String, Value>, key: &str, schema: &Value, path: &str, report: &mut Report) {
     let nullable = schema.get("nullable").and_then(Value::as_bool) == Some(true);
     let absent = match map.get(key) {
         None => true,
@@ -73,15 +83,15 @@ fn walk_property(
         }
     }
     if let Some(value) = map.get_mut(key) {
-        walk(schema, value, path, causes);
+        walk(schema, value, path, report);
     }
 }
 
-fn required(schema: &Value, map: &Map<String, Value>, path: &str, causes: &mut Vec<Cause>) {
+fn required(schema: &Value, map: &Map<String, Value>, path: &str, report: &mut Report) {
     for field in schema.get("required").and_then(Value::as_array).into_iter().flatten() {
         let Some(field) = field.as_str() else { continue };
         if !map.contains_key(field) {
-            causes.push(cause(
+            report.causes.push(cause(
                 &join(path, field),
                 "FieldValueRequired",
                 format!("{}: Required value", join(path, field)),
@@ -90,7 +100,7 @@ fn required(schema: &Value, map: &Map<String, Value>, path: &str, causes: &mut V
     }
 }
 
-fn walk(schema: &Value, value: &mut Value, path: &str, causes: &mut Vec<Cause>) {
+fn walk(schema: &Value, value: &mut Value, path: &str, report: &mut Report) {
     if value.is_null() {
         return; // nullable and null: nothing more to check
     }
@@ -116,7 +126,7 @@ fn walk(schema: &Value, value: &mut Value, path: &str, causes: &mut Vec<Cause>) 
             shown_type(value),
             value_type(value)
         );
-        causes.push(cause(path, "FieldValueTypeInvalid", message));
+        report.causes.push(cause(path, "FieldValueTypeInvalid", message));
         return;
     }
     if let Some(allowed) = schema.get("enum").and_then(Value::as_array)
@@ -124,23 +134,23 @@ fn walk(schema: &Value, value: &mut Value, path: &str, causes: &mut Vec<Cause>) 
     {
         let list: Vec<String> = allowed.iter().map(|v| v.to_string()).collect();
         let message = format!("{path}: Unsupported value: {value}: supported values: {}", list.join(", "));
-        causes.push(cause(path, "FieldValueNotSupported", message));
+        report.causes.push(cause(path, "FieldValueNotSupported", message));
     }
     match value {
-        Value::Object(map) => walk_object(schema, map, path, causes),
-        Value::Array(items) => walk_array(schema, items, path, causes),
-        Value::String(s) => check_string(schema, s, path, causes),
-        Value::Number(n) => check_number(schema, n.as_f64().unwrap_or(0.0), value_text(value), path, causes),
+        Value::Object(map) => walk_object(schema, map, path, report),
+        Value::Array(items) => walk_array(schema, items, path, report),
+        Value::String(s) => check_string(schema, s, path, report),
+        Value::Number(n) => check_number(schema, n.as_f64().unwrap_or(0.0), value_text(value), path, report),
         _ => {}
     }
 }
 
-fn walk_object(schema: &Value, map: &mut Map<String, Value>, path: &str, causes: &mut Vec<Cause>) {
+fn walk_object(schema: &Value, map: &mut Map<String, Value>, path: &str, report: &mut Report) {
     let props = schema.get("properties").and_then(Value::as_object);
     let additional = schema.get("additionalProperties");
     if let Some(props) = props {
         for (key, sub) in props {
-            walk_property(map, key, sub, &join(path, key), causes);
+            walk_property(map, key, sub, &join(path, key), report);
         }
     }
     let unknown: Vec<String> =
@@ -149,39 +159,42 @@ fn walk_object(schema: &Value, map: &mut Map<String, Value>, path: &str, causes:
         match additional {
             Some(sub) if sub.is_object() => {
                 if let Some(value) = map.get_mut(&key) {
-                    walk(sub, value, &join(path, &key), causes);
+                    walk(sub, value, &join(path, &key), report);
                 }
             }
             Some(Value::Bool(true)) => {}
             _ if preserves(schema) => {}
-            _ => drop(map.remove(&key)),
+            _ => {
+                map.remove(&key);
+                report.pruned.push(join(path, &key));
+            }
         }
     }
-    required(schema, map, path, causes);
-    bound(schema, "minProperties", "maxProperties", map.len(), path, "properties", causes);
+    required(schema, map, path, report);
+    bound(schema, "minProperties", "maxProperties", map.len(), path, "properties", report);
 }
 
-fn walk_array(schema: &Value, items: &mut [Value], path: &str, causes: &mut Vec<Cause>) {
+fn walk_array(schema: &Value, items: &mut [Value], path: &str, report: &mut Report) {
     if let Some(sub) = schema.get("items") {
         for (i, item) in items.iter_mut().enumerate() {
-            walk(sub, item, &format!("{path}[{i}]"), causes);
+            walk(sub, item, &format!("{path}[{i}]"), report);
         }
     }
-    bound(schema, "minItems", "maxItems", items.len(), path, "items", causes);
+    bound(schema, "minItems", "maxItems", items.len(), path, "items", report);
 }
 
-fn check_string(schema: &Value, s: &str, path: &str, causes: &mut Vec<Cause>) {
-    bound(schema, "minLength", "maxLength", s.chars().count(), path, "characters", causes);
+fn check_string(schema: &Value, s: &str, path: &str, report: &mut Report) {
+    bound(schema, "minLength", "maxLength", s.chars().count(), path, "characters", report);
     if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
         let matches = regex::Regex::new(pattern).map(|re| re.is_match(s)).unwrap_or(true);
         if !matches {
             let message = format!("{path}: Invalid value: {s:?}: {path} in body should match '{pattern}'");
-            causes.push(cause(path, "FieldValueInvalid", message));
+            report.causes.push(cause(path, "FieldValueInvalid", message));
         }
     }
 }
 
-fn check_number(schema: &Value, n: f64, shown: String, path: &str, causes: &mut Vec<Cause>) {
+fn check_number(schema: &Value, n: f64, shown: String, path: &str, report: &mut Report) {
     let exclusive = |key| schema.get(key).and_then(Value::as_bool) == Some(true);
     if let Some(min) = schema.get("minimum").and_then(Value::as_f64) {
         let (bad, words) = if exclusive("exclusiveMinimum") {
@@ -192,7 +205,7 @@ fn check_number(schema: &Value, n: f64, shown: String, path: &str, causes: &mut 
         if bad {
             let message =
                 format!("{path}: Invalid value: {shown}: {path} in body should be {words} {}", number(min));
-            causes.push(cause(path, "FieldValueInvalid", message));
+            report.causes.push(cause(path, "FieldValueInvalid", message));
         }
     }
     if let Some(max) = schema.get("maximum").and_then(Value::as_f64) {
@@ -204,7 +217,7 @@ fn check_number(schema: &Value, n: f64, shown: String, path: &str, causes: &mut 
         if bad {
             let message =
                 format!("{path}: Invalid value: {shown}: {path} in body should be {words} {}", number(max));
-            causes.push(cause(path, "FieldValueInvalid", message));
+            report.causes.push(cause(path, "FieldValueInvalid", message));
         }
     }
 }
@@ -216,20 +229,20 @@ fn bound(
     len: usize,
     path: &str,
     unit: &str,
-    causes: &mut Vec<Cause>,
+    report: &mut Report,
 ) {
     if let Some(max) = schema.get(max_key).and_then(Value::as_u64)
         && len as u64 > max
     {
         let message = format!("{path}: Too long: may not be more than {max} {unit}");
-        causes.push(cause(path, "FieldValueTooLong", message));
+        report.causes.push(cause(path, "FieldValueTooLong", message));
     }
     if let Some(min) = schema.get(min_key).and_then(Value::as_u64)
         && (len as u64) < min
     {
         let message =
             format!("{path}: Invalid value: {len}: {path} in body should have at least {min} {unit}");
-        causes.push(cause(path, "FieldValueInvalid", message));
+        report.causes.push(cause(path, "FieldValueInvalid", message));
     }
 }
 
@@ -285,7 +298,9 @@ mod tests {
     fn defaults_are_applied_and_unknown_fields_pruned() {
         let mut obj = json!({ "apiVersion": "x/v1", "kind": "X", "metadata": { "name": "a" },
             "spec": { "name": "ok", "bogus": 1, "tags": { "a": "b" }, "free": { "any": [1] } }, "extra": true });
-        assert!(enforce(&schema(), &mut obj).is_empty());
+        let report = enforce(&schema(), &mut obj);
+        assert!(report.causes.is_empty());
+        assert_eq!(report.pruned, ["extra", "spec.bogus"]);
         assert_eq!(obj["spec"]["power"], "Running");
         assert!(obj["spec"].get("bogus").is_none() && obj.get("extra").is_none());
         assert_eq!(obj["spec"]["free"], json!({ "any": [1] }));
@@ -296,7 +311,7 @@ mod tests {
     fn violations_name_their_field() {
         let mut obj =
             json!({ "spec": { "name": "TOOLONG", "power": "Paused", "size": 0, "tags": { "a": 1 } } });
-        let causes = enforce(&schema(), &mut obj);
+        let causes = enforce(&schema(), &mut obj).causes;
         let fields: Vec<&str> = causes.iter().map(|c| c.field.as_str()).collect();
         assert_eq!(fields, ["spec.name", "spec.name", "spec.power", "spec.size", "spec.tags.a"]);
         assert!(
@@ -306,6 +321,6 @@ mod tests {
         );
         assert!(causes[3].message.contains("should be greater than or equal to 1"));
         let mut missing = json!({ "spec": {} });
-        assert_eq!(enforce(&schema(), &mut missing)[0].message, "spec.name: Required value");
+        assert_eq!(enforce(&schema(), &mut missing).causes[0].describe(), "spec.name: Required value");
     }
 }

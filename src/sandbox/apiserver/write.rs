@@ -25,6 +25,10 @@ fn resource_name(rt: &ResourceType) -> String {
     if rt.group.is_empty() { rt.plural.clone() } else { format!("{}.{}", rt.plural, rt.group) }
 }
 
+fn strict(req: &ApiRequest) -> bool {
+    req.query.get("fieldValidation").map(String::as_str) == Some("Strict")
+}
+
 fn parse_body(req: &ApiRequest) -> Result<Value, Refused> {
     let parsed = if req.content_type.contains("yaml") {
         serde_yaml::from_slice::<Value>(&req.body).map_err(|e| e.to_string())
@@ -43,7 +47,7 @@ fn valid_name(name: &str) -> bool {
 }
 
 fn invalid(rt: &ResourceType, name: &str, causes: Vec<schema::Cause>) -> Refused {
-    let messages: Vec<&str> = causes.iter().map(|c| c.message.as_str()).collect();
+    let messages: Vec<String> = causes.iter().map(schema::Cause::describe).collect();
     let message =
         format!("{} \"{name}\" is invalid: {}", rt.kind.clone() + "." + &rt.group, join_causes(&messages));
     let causes: Vec<Value> = causes
@@ -54,22 +58,30 @@ fn invalid(rt: &ResourceType, name: &str, causes: Vec<schema::Cause>) -> Refused
     Box::new(Reply::Json(422, status_body(422, "Invalid", message, Some(details))))
 }
 
-fn join_causes(messages: &[&str]) -> String {
-    if messages.len() == 1 { messages[0].to_string() } else { format!("[{}]", messages.join(", ")) }
+fn join_causes(messages: &[String]) -> String {
+    if messages.len() == 1 { messages[0].clone() } else { format!("[{}]", messages.join(", ")) }
 }
 
-/// Common admission for every write: identity, schema, and type-specific behaviour.
-fn admit(rt: &ResourceType, object: &mut Value) -> Result<(), Refused> {
+/// Common admission for every write: identity and schema. Unknown fields are pruned, or
+/// refused when the client asked for `fieldValidation=Strict` (as kubectl does).
+fn admit(rt: &ResourceType, object: &mut Value, strict: bool) -> Result<(), Refused> {
     object["apiVersion"] = json!(rt.api_version());
     object["kind"] = json!(rt.kind);
     if let Some(metadata) = object["metadata"].as_object_mut() {
         metadata.remove("managedFields");
     }
     if let Some(schema) = &rt.schema {
-        let causes = schema::enforce(schema, object);
-        if !causes.is_empty() {
-            let name = object["metadata"]["name"].as_str().unwrap_or_default().to_string();
-            return Err(invalid(rt, &name, causes));
+        let report = schema::enforce(schema, object);
+        let name = object["metadata"]["name"].as_str().unwrap_or_default().to_string();
+        if !report.causes.is_empty() {
+            return Err(invalid(rt, &name, report.causes));
+        }
+        if strict && !report.pruned.is_empty() {
+            let unknown: Vec<String> =
+                report.pruned.iter().map(|p| format!("unknown field \"{p}\"")).collect();
+            let message =
+                format!("{}.{} \"{name}\": strict decoding error: {}", rt.kind, rt.group, unknown.join(", "));
+            return Err(refuse(400, "BadRequest", message));
         }
     }
     Ok(())
@@ -81,6 +93,7 @@ pub fn create_object(
     rt: &ResourceType,
     namespace: Option<&str>,
     mut object: Value,
+    strict: bool,
 ) -> Result<Value, Refused> {
     if !object.is_object() {
         return Err(refuse(400, "BadRequest", "the request body must be an object"));
@@ -145,7 +158,7 @@ pub fn create_object(
     if rt.status_subresource && !matches!(rt.kind.as_str(), "CustomResourceDefinition" | "Namespace") {
         object.as_object_mut().map(|o| o.remove("status"));
     }
-    admit(rt, &mut object)?;
+    admit(rt, &mut object, strict)?;
     match rt.kind.as_str() {
         "Namespace" => object["status"] = json!({ "phase": "Active" }),
         "CustomResourceDefinition" => establish(server, &mut object)?,
@@ -194,7 +207,7 @@ pub fn create(server: &Arc<ApiServer>, target: &Target, req: &ApiRequest) -> Rep
         Ok(b) => b,
         Err(reply) => return *reply,
     };
-    match create_object(server, &target.rt, target.namespace.as_deref(), body) {
+    match create_object(server, &target.rt, target.namespace.as_deref(), body, strict(req)) {
         Ok(stored) => Reply::Json(201, view(&target.rt, &stored)),
         Err(reply) => *reply,
     }
@@ -211,7 +224,13 @@ fn spec_of(object: &Value) -> Value {
 }
 
 /// Turns a proposed new version of `old` into what is stored, and stores it.
-fn replace(server: &Arc<ApiServer>, target: &Target, old: &Value, mut new: Value) -> Result<Value, Refused> {
+fn replace(
+    server: &Arc<ApiServer>,
+    target: &Target,
+    old: &Value,
+    mut new: Value,
+    strict: bool,
+) -> Result<Value, Refused> {
     let rt = &target.rt;
     if rt.group.is_empty() && rt.plural == "events" {
         new = events::from_core(&new);
@@ -258,7 +277,7 @@ fn replace(server: &Arc<ApiServer>, target: &Target, old: &Value, mut new: Value
             new["metadata"]["generation"] = json!(generation + 1);
         }
     }
-    admit(rt, &mut new)?;
+    admit(rt, &mut new, strict)?;
     if rt.kind == "CustomResourceDefinition" {
         establish(server, &mut new)?;
     }
@@ -292,7 +311,7 @@ fn current(server: &ApiServer, target: &Target) -> Result<Value, Refused> {
 pub fn update(server: &Arc<ApiServer>, target: &Target, req: &ApiRequest) -> Reply {
     let result = parse_body(req).and_then(|new| {
         let old = current(server, target)?;
-        replace(server, target, &old, new)
+        replace(server, target, &old, new, strict(req))
     });
     match result {
         Ok(stored) => Reply::Json(200, view(&target.rt, &stored)),
@@ -316,7 +335,8 @@ pub fn patch(server: &Arc<ApiServer>, target: &Target, req: &ApiRequest) -> Repl
         let old = match current(server, target) {
             Ok(old) => old,
             Err(_) if apply => {
-                let created = create_object(server, &target.rt, target.namespace.as_deref(), body.clone());
+                let created =
+                    create_object(server, &target.rt, target.namespace.as_deref(), body.clone(), strict(req));
                 return match created {
                     Ok(stored) => {
                         let uid = stored["metadata"]["uid"].as_str().unwrap_or_default();
@@ -340,7 +360,7 @@ pub fn patch(server: &Arc<ApiServer>, target: &Target, req: &ApiRequest) -> Repl
         } else {
             patch::merge(&mut new, &body);
         }
-        match replace(server, target, &old, new) {
+        match replace(server, target, &old, new, strict(req)) {
             Ok(stored) => {
                 if apply {
                     server.store.set_applied_paths(&uid, &manager, &sub, patch::leaf_paths(&body));

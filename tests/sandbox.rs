@@ -1,0 +1,96 @@
+//! End to end: the real binary in sandbox mode, driven by the real kubectl.
+
+mod support;
+
+use std::time::Duration;
+
+use support::sandbox::Sandbox;
+
+fn wait_state(sandbox: &Sandbox, state: &str) {
+    let condition = format!("--for=jsonpath={{.status.state}}={state}");
+    sandbox.ok(&["wait", "ec2/web", &condition, "--timeout=60s"]);
+}
+
+#[test]
+fn an_ec2instance_lives_its_whole_life_through_kubectl() {
+    let sandbox = Sandbox::start();
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/ec2instance.yaml");
+    assert!(sandbox.ok(&["apply", "-f", examples]).contains("ec2instance.dataroom.dev/web created"));
+    wait_state(&sandbox, "running");
+    let table = sandbox.ok(&["get", "ec2"]);
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "STATE", "TYPE", "INSTANCE", "IP", "AGE"]);
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(&row[..3], ["web", "running", "t3.micro"]);
+    assert!(row[3].starts_with("i-") && row[4].starts_with("127.0."), "{table}");
+    let ip = sandbox.ok(&["get", "ec2", "web", "-o", "jsonpath={.status.publicIp}"]);
+    assert!(!ip.is_empty());
+
+    sandbox.ok(&["patch", "ec2", "web", "--type", "merge", "-p", r#"{"spec":{"powerState":"Stopped"}}"#]);
+    wait_state(&sandbox, "stopped");
+    sandbox.ok(&["patch", "ec2", "web", "--type", "merge", "-p", r#"{"spec":{"powerState":"Running"}}"#]);
+    wait_state(&sandbox, "running");
+    let described = sandbox.ok(&["describe", "ec2", "web"]);
+    for reason in ["Launched", "Stopped", "Started"] {
+        assert!(described.contains(reason), "describe shows the {reason} event:\n{described}");
+    }
+    assert!(!described.contains("PRIVATE KEY"));
+
+    let deleted = sandbox.ok(&["delete", "ec2", "web", "--timeout=30s"]);
+    assert!(deleted.contains("deleted"));
+    let gone = sandbox.kubectl(&["get", "ec2", "web"]);
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("NotFound"));
+    let audit = std::fs::read_to_string(sandbox.dir.path().join("audit.jsonl")).unwrap();
+    let actions: Vec<String> = audit
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["action"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(actions, ["launch", "stop", "start", "terminate"]);
+}
+
+#[test]
+fn an_invalid_manifest_is_rejected_with_the_field_named() {
+    let sandbox = Sandbox::start();
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "apiVersion: dataroom.dev/v1alpha1\nkind: Ec2Instance\nmetadata:\n  name: bad\nspec:\n  powerState: Paused\n  instanceType: t3.micro\n").unwrap();
+    let out = sandbox.kubectl(&["apply", "-f", bad.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("spec.powerState: Unsupported value: \"Paused\""), "{stderr}");
+    std::fs::write(
+        &bad,
+        "apiVersion: dataroom.dev/v1alpha1\nkind: Ec2Instance\nmetadata:\n  name: bad\nspec:\n  typo: 1\n",
+    )
+    .unwrap();
+    let stderr = String::from_utf8(sandbox.kubectl(&["apply", "-f", bad.to_str().unwrap()]).stderr).unwrap();
+    assert!(stderr.contains("unknown field \"spec.typo\""), "{stderr}");
+    assert!(String::from_utf8_lossy(&sandbox.kubectl(&["get", "ec2", "bad"]).stderr).contains("NotFound"));
+}
+
+/// The README's walk-through, run as written (the `export KUBECONFIG=` line is the test's own).
+#[test]
+fn the_readme_walkthrough_works_as_written() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let block = readme.split("<!-- walkthrough -->").nth(1).expect("README marks its walk-through");
+    let lines: Vec<&str> = block
+        .lines()
+        .map(|l| l.split(" #").next().unwrap().trim())
+        .filter(|l| {
+            !l.is_empty()
+                && !l.starts_with("```")
+                && !l.starts_with('#')
+                && !l.starts_with("export KUBECONFIG")
+        })
+        .collect();
+    assert!(lines.len() >= 5, "{lines:?}");
+    let mut sandbox = Sandbox::start();
+    for line in &lines {
+        let out = sandbox.shell(line);
+        assert!(out.status.success(), "README line failed: {line}\n{}", String::from_utf8_lossy(&out.stderr));
+    }
+    assert!(sandbox.interrupt(), "Ctrl-C stops the sandbox cleanly");
+    std::thread::sleep(Duration::from_millis(10));
+}

@@ -1,0 +1,138 @@
+//! The real binary in sandbox mode on free loopback ports, driven by the real kubectl.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Sandbox {
+    child: Child,
+    pub dir: tempfile::TempDir,
+    pub admin: String,
+    /// Seconds from spawn to /readyz answering 200.
+    pub ready_after: f64,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn kubectl_binary() -> PathBuf {
+    let found = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join("kubectl"))
+        .find(|p| p.exists());
+    found.expect("kubectl is not on PATH: the sandbox end-to-end tests need the real client")
+}
+
+fn http_status(url: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://")?;
+    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}")))?;
+    let mut stream = std::net::TcpStream::connect(host).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").ok()?;
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).ok()?;
+    reply.split_whitespace().nth(1)?.parse().ok()
+}
+
+impl Sandbox {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (api, admin) = (free_port(), free_port());
+        let started = Instant::now();
+        let child = Command::new(env!("CARGO_BIN_EXE_dataroom-operator"))
+            .args(["sandbox", "--state-dir"])
+            .arg(dir.path())
+            .args(["--api-port", &api.to_string(), "--admin-port", &admin.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let admin = format!("http://127.0.0.1:{admin}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while http_status(&format!("{admin}/readyz")) != Some(200) {
+            assert!(Instant::now() < deadline, "the sandbox did not become ready within 30 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let ready_after = started.elapsed().as_secs_f64();
+        Self { child, dir, admin, ready_after }
+    }
+
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("kubeconfig")
+    }
+
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        self.kubectl_in(args, None)
+    }
+
+    pub fn kubectl_in(&self, args: &[&str], cwd: Option<&Path>) -> Output {
+        let mut command = Command::new(kubectl_binary());
+        command.args(args).env("KUBECONFIG", self.kubeconfig()).env("HOME", self.dir.path());
+        if let Some(dir) = cwd {
+            command.current_dir(dir);
+        }
+        command.output().unwrap()
+    }
+
+    /// Runs kubectl and returns stdout, failing the test with stderr if it fails.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(out.status.success(), "kubectl {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs a shell line with KUBECONFIG set, from the repository root.
+    pub fn shell(&self, line: &str) -> Output {
+        let path = std::env::var("PATH").unwrap_or_default();
+        Command::new("sh")
+            .args(["-c", line])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("KUBECONFIG", self.kubeconfig())
+            .env("HOME", self.dir.path())
+            .env("PATH", path)
+            .output()
+            .unwrap()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident memory of the sandbox process, in MiB.
+    pub fn rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let kib: f64 = status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .unwrap()
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
+        kib / 1024.0
+    }
+
+    /// Stops the sandbox with SIGINT (Ctrl-C) and returns whether it exited cleanly within 10 s.
+    pub fn interrupt(&mut self) -> bool {
+        let _ = Command::new("kill").args(["-INT", &self.pid().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
