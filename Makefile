@@ -26,7 +26,7 @@ unit: peers
 	cargo test
 
 bench:
-	cargo bench --bench poll
+	cargo bench --bench poll --bench sandbox
 
 # Regenerate the committed CRDs after changing src/crd/.
 crds:

@@ -36,6 +36,18 @@ fn an_ec2instance_lives_its_whole_life_through_kubectl() {
     }
     assert!(!described.contains("PRIVATE KEY"));
 
+    let (status, metrics) = support::sandbox::http_get(&format!("{}/metrics", sandbox.admin)).unwrap();
+    assert_eq!(status, 200);
+    for family in [
+        "dataroom_reconciles_total{kind=\"Ec2Instance\"}",
+        "dataroom_cloud_calls_total{operation=\"RunInstances\",outcome=\"ok\"} 1",
+        "dataroom_budget_max_instances 5",
+        "dataroom_reconcile_duration_seconds_bucket",
+    ] {
+        assert!(metrics.contains(family), "/metrics lacks {family}:\n{metrics}");
+    }
+    assert_eq!(support::sandbox::http_get(&format!("{}/healthz", sandbox.admin)).unwrap().0, 200);
+
     let deleted = sandbox.ok(&["delete", "ec2", "web", "--timeout=30s"]);
     assert!(deleted.contains("deleted"));
     let gone = sandbox.kubectl(&["get", "ec2", "web"]);
@@ -68,6 +80,29 @@ fn an_invalid_manifest_is_rejected_with_the_field_named() {
     let stderr = String::from_utf8(sandbox.kubectl(&["apply", "-f", bad.to_str().unwrap()]).stderr).unwrap();
     assert!(stderr.contains("unknown field \"spec.typo\""), "{stderr}");
     assert!(String::from_utf8_lossy(&sandbox.kubectl(&["get", "ec2", "bad"]).stderr).contains("NotFound"));
+}
+
+#[test]
+fn a_state_directory_is_resumed() {
+    let sandbox = Sandbox::start();
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/ec2instance.yaml");
+    sandbox.ok(&["apply", "-f", examples]);
+    wait_state(&sandbox, "running");
+    let id = sandbox.ok(&["get", "ec2", "web", "-o", "jsonpath={.status.instanceId}"]);
+    let sandbox = sandbox.restart();
+    wait_state(&sandbox, "running");
+    assert_eq!(
+        sandbox.ok(&["get", "ec2", "web", "-o", "jsonpath={.status.instanceId}"]),
+        id,
+        "same instance, not a new one"
+    );
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(sandbox.dir.path().join("ec2.json")).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "the simulated key store is private");
+    sandbox.ok(&["delete", "ec2", "web", "--timeout=30s"]);
+    let audit = std::fs::read_to_string(sandbox.dir.path().join("audit.jsonl")).unwrap();
+    assert!(audit.lines().count() == 2 && audit.contains("\"action\":\"terminate\""), "{audit}");
 }
 
 /// The README's walk-through, run as written (the `export KUBECONFIG=` line is the test's own).

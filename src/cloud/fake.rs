@@ -127,6 +127,36 @@ impl FakeCloud {
         self.state.lock().unwrap().secrets.keys().cloned().collect()
     }
 
+    /// Everything the fake holds, secrets included (the sandbox keeps it in its 0700 state directory).
+    pub fn snapshot(&self) -> serde_json::Value {
+        let mut state = self.state.lock().unwrap();
+        self.advance(&mut state);
+        let instances: Vec<_> = state.instances.values().map(|f| (&f.instance, &f.client_token)).collect();
+        let secrets: BTreeMap<&String, &str> = state.secrets.iter().map(|(k, v)| (k, v.expose())).collect();
+        serde_json::json!({
+            "instances": instances, "images": state.images, "keyPairs": state.key_pairs,
+            "secrets": secrets, "nextId": state.next_id,
+        })
+    }
+
+    /// Restores a snapshot; instances between states finish their transition from now.
+    pub fn restore(&self, snapshot: &serde_json::Value) -> serde_json::Result<()> {
+        let instances: Vec<(Instance, String)> = serde_json::from_value(snapshot["instances"].clone())?;
+        let secrets: BTreeMap<String, String> = serde_json::from_value(snapshot["secrets"].clone())?;
+        let mut state = self.state.lock().unwrap();
+        state.instances = instances
+            .into_iter()
+            .map(|(instance, client_token)| {
+                (instance.id.clone(), FakeInstance { instance, since: Instant::now(), client_token })
+            })
+            .collect();
+        state.images = serde_json::from_value(snapshot["images"].clone())?;
+        state.key_pairs = serde_json::from_value(snapshot["keyPairs"].clone())?;
+        state.secrets = secrets.into_iter().map(|(k, v)| (k, SecretValue::new(v))).collect();
+        state.next_id = snapshot["nextId"].as_u64().unwrap_or(0);
+        Ok(())
+    }
+
     /// Adds a managed-looking instance directly (for benchmarks and GC tests); returns its id.
     pub fn seed_running(&self, owner_uid: &str, namespace: &str, name: &str) -> String {
         let mut state = self.state.lock().unwrap();

@@ -30,7 +30,7 @@ pub fn ssh_secret_name(key_pair: &str) -> String {
     format!("dataroom-operator/ssh/{key_pair}")
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum InstanceState {
     Pending,
     Running,
@@ -70,7 +70,7 @@ impl InstanceState {
 }
 
 /// One EC2 instance as the operator sees it.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Instance {
     pub id: String,
     pub state: InstanceState,
@@ -129,7 +129,7 @@ impl LaunchRequest {
     }
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Image {
     pub id: String,
     pub name: String,
@@ -138,7 +138,7 @@ pub struct Image {
     pub creation_date: Option<String>,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct KeyPair {
     pub name: String,
     pub fingerprint: Option<String>,

@@ -49,6 +49,8 @@ fn state_dir(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
         }
     };
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    // The state holds simulated instances' SSH keys: keep it private to this user.
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
     Ok(dir.canonicalize()?)
 }
 
@@ -77,7 +79,13 @@ pub async fn install_crds(client: &kube::Client) -> anyhow::Result<()> {
 pub async fn run(args: SandboxArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let dir = state_dir(args.state_dir)?;
-    let server = apiserver::ApiServer::new();
+    let (api_state, ec2_state) = (dir.join("apiserver.json"), dir.join("ec2.json"));
+    let resumed = api_state.exists();
+    let server = match resumed {
+        true => apiserver::ApiServer::load(&api_state)
+            .with_context(|| format!("resuming {}", api_state.display()))?,
+        false => apiserver::ApiServer::new(),
+    };
     let api_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, args.api_port));
     let (api_addr, api_task) = apiserver::serve(server.clone(), api_addr)
         .await
@@ -93,6 +101,12 @@ pub async fn run(args: SandboxArgs) -> anyhow::Result<()> {
         stop: Duration::from_secs(1),
         terminate: Duration::from_secs(1),
     }));
+    if ec2_state.exists() {
+        let snapshot = serde_json::from_slice(&std::fs::read(&ec2_state)?)?;
+        fake.restore(&snapshot).with_context(|| format!("resuming {}", ec2_state.display()))?;
+    }
+    let saver = State { server: server.clone(), fake: fake.clone(), api: api_state, ec2: ec2_state };
+    let periodic = tokio::spawn(saver.clone().every(Duration::from_secs(5)));
     let cloud = Arc::new(Metered::new(fake, metrics.clone()));
     let clock = clock::system();
     let gate = Arc::new(Gate::new(PriceTable::default(), "us-east-1", clock.clone()));
@@ -119,18 +133,49 @@ pub async fn run(args: SandboxArgs) -> anyhow::Result<()> {
     let controller = tokio::spawn(controller::run(ctx, ready));
     let k = format!("kubectl --kubeconfig {}", kubeconfig.display());
     println!(
-        "dataroom-operator sandbox is ready ({:.1}s)\n\
+        "dataroom-operator sandbox is ready ({:.1}s, {})\n\
          \n  state:       {dir}\n  kubeconfig:  {kc}\n  API:         http://{api_addr}\n  health:      http://{admin_addr}/healthz  /readyz  /metrics\n  audit log:   {audit}\n\
          \nEverything runs on this machine: EC2 is simulated in memory, no AWS account is used.\n\
          \nTry:\n  export KUBECONFIG={kc}\n  kubectl apply -f examples/ec2instance.yaml\n  kubectl get ec2 -w\n  kubectl patch ec2 web --type merge -p '{{\"spec\":{{\"powerState\":\"Stopped\"}}}}'\n  kubectl delete ec2 web\n  cargo run --release -- audit verify {audit}\n\
          \nCtrl-C stops the sandbox. (Plain `{k} get ec2` works without the export.)",
         started.elapsed().as_secs_f64(),
+        if resumed { "resumed from its state directory" } else { "fresh state" },
         dir = dir.display(),
         kc = kubeconfig.display(),
         audit = audit_path.display(),
     );
     let result = controller.await.context("the controller stopped unexpectedly")?;
+    periodic.abort();
+    saver.save()?;
     http_handle.stop(true).await;
     api_task.abort();
     result
+}
+
+/// Where the sandbox keeps its state, so that `--state-dir` resumes it.
+#[derive(Clone)]
+struct State {
+    server: Arc<apiserver::ApiServer>,
+    fake: Arc<FakeCloud>,
+    api: PathBuf,
+    ec2: PathBuf,
+}
+
+impl State {
+    fn save(&self) -> anyhow::Result<()> {
+        self.server.save(&self.api).with_context(|| format!("saving {}", self.api.display()))?;
+        let partial = self.ec2.with_extension("partial");
+        std::fs::write(&partial, serde_json::to_vec(&self.fake.snapshot())?)?;
+        std::fs::set_permissions(&partial, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+        std::fs::rename(&partial, &self.ec2).with_context(|| format!("saving {}", self.ec2.display()))
+    }
+
+    async fn every(self, period: Duration) {
+        loop {
+            tokio::time::sleep(period).await;
+            if let Err(e) = self.save() {
+                tracing::warn!(error = %e, "could not save the sandbox state");
+            }
+        }
+    }
 }

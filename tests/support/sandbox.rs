@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 pub struct Sandbox {
     child: Child,
-    pub dir: tempfile::TempDir,
+    pub dir: std::sync::Arc<tempfile::TempDir>,
     pub admin: String,
     /// Seconds from spawn to /readyz answering 200.
     pub ready_after: f64,
@@ -26,7 +26,8 @@ fn kubectl_binary() -> PathBuf {
     found.expect("kubectl is not on PATH: the sandbox end-to-end tests need the real client")
 }
 
-fn http_status(url: &str) -> Option<u16> {
+/// A plain HTTP/1.0 GET: the status code and the body.
+pub fn http_get(url: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let rest = url.strip_prefix("http://")?;
     let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}")))?;
@@ -34,12 +35,26 @@ fn http_status(url: &str) -> Option<u16> {
     write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").ok()?;
     let mut reply = String::new();
     stream.read_to_string(&mut reply).ok()?;
-    reply.split_whitespace().nth(1)?.parse().ok()
+    let status = reply.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, reply.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()))
+}
+
+fn http_status(url: &str) -> Option<u16> {
+    http_get(url).map(|(status, _)| status)
 }
 
 impl Sandbox {
     pub fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(std::sync::Arc::new(tempfile::tempdir().unwrap()))
+    }
+
+    /// Stops this sandbox with Ctrl-C and starts a new one on the same state directory.
+    pub fn restart(mut self) -> Self {
+        assert!(self.interrupt(), "Ctrl-C stops the sandbox cleanly");
+        Self::start_in(self.dir.clone())
+    }
+
+    fn start_in(dir: std::sync::Arc<tempfile::TempDir>) -> Self {
         let (api, admin) = (free_port(), free_port());
         let started = Instant::now();
         let child = Command::new(env!("CARGO_BIN_EXE_dataroom-operator"))

@@ -80,6 +80,24 @@ impl ApiServer {
         server
     }
 
+    /// Writes every object to `path` (atomically: a temporary file, then a rename).
+    pub fn save(&self, path: &std::path::Path) -> std::io::Result<()> {
+        let bytes = serde_json::to_vec(&self.store.snapshot())?;
+        let partial = path.with_extension("partial");
+        std::fs::write(&partial, bytes)?;
+        std::fs::rename(partial, path)
+    }
+
+    /// A server holding what `save` wrote (CRDs registered again).
+    pub fn load(path: &std::path::Path) -> std::io::Result<Arc<Self>> {
+        let snapshot: Value = serde_json::from_slice(&std::fs::read(path)?)?;
+        let server = Self::new();
+        server.store.restore(&snapshot);
+        let (crds, _) = server.store.list("apiextensions.k8s.io/customresourcedefinitions", None);
+        server.types.write().unwrap().extend(crds.iter().flat_map(types::from_crd));
+        Ok(server)
+    }
+
     /// An in-process `kube::Client` talking to this server without a socket.
     pub fn client(self: &Arc<Self>) -> kube::Client {
         http::client(self.clone())

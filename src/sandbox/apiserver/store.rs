@@ -131,6 +131,26 @@ impl Store {
         Ok((past, self.events.subscribe()))
     }
 
+    /// Every object and the current resourceVersion, for saving to disk.
+    pub fn snapshot(&self) -> Value {
+        let inner = self.inner.lock().unwrap();
+        let objects: Vec<Value> =
+            inner.objects.iter().map(|((t, ns, name), o)| serde_json::json!([t, ns, name, o])).collect();
+        serde_json::json!({ "resourceVersion": inner.rv, "objects": objects })
+    }
+
+    /// Replaces the contents with a snapshot. History starts empty, so older watches get 410.
+    pub fn restore(&self, snapshot: &Value) {
+        let mut inner = self.inner.lock().unwrap();
+        inner.rv = snapshot["resourceVersion"].as_u64().unwrap_or(1);
+        inner.objects.clear();
+        inner.history.clear();
+        for entry in snapshot["objects"].as_array().into_iter().flatten() {
+            let part = |i: usize| entry[i].as_str().unwrap_or_default().to_string();
+            inner.objects.insert((part(0), part(1), part(2)), entry[3].clone());
+        }
+    }
+
     pub fn applied_paths(&self, uid: &str, manager: &str, sub: &str) -> Vec<String> {
         let inner = self.inner.lock().unwrap();
         inner.applied.get(&(uid.into(), manager.into(), sub.into())).cloned().unwrap_or_default()
