@@ -2,6 +2,8 @@
 //! with 100 Ec2Instances running, and how long those 100 take to be running. Run with
 //! `cargo bench --bench sandbox` (needs kubectl on PATH).
 
+// The bench uses part of the test helper.
+#[allow(dead_code)]
 #[path = "../tests/support/sandbox.rs"]
 mod sandbox;
 
