@@ -27,7 +27,15 @@ fn main() {
     std::fs::write(&file, manifest).unwrap();
     let started = Instant::now();
     sandbox.ok(&["apply", "-f", file.to_str().unwrap()]);
-    sandbox.ok(&["wait", "ec2", "--all", "--for=jsonpath={.status.state}=running", "--timeout=300s"]);
+    // One list per poll: `kubectl wait --all` would measure kubectl's own client-side throttling.
+    loop {
+        let states = sandbox.ok(&["get", "ec2", "-o", "jsonpath={.items[*].status.state}"]);
+        if states.split_whitespace().filter(|s| *s == "running").count() == COUNT {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(300), "not all running after 300 s: {states}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let converged = started.elapsed();
     std::thread::sleep(Duration::from_secs(2));
     let loaded = sandbox.rss_mib();

@@ -157,7 +157,8 @@ async fn a_refused_launch_goes_ahead_as_soon_as_headroom_returns() {
         "apiVersion": "dataroom.dev/v1alpha1", "kind": "Ec2Budget", "metadata": { "name": "default" }, "spec": { "maxInstances": 1 },
     }))
     .unwrap();
-    budgets.create(&PostParams::default(), &budget).await.unwrap();
+    // The operator may have created the default budget already: apply, as a user would.
+    budgets.patch("default", &PatchParams::apply("test").force(), &Patch::Apply(&budget)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     h.create("a", json!({})).await;
     h.state("a", "running").await;

@@ -6,6 +6,7 @@
 //! Self-contained: it depends on nothing else in this crate. Serve it over HTTP on loopback with
 //! [`serve`], or use it in-process behind `kube::Client` with [`ApiServer::client`].
 
+mod delete;
 mod discovery;
 mod events;
 mod http;

@@ -12,7 +12,7 @@ use tokio::sync::broadcast::error::RecvError;
 use super::select::Selector;
 use super::store::WatchEvent;
 use super::types::ResourceType;
-use super::{ApiRequest, ApiServer, Reply, discovery, events, failure, status_body, table, write};
+use super::{ApiRequest, ApiServer, Reply, delete, discovery, events, failure, status_body, table, write};
 
 /// Where a resource request points.
 pub struct Target {
@@ -83,8 +83,8 @@ pub async fn route(server: &Arc<ApiServer>, req: ApiRequest) -> Reply {
         (&Method::POST, false) => write::create(server, &target, &req),
         (&Method::PUT, true) => write::update(server, &target, &req),
         (&Method::PATCH, true) => write::patch(server, &target, &req),
-        (&Method::DELETE, true) => write::delete(server, &target, &req),
-        (&Method::DELETE, false) => write::delete_collection(server, &target, &req),
+        (&Method::DELETE, true) => delete::delete(server, &target, &req),
+        (&Method::DELETE, false) => delete::delete_collection(server, &target, &req),
         _ => failure(405, "MethodNotAllowed", format!("{} is not allowed on {}", req.method, req.path)),
     }
 }
@@ -122,7 +122,7 @@ fn get(server: &ApiServer, target: &Target) -> Reply {
     }
 }
 
-fn selector(req: &ApiRequest) -> Result<Selector, Reply> {
+pub fn selector(req: &ApiRequest) -> Result<Selector, Reply> {
     Selector::parse(
         req.query.get("labelSelector").map(String::as_str),
         req.query.get("fieldSelector").map(String::as_str),
