@@ -57,6 +57,8 @@ struct State {
     instances: BTreeMap<String, FakeInstance>,
     images: BTreeMap<String, Image>,
     key_pairs: BTreeMap<String, KeyPair>,
+    /// Public key material of each key pair (OpenSSH), for the sandbox's simulated SSH servers.
+    public_keys: BTreeMap<String, String>,
     secrets: BTreeMap<String, SecretValue>,
     calls: HashMap<String, u64>,
     faults: Vec<PendingFault>,
@@ -123,6 +125,11 @@ impl FakeCloud {
         all
     }
 
+    /// The imported public key of key pair `name`.
+    pub fn public_key(&self, name: &str) -> Option<String> {
+        self.state.lock().unwrap().public_keys.get(name).cloned()
+    }
+
     pub fn secret_names(&self) -> Vec<String> {
         self.state.lock().unwrap().secrets.keys().cloned().collect()
     }
@@ -135,6 +142,7 @@ impl FakeCloud {
         let secrets: BTreeMap<&String, &str> = state.secrets.iter().map(|(k, v)| (k, v.expose())).collect();
         serde_json::json!({
             "instances": instances, "images": state.images, "keyPairs": state.key_pairs,
+            "publicKeys": state.public_keys,
             "secrets": secrets, "nextId": state.next_id,
         })
     }
@@ -152,6 +160,7 @@ impl FakeCloud {
             .collect();
         state.images = serde_json::from_value(snapshot["images"].clone())?;
         state.key_pairs = serde_json::from_value(snapshot["keyPairs"].clone())?;
+        state.public_keys = serde_json::from_value(snapshot["publicKeys"].clone()).unwrap_or_default();
         state.secrets = secrets.into_iter().map(|(k, v)| (k, SecretValue::new(v))).collect();
         state.next_id = snapshot["nextId"].as_u64().unwrap_or(0);
         Ok(())
@@ -451,6 +460,7 @@ impl Cloud for FakeCloud {
             key_type: Some("ed25519".into()),
         };
         state.key_pairs.insert(name.to_string(), pair.clone());
+        state.public_keys.insert(name.to_string(), public_key_openssh.to_string());
         Ok(pair)
     }
 
@@ -463,7 +473,9 @@ impl Cloud for FakeCloud {
 
     async fn delete_key_pair(&self, name: &str) -> Result<()> {
         self.enter("DeleteKeyPair").await?;
-        self.state.lock().unwrap().key_pairs.remove(name);
+        let mut state = self.state.lock().unwrap();
+        state.key_pairs.remove(name);
+        state.public_keys.remove(name);
         Ok(())
     }
 

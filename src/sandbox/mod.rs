@@ -3,6 +3,7 @@
 //! controller between them.
 
 pub mod apiserver;
+pub mod instances;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -107,6 +108,9 @@ pub async fn run(args: SandboxArgs) -> anyhow::Result<()> {
     }
     let saver = State { server: server.clone(), fake: fake.clone(), api: api_state, ec2: ec2_state };
     let periodic = tokio::spawn(saver.clone().every(Duration::from_secs(5)));
+    let simulator =
+        instances::Simulator { fake: fake.clone(), root: dir.join("instances"), port: instances::SSH_PORT };
+    let simulated = tokio::spawn(simulator.run());
     let cloud = Arc::new(Metered::new(fake, metrics.clone()));
     let clock = clock::system();
     let gate = Arc::new(Gate::new(PriceTable::default(), "us-east-1", clock.clone()));
@@ -146,6 +150,7 @@ pub async fn run(args: SandboxArgs) -> anyhow::Result<()> {
     );
     let result = controller.await.context("the controller stopped unexpectedly")?;
     periodic.abort();
+    simulated.abort();
     saver.save()?;
     http_handle.stop(true).await;
     api_task.abort();
