@@ -129,15 +129,4 @@ impl Metrics {
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
     }
-
-    /// A counter's current value, for tests and benchmarks.
-    pub fn cloud_calls_of(&self, operation: &str) -> u64 {
-        ["ok", "error"]
-            .iter()
-            .map(|o| {
-                let labels = vec![("operation", operation.to_string()), ("outcome", o.to_string())];
-                self.cloud_calls.get_or_create(&labels).get()
-            })
-            .sum()
-    }
 }

@@ -106,11 +106,6 @@ impl FakeCloud {
         state.faults.clear();
     }
 
-    /// Forgets everything.
-    pub fn reset(&self) {
-        *self.state.lock().unwrap() = State::default();
-    }
-
     /// Every instance, terminated ones included, with transitions applied.
     pub fn instances(&self) -> Vec<Instance> {
         let mut state = self.state.lock().unwrap();

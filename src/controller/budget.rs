@@ -58,14 +58,18 @@ pub async fn persist(client: Client, gate: Arc<Gate>, metrics: Arc<Metrics>) {
 }
 
 async fn write_status(api: &Api<Ec2Budget>, usage: &crate::crd::Ec2BudgetStatus) -> kube::Result<()> {
-    if api.get_opt(BUDGET_NAME).await?.is_none() {
-        let budget = Ec2Budget::new(BUDGET_NAME, Ec2BudgetSpec::default());
-        match api.create(&PostParams::default(), &budget).await {
-            Err(kube::Error::Api(e)) if e.code == 409 => {}
-            other => drop(other?),
-        }
-    }
     let patch = json!({ "apiVersion": "dataroom.dev/v1alpha1", "kind": "Ec2Budget", "status": usage });
     let params = PatchParams::apply(MANAGER).force();
-    api.patch_status(BUDGET_NAME, &params, &Patch::Apply(&patch)).await.map(drop)
+    match api.patch_status(BUDGET_NAME, &params, &Patch::Apply(&patch)).await {
+        // Absent: create it with the default limits, then write the status.
+        Err(kube::Error::Api(e)) if e.code == 404 => {
+            let budget = Ec2Budget::new(BUDGET_NAME, Ec2BudgetSpec::default());
+            match api.create(&PostParams::default(), &budget).await {
+                Err(kube::Error::Api(e)) if e.code == 409 => {}
+                other => drop(other?),
+            }
+            api.patch_status(BUDGET_NAME, &params, &Patch::Apply(&patch)).await.map(drop)
+        }
+        other => other.map(drop),
+    }
 }

@@ -34,6 +34,11 @@ impl InstanceCache {
         self.len() == 0
     }
 
+    /// Whether any cached instance satisfies `pred`.
+    pub fn any(&self, pred: impl Fn(&Instance) -> bool) -> bool {
+        self.by_owner.read().unwrap().values().any(pred)
+    }
+
     /// All cached instances (a copy).
     pub fn all(&self) -> Vec<Instance> {
         self.by_owner.read().unwrap().values().cloned().collect()

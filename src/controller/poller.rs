@@ -58,7 +58,7 @@ impl Poller {
             if let Err(e) = self.sweep().await {
                 tracing::warn!(error = %e, "EC2 sweep failed; keeping the previous view");
             }
-            let busy = self.cache.all().iter().any(|i| !is_settled(i));
+            let busy = self.cache.any(|i| !is_settled(i));
             tokio::time::sleep(if busy { self.busy_interval } else { self.interval }).await;
         }
     }

@@ -24,7 +24,7 @@ pub(super) fn remove(
         "CustomResourceDefinition" => {
             let gone = types::from_crd(&removed);
             for t in &gone {
-                for (object_key, _) in server.store.all().into_iter().filter(|(k, _)| k.0 == t.key()) {
+                for (object_key, _) in server.store.select(|k, _| k.0 == t.key()) {
                     server.store.remove(&object_key);
                 }
             }
@@ -35,18 +35,18 @@ pub(super) fn remove(
                 .retain(|t| !gone.iter().any(|g| g.group == t.group && g.plural == t.plural));
         }
         "Namespace" => {
-            for (object_key, _) in server.store.all().into_iter().filter(|(k, _)| k.1 == key.2) {
+            for (object_key, _) in server.store.select(|k, _| k.1 == key.2) {
                 server.store.remove(&object_key);
             }
         }
         _ => {}
     }
-    let dependents = server.store.all().into_iter().filter(|(_, o)| {
+    let dependents = server.store.select(|_, o| {
         o["metadata"]["ownerReferences"]
             .as_array()
             .is_some_and(|refs| refs.iter().any(|r| r["uid"] == uid.as_str()))
     });
-    for (dependent_key, mut dependent) in dependents.collect::<Vec<_>>() {
+    for (dependent_key, mut dependent) in dependents {
         if propagation == "Orphan" {
             let rv = dependent["metadata"]["resourceVersion"].as_str().unwrap_or_default().to_string();
             if let Some(refs) = dependent["metadata"]["ownerReferences"].as_array_mut() {
@@ -71,7 +71,7 @@ fn mark_or_remove(
 ) -> Option<Value> {
     let mut object = server.store.get(key)?;
     let blocked = object["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty());
-    let contents = rt.kind == "Namespace" && server.store.all().iter().any(|(k, _)| k.1 == key.2);
+    let contents = rt.kind == "Namespace" && !server.store.select(|k, _| k.1 == key.2).is_empty();
     if !blocked && !contents {
         return remove(server, rt, key, propagation);
     }
@@ -92,13 +92,13 @@ fn mark_or_remove(
 fn spawn_namespace_cleanup(server: Arc<ApiServer>, namespace: String) {
     tokio::spawn(async move {
         let types = server.types.read().unwrap().clone();
-        for (key, _) in server.store.all().into_iter().filter(|(k, _)| k.1 == namespace) {
+        for (key, _) in server.store.select(|k, _| k.1 == namespace) {
             if let Some(rt) = types.iter().find(|t| t.key() == key.0) {
                 mark_or_remove(&server, rt, &key, "Background");
             }
         }
         let ns_key = ("/namespaces".to_string(), String::new(), namespace.clone());
-        while server.store.all().iter().any(|(k, _)| k.1 == namespace) {
+        while !server.store.select(|k, _| k.1 == namespace).is_empty() {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
         let ns_rt = server.find("", "v1", "namespaces").expect("namespaces are built in");

@@ -73,10 +73,10 @@ impl Store {
         (items, inner.rv)
     }
 
-    /// Every object of every type (for cascading deletion and namespace cleanup).
-    pub fn all(&self) -> Vec<(ObjectKey, Value)> {
+    /// The objects of any type that satisfy `pred` (for cascading deletion and namespace cleanup).
+    pub fn select(&self, pred: impl Fn(&ObjectKey, &Value) -> bool) -> Vec<(ObjectKey, Value)> {
         let inner = self.inner.lock().unwrap();
-        inner.objects.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        inner.objects.iter().filter(|(k, v)| pred(k, v)).map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 
     /// Stores `object` under a new resourceVersion and records the event; returns what was stored.

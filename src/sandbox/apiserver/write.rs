@@ -334,7 +334,8 @@ pub fn patch(server: &Arc<ApiServer>, target: &Target, req: &ApiRequest) -> Repl
     for _ in 0..5 {
         let old = match current(server, target) {
             Ok(old) => old,
-            Err(_) if apply => {
+            // Apply creates a missing object, but not through a subresource (as the API server).
+            Err(_) if apply && sub.is_empty() => {
                 let created =
                     create_object(server, &target.rt, target.namespace.as_deref(), body.clone(), strict(req));
                 return match created {
@@ -343,6 +344,8 @@ pub fn patch(server: &Arc<ApiServer>, target: &Target, req: &ApiRequest) -> Repl
                         server.store.set_applied_paths(uid, &manager, &sub, patch::leaf_paths(&body));
                         Reply::Json(201, view(&target.rt, &stored))
                     }
+                    // Someone created it meanwhile: apply to what they made.
+                    Err(reply) if matches!(*reply, Reply::Json(409, _)) => continue,
                     Err(reply) => *reply,
                 };
             }
