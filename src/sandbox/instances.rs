@@ -1,10 +1,11 @@
-//! Simulated instances: every running fake instance gets an SSH server on its own loopback
-//! address (127.0.1.N, port `SSH_PORT`) that accepts only the instance's key pair and runs
-//! commands with `sh -c` in a per-instance working directory. Commands run as the local user,
-//! on the local machine: the sandbox isolates nothing.
+//! Simulated instances: every running fake instance gets, on its own loopback address
+//! (127.0.1.N), an SSH server (port `SSH_PORT`) that accepts only the instance's key pair, runs
+//! commands with `sh -c` in a per-instance working directory and serves SFTP rooted there, and
+//! a health endpoint (port `HEALTH_PORT`). Commands run as the local user, on the local machine:
+//! the sandbox isolates nothing.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +16,8 @@ use ssh_key::{Algorithm, LineEnding, rand_core::OsRng};
 use crate::cloud::fake::FakeCloud;
 use crate::cloud::{Instance, InstanceState};
 
+pub use super::health::HEALTH_PORT;
+
 /// Port of the simulated instances' SSH servers (22 would need root).
 pub const SSH_PORT: u16 = 2222;
 
@@ -23,7 +26,8 @@ pub struct Simulator {
     pub fake: Arc<FakeCloud>,
     /// Parent of the per-instance working directories.
     pub root: PathBuf,
-    pub port: u16,
+    pub ssh_port: u16,
+    pub health_port: u16,
 }
 
 impl Simulator {
@@ -50,9 +54,11 @@ impl Simulator {
                 if std::fs::create_dir_all(&home).is_err() {
                     continue;
                 }
+                let health = super::health::listen(home.clone(), format!("{ip}:{}", self.health_port));
                 let server = InstanceServer { authorized, home, host_key: host_key.clone() };
-                let address = format!("{ip}:{}", self.port);
-                servers.insert(instance.id.clone(), tokio::spawn(server.listen(address)));
+                let ssh = server.listen(format!("{ip}:{}", self.ssh_port));
+                let both = async move { tokio::join!(ssh, health).0 };
+                servers.insert(instance.id.clone(), tokio::spawn(both));
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -65,6 +71,18 @@ fn host_key() -> russh::keys::PrivateKey {
     russh::keys::PrivateKey::from_openssh(pem.as_bytes()).expect("russh reads OpenSSH keys")
 }
 
+/// Binds `address`; when that fails, says so once and waits forever rather than retrying
+/// (another sandbox may hold the port).
+pub(super) async fn bind(address: &str, what: &str) -> tokio::net::TcpListener {
+    match tokio::net::TcpListener::bind(address).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            tracing::warn!(%address, error = %e, "simulated instance cannot listen for {what}");
+            std::future::pending().await
+        }
+    }
+}
+
 #[derive(Clone)]
 struct InstanceServer {
     /// The instance's public key, OpenSSH encoded.
@@ -75,14 +93,7 @@ struct InstanceServer {
 
 impl InstanceServer {
     async fn listen(self, address: String) {
-        let listener = match tokio::net::TcpListener::bind(&address).await {
-            Ok(l) => l,
-            Err(e) => {
-                // Say it once and stay put rather than retrying (another sandbox may hold the port).
-                tracing::warn!(%address, error = %e, "simulated instance cannot listen for SSH");
-                return std::future::pending().await;
-            }
-        };
+        let listener = bind(&address, "SSH").await;
         let config = Arc::new(russh::server::Config {
             keys: vec![self.host_key.clone()],
             auth_rejection_time: Duration::from_millis(50),
@@ -90,7 +101,7 @@ impl InstanceServer {
             ..Default::default()
         });
         while let Ok((stream, _)) = listener.accept().await {
-            let handler = Connection { server: self.clone() };
+            let handler = Connection { server: self.clone(), channels: HashMap::new() };
             let config = config.clone();
             tokio::spawn(async move {
                 if let Ok(session) = russh::server::run_stream(config, stream, handler).await {
@@ -103,6 +114,8 @@ impl InstanceServer {
 
 struct Connection {
     server: InstanceServer,
+    /// Session channels not yet claimed by a subsystem.
+    channels: HashMap<ChannelId, Channel<Msg>>,
 }
 
 /// The key material of an OpenSSH public key line, without its comment.
@@ -124,11 +137,29 @@ impl russh::server::Handler for Connection {
 
     async fn channel_open_session(
         &mut self,
-        _channel: Channel<Msg>,
+        channel: Channel<Msg>,
         reply: russh::server::ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
+        self.channels.insert(channel.id(), channel);
         reply.accept().await;
+        Ok(())
+    }
+
+    async fn subsystem_request(
+        &mut self,
+        channel: ChannelId,
+        name: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        match self.channels.remove(&channel) {
+            Some(stream) if name == "sftp" => {
+                session.channel_success(channel)?;
+                let sftp = super::sftp::Sftp::new(self.server.home.clone());
+                russh_sftp::server::run(stream.into_stream(), sftp).await;
+            }
+            _ => session.channel_failure(channel)?,
+        }
         Ok(())
     }
 
@@ -138,13 +169,13 @@ impl russh::server::Handler for Connection {
         data: &[u8],
         session: &mut Session,
     ) -> Result<(), Self::Error> {
+        self.channels.remove(&channel);
         session.channel_success(channel)?;
         let command = String::from_utf8_lossy(data).into_owned();
         let handle = session.handle();
         let home = self.server.home.clone();
         tokio::spawn(async move {
-            let output =
-                tokio::process::Command::new("sh").arg("-c").arg(&command).current_dir(&home).output().await;
+            let output = run(&home, &command).await;
             let code = match output {
                 Ok(out) => {
                     let _ = handle.data(channel, out.stdout).await;
@@ -159,4 +190,16 @@ impl russh::server::Handler for Connection {
         });
         Ok(())
     }
+}
+
+/// Runs `command` with `sh -c` in the instance's directory, which is also its `HOME`.
+async fn run(home: &Path, command: &str) -> std::io::Result<std::process::Output> {
+    tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .current_dir(home)
+        .env("HOME", home)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
 }

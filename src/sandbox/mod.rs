@@ -3,7 +3,9 @@
 //! controller between them.
 
 pub mod apiserver;
+mod health;
 pub mod instances;
+mod sftp;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -108,8 +110,12 @@ pub async fn run(args: SandboxArgs) -> anyhow::Result<()> {
     }
     let saver = State { server: server.clone(), fake: fake.clone(), api: api_state, ec2: ec2_state };
     let periodic = tokio::spawn(saver.clone().every(Duration::from_secs(5)));
-    let simulator =
-        instances::Simulator { fake: fake.clone(), root: dir.join("instances"), port: instances::SSH_PORT };
+    let simulator = instances::Simulator {
+        fake: fake.clone(),
+        root: dir.join("instances"),
+        ssh_port: instances::SSH_PORT,
+        health_port: instances::HEALTH_PORT,
+    };
     let simulated = tokio::spawn(simulator.run());
     let cloud = Arc::new(Metered::new(fake, metrics.clone()));
     let clock = clock::system();
@@ -138,7 +144,7 @@ pub async fn run(args: SandboxArgs) -> anyhow::Result<()> {
     let k = format!("kubectl --kubeconfig {}", kubeconfig.display());
     println!(
         "dataroom-operator sandbox is ready ({:.1}s, {})\n\
-         \n  state:       {dir}\n  kubeconfig:  {kc}\n  API:         http://{api_addr}\n  health:      http://{admin_addr}/healthz  /readyz  /metrics\n  audit log:   {audit}\n\
+         \n  state:       {dir}\n  kubeconfig:  {kc}\n  API:         http://{api_addr}\n  health:      http://{admin_addr}/healthz  /readyz  /metrics\n  audit log:   {audit}\n  instances:   SSH and SFTP on 127.0.1.N:{ssh}, health on :{health}, files under {dir}/instances\n\
          \nEverything runs on this machine: EC2 is simulated in memory, no AWS account is used.\n\
          \nTry:\n  export KUBECONFIG={kc}\n  kubectl apply -f examples/ec2instance.yaml\n  kubectl get ec2 -w\n  kubectl patch ec2 web --type merge -p '{{\"spec\":{{\"powerState\":\"Stopped\"}}}}'\n  kubectl delete ec2 web\n  cargo run --release -- audit verify {audit}\n\
          \nCtrl-C stops the sandbox. (Plain `{k} get ec2` works without the export.)",
@@ -147,6 +153,8 @@ pub async fn run(args: SandboxArgs) -> anyhow::Result<()> {
         dir = dir.display(),
         kc = kubeconfig.display(),
         audit = audit_path.display(),
+        ssh = instances::SSH_PORT,
+        health = instances::HEALTH_PORT,
     );
     let result = controller.await.context("the controller stopped unexpectedly")?;
     periodic.abort();
