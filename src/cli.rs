@@ -1,4 +1,4 @@
-//! Command line: `run`, `sandbox`, `crdgen`, `audit verify FILE`.
+//! Command line: `run`, `sandbox`, `crdgen`, `openapi`, `admin-key NAME`, `audit verify FILE`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -28,6 +28,14 @@ pub enum Command {
     Sandbox(crate::sandbox::SandboxArgs),
     /// Print every CRD as YAML (what is committed under crds/).
     Crdgen,
+    /// Print the admin API's OpenAPI document (JSON).
+    Openapi,
+    /// Make a new admin key: prints the key (give it to its holder) and the line for the keys file.
+    AdminKey {
+        /// The key's name, shown in audit records (e.g. `alice` or `ci-2026-11`).
+        #[arg(value_parser = parse_key_name)]
+        name: String,
+    },
     /// Audit log tools.
     Audit {
         #[command(subcommand)]
@@ -73,12 +81,23 @@ pub struct RunArgs {
     /// Watch only this namespace (all namespaces when absent).
     #[arg(long, env = "DATAROOM_NAMESPACE")]
     pub namespace: Option<String>,
+    /// File of admin keys (`NAME sha256:HEX` lines, from `admin-key`); without it there is no
+    /// admin API, only /healthz, /readyz and /metrics.
+    #[arg(long, env = "DATAROOM_ADMIN_KEYS")]
+    pub admin_keys: Option<PathBuf>,
+    /// Namespace of the Ec2Instances the admin API creates.
+    #[arg(long, env = "DATAROOM_API_NAMESPACE", default_value = "default")]
+    pub api_namespace: String,
+}
+
+fn parse_key_name(s: &str) -> Result<String, String> {
+    let ok =
+        (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b));
+    if ok { Ok(s.to_string()) } else { Err("letters, digits and - _ . @ only, at most 64".into()) }
 }
 
 fn parse_image_id(s: &str) -> Result<String, String> {
-    let ok = s
-        .strip_prefix("ami-")
-        .is_some_and(|h| (8..=17).contains(&h.len()) && h.bytes().all(|b| b.is_ascii_hexdigit()));
+    let ok = crate::crd::is_image_id(s);
     if ok { Ok(s.to_string()) } else { Err("expected an AMI id like ami-0123456789abcdef0".into()) }
 }
 

@@ -15,6 +15,18 @@ async fn main() -> ExitCode {
             print!("{}", dataroom_operator::crd::crds_yaml());
             Ok(())
         }
+        Command::Openapi => {
+            println!("{}", dataroom_operator::admin::openapi::document());
+            Ok(())
+        }
+        Command::AdminKey { name } => {
+            let (key, line) = dataroom_operator::admin::auth::AdminKeys::generate(&name);
+            eprintln!("key (give it to its holder; it is not stored anywhere):");
+            println!("{key}");
+            eprintln!("line for the admin keys file (--admin-keys):");
+            print!("{line}");
+            Ok(())
+        }
         Command::Audit { command: AuditCommand::Verify { file } } => return runner::verify(&file),
     };
     match result {

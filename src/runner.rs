@@ -8,7 +8,8 @@ use std::sync::atomic::AtomicBool;
 use anyhow::Context as _;
 use kube::runtime::events::{Recorder, Reporter};
 
-use crate::admin::{self, HealthState};
+use crate::admin::auth::AdminKeys;
+use crate::admin::{self, AdminState, HealthState};
 use crate::audit::{AuditLog, verify_file};
 use crate::budget::Gate;
 use crate::cli::RunArgs;
@@ -38,13 +39,23 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         namespace: args.namespace,
     };
     let recorder = Recorder::new(client.clone(), reporter);
-    let ctx = Context::new(client, cloud, gate, audit, recorder, metrics.clone(), settings, clock);
+    let ctx = Arc::new(Context::new(client, cloud, gate, audit, recorder, metrics.clone(), settings, clock));
     let ready = Arc::new(AtomicBool::new(false));
-    let (server, bound) = admin::serve(args.http_addr, HealthState { ready: ready.clone(), metrics })?;
-    tracing::info!(%bound, "serving /healthz, /readyz and /metrics");
+    let api = match &args.admin_keys {
+        Some(path) => {
+            let keys = AdminKeys::load(path)?;
+            Some(AdminState { ctx: ctx.clone(), keys, namespace: args.api_namespace.clone() })
+        }
+        None => {
+            tracing::warn!("no --admin-keys: the admin API is off");
+            None
+        }
+    };
+    let (server, bound) = admin::serve(args.http_addr, HealthState { ready: ready.clone(), metrics }, api)?;
+    tracing::info!(%bound, "serving /healthz, /readyz, /metrics and, with admin keys, /api");
     let server_handle = server.handle();
     tokio::spawn(server);
-    let result = controller::run(Arc::new(ctx), ready).await;
+    let result = controller::run(ctx, ready).await;
     server_handle.stop(true).await;
     result
 }

@@ -3,107 +3,13 @@
 
 mod support;
 
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use dataroom_operator::audit::AuditLog;
-use dataroom_operator::budget::Gate;
-use dataroom_operator::clock;
-use dataroom_operator::cloud::fake::{Delays, FakeCloud};
-use dataroom_operator::cloud::pricing::PriceTable;
 use dataroom_operator::cloud::{Cloud, TAG_MANAGED_BY};
-use dataroom_operator::controller::{self, Context, Settings};
 use dataroom_operator::crd::{Ec2Budget, Ec2Instance};
-use dataroom_operator::metrics::Metrics;
-use dataroom_operator::sandbox::apiserver::ApiServer;
-use dataroom_operator::sandbox::install_crds;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::runtime::events::{Recorder, Reporter};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::json;
-
-struct Harness {
-    api: Api<Ec2Instance>,
-    client: kube::Client,
-    fake: Arc<FakeCloud>,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-    _audit: tempfile::TempDir,
-}
-
-impl Harness {
-    async fn start() -> Self {
-        let server = ApiServer::new();
-        let client = server.client();
-        install_crds(&client).await.unwrap();
-        let delay = Duration::from_millis(100);
-        let fake = Arc::new(FakeCloud::new(Delays { boot: delay, stop: delay, terminate: delay }));
-        let audit_dir = tempfile::tempdir().unwrap();
-        let audit = AuditLog::open(&audit_dir.path().join("audit.jsonl")).unwrap();
-        let clock = clock::system();
-        let gate = Arc::new(Gate::new(PriceTable::default(), "us-east-1", clock.clone()));
-        let recorder = Recorder::new(
-            client.clone(),
-            Reporter { controller: "dataroom-operator".into(), instance: None },
-        );
-        let settings = Settings {
-            region: "us-east-1".into(),
-            default_image_id: Some(support::IMAGE.into()),
-            poll_interval: Duration::from_secs(1),
-            ..Default::default()
-        };
-        let metrics = Arc::new(Metrics::default());
-        let ctx = Context::new(client.clone(), fake.clone(), gate, audit, recorder, metrics, settings, clock);
-        let task = tokio::spawn(controller::run(Arc::new(ctx), Arc::new(AtomicBool::new(false))));
-        Self { api: Api::namespaced(client.clone(), "default"), client, fake, task, _audit: audit_dir }
-    }
-
-    async fn create(&self, name: &str, spec: serde_json::Value) {
-        let obj: Ec2Instance = serde_json::from_value(json!({
-            "apiVersion": "dataroom.dev/v1alpha1", "kind": "Ec2Instance", "metadata": { "name": name }, "spec": spec,
-        }))
-        .unwrap();
-        self.api.create(&PostParams::default(), &obj).await.unwrap();
-    }
-
-    async fn patch_spec(&self, name: &str, spec: serde_json::Value) {
-        self.api.patch(name, &PatchParams::default(), &Patch::Merge(json!({ "spec": spec }))).await.unwrap();
-    }
-
-    /// Polls the object until `check` holds (panics after 20 s with the last status).
-    async fn until(&self, name: &str, what: &str, check: impl Fn(&Ec2Instance) -> bool) -> Ec2Instance {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let obj = self.api.get_opt(name).await.unwrap();
-            if let Some(obj) = obj.filter(|o| check(o)) {
-                return obj;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{name}: never {what}; last status {:?}",
-                self.api.get_opt(name).await.unwrap().and_then(|o| o.status)
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn state(&self, name: &str, state: &str) -> Ec2Instance {
-        self.until(name, state, |o| o.status.as_ref().and_then(|s| s.state.as_deref()) == Some(state)).await
-    }
-
-    async fn gone(&self, name: &str) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while self.api.get_opt(name).await.unwrap().is_some() {
-            assert!(Instant::now() < deadline, "{name} was never deleted");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
+use support::harness::Harness;
 
 fn instance_id(obj: &Ec2Instance) -> String {
     obj.status.as_ref().unwrap().instance_id.clone().unwrap()

@@ -1,17 +1,73 @@
-//! The HTTP side of the operator. For now: `/healthz`, `/readyz` and `/metrics` (no key needed);
-//! the admin REST API joins here under `/api`.
+//! The HTTP side of the operator: `/healthz`, `/readyz` and `/metrics` (no key needed), and the
+//! admin REST API under `/api` (every route needs an admin key; see `auth`).
+
+pub mod auth;
+pub mod error;
+pub mod openapi;
+pub mod routes;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use actix_web::{App, HttpResponse, HttpServer, Responder, get, web};
+use actix_web::{App, HttpResponse, HttpServer, Responder, ResponseError, get, web};
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
 
+use crate::audit::{Entry, Outcome};
+use crate::controller::Context;
 use crate::metrics::Metrics;
+use auth::{Admin, AdminKeys};
+use error::ApiError;
+
+/// Largest JSON body the API reads.
+pub const BODY_LIMIT: usize = 1024 * 1024;
 
 pub struct HealthState {
     pub ready: Arc<AtomicBool>,
     pub metrics: Arc<Metrics>,
+}
+
+/// What the admin API's handlers share.
+pub struct AdminState {
+    pub ctx: Arc<Context>,
+    pub keys: AdminKeys,
+    /// Where objects created through the API live.
+    pub namespace: String,
+}
+
+impl AdminState {
+    /// Records `result` of the operation `action` on `target` (refused for 4xx, failure for the
+    /// rest) and hands it back. If the record cannot be written, the caller gets a 503.
+    pub async fn audited<T>(
+        &self,
+        admin: &Admin,
+        action: &str,
+        target: &str,
+        params: serde_json::Value,
+        result: Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        let (outcome, detail) = match &result {
+            Ok(_) => (Outcome::Success, None),
+            Err(e) if e.status.is_client_error() => (Outcome::Refused, Some(e.to_string())),
+            Err(e) => (Outcome::Failure, Some(e.to_string())),
+        };
+        let mut entry = Entry::new(&admin.actor(), action, target, outcome).params(params);
+        entry.detail = detail;
+        if let Err(e) = self.ctx.audit.append(entry).await {
+            self.ctx.metrics.audit_write_failures.inc();
+            return Err(e.into());
+        }
+        result
+    }
+}
+
+/// A DNS-1123 label: what object names and data room IDs look like.
+pub fn is_dns_label(s: &str) -> bool {
+    (1..=63).contains(&s.len())
+        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
 }
 
 #[get("/healthz")]
@@ -37,17 +93,41 @@ async fn metrics(state: web::Data<HealthState>) -> impl Responder {
         .body(state.metrics.render())
 }
 
+async fn no_route() -> HttpResponse {
+    let status = actix_web::http::StatusCode::NOT_FOUND;
+    ApiError::new(status, "no_route", "no such route; see /api/openapi.json").error_response()
+}
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(healthz).service(readyz).service(metrics);
 }
 
+/// The admin API: routes, extractor error handling, the OpenAPI document and its docs page.
+pub fn configure_api(cfg: &mut web::ServiceConfig) {
+    error::configure_extractors(cfg, BODY_LIMIT);
+    cfg.configure(routes::configure)
+        .service(SwaggerUi::new("/api/docs/{_:.*}").url("/api/openapi.json", openapi::ApiDoc::openapi()));
+}
+
 /// Binds `addr` and returns the running server (await it, or spawn it) and the bound address.
-pub fn serve(addr: SocketAddr, state: HealthState) -> std::io::Result<(actix_web::dev::Server, SocketAddr)> {
-    let state = web::Data::new(state);
-    let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(configure))
-        .workers(1)
-        .disable_signals()
-        .bind(addr)?;
+/// Without `api`, only the health and metrics endpoints are served.
+pub fn serve(
+    addr: SocketAddr,
+    health: HealthState,
+    api: Option<AdminState>,
+) -> std::io::Result<(actix_web::dev::Server, SocketAddr)> {
+    let health = web::Data::new(health);
+    let api = api.map(web::Data::new);
+    let server = HttpServer::new(move || {
+        let app = App::new().app_data(health.clone()).configure(configure).default_service(web::to(no_route));
+        match &api {
+            Some(api) => app.app_data(api.clone()).configure(configure_api),
+            None => app,
+        }
+    })
+    .workers(2)
+    .disable_signals()
+    .bind(addr)?;
     let bound = server.addrs()[0];
     Ok((server.run(), bound))
 }

@@ -64,6 +64,20 @@ impl Gate {
 
     /// Reserves a slot for `uid`; holding one already is success.
     pub fn reserve(&self, uid: &str, instance_type: &str, purpose: Purpose) -> Result<(), Refusal> {
+        let result = self.decide(uid, instance_type, purpose, true);
+        if result.is_ok() {
+            self.notify();
+        }
+        result
+    }
+
+    /// Whether a reservation for a new instance of `instance_type` would be granted now, without
+    /// taking one (the admin API's pre-check; the controller's `reserve` still decides).
+    pub fn check(&self, instance_type: &str, purpose: Purpose) -> Result<(), Refusal> {
+        self.decide("\0pre-check", instance_type, purpose, false)
+    }
+
+    fn decide(&self, uid: &str, instance_type: &str, purpose: Purpose, keep: bool) -> Result<(), Refusal> {
         let limits = self.limits();
         let ask = Ask {
             uid,
@@ -73,11 +87,11 @@ impl Gate {
             purpose,
         };
         let now = (self.clock)();
-        let result = self.ledger.lock().unwrap().reserve(&ask, &limits, now);
-        if result.is_ok() {
-            self.notify();
+        let mut ledger = self.ledger.lock().unwrap();
+        match keep {
+            true => ledger.reserve(&ask, &limits, now),
+            false => ledger.clone().reserve(&ask, &limits, now),
         }
-        result
     }
 
     /// Ends `uid`'s billed run, if it has one.

@@ -13,7 +13,7 @@ use std::time::Duration;
 use kube::Resource;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{self, ObjectRef, Store, store::Writer};
 use rand::Rng;
 use thiserror::Error;
 
@@ -81,6 +81,10 @@ pub struct Context {
     pub blocked: Mutex<HashSet<ObjectRef<Ec2Instance>>>,
     /// Consecutive failures per object UID, for backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// Every watched Ec2Instance, as the controller sees it (the admin API reads from here).
+    pub instances: Store<Ec2Instance>,
+    /// Fills `instances`; taken by `run`.
+    writer: Mutex<Option<Writer<Ec2Instance>>>,
 }
 
 impl Context {
@@ -95,6 +99,7 @@ impl Context {
         settings: Settings,
         clock: Clock,
     ) -> Self {
+        let (instances, writer) = reflector::store();
         Self {
             client,
             cloud,
@@ -107,6 +112,8 @@ impl Context {
             clock,
             blocked: Mutex::default(),
             failures: Mutex::default(),
+            instances,
+            writer: Mutex::new(Some(writer)),
         }
     }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::channel::mpsc;
 use kube::Api;
-use kube::runtime::{Controller, watcher};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
 
 use super::poller::Poller;
 use super::{Context, budget, ec2instance, error_policy};
@@ -60,7 +60,10 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) -> anyhow::Result<()
         Some(ns) => Api::namespaced(ctx.client.clone(), ns),
         None => Api::all(ctx.client.clone()),
     };
-    Controller::new(api, watcher::Config::default())
+    let writer = ctx.writer.lock().unwrap().take().expect("the controller runs once per context");
+    let objects =
+        watcher(api, watcher::Config::default()).default_backoff().reflect(writer).applied_objects();
+    Controller::for_stream(objects, ctx.instances.clone())
         .reconcile_on(triggers)
         .shutdown_on_signal()
         .run(ec2instance::reconcile, error_policy, ctx)

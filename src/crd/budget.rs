@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 pub const BUDGET_NAME: &str = "default";
 
 /// Spend and count limits for every instance the operator manages, and their live usage.
-#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema, utoipa::ToSchema)]
 #[kube(
     group = "dataroom.dev",
     version = "v1alpha1",
@@ -74,7 +74,7 @@ fn default_idle() -> u32 {
 
 /// Live usage. `settledSpendUsd` and `launchesToday` cannot be recomputed from EC2, so they are
 /// persisted here and read back after a restart.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Ec2BudgetStatus {
     #[serde(default)]
@@ -91,5 +91,6 @@ pub struct Ec2BudgetStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window_start: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<Object>)]
     pub conditions: Vec<Condition>,
 }

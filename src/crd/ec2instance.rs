@@ -66,6 +66,12 @@ pub struct Ec2InstanceSpec {
     pub data_room: Option<String>,
 }
 
+/// What an AMI ID looks like: `ami-` and 8 to 17 hex digits.
+pub fn is_image_id(s: &str) -> bool {
+    s.strip_prefix("ami-")
+        .is_some_and(|h| (8..=17).contains(&h.len()) && h.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 fn default_instance_type() -> String {
     "t3.micro".to_string()
 }

@@ -10,7 +10,9 @@ pub use conditions::{set_condition, upsert_condition};
 pub use dataroom::{
     ConfigSource, DataRoom, DataRoomSpec, DataRoomState, DataRoomStatus, FileSpec, HealthCheck, KeyRef,
 };
-pub use ec2instance::{DeletionPolicy, Ec2Instance, Ec2InstanceSpec, Ec2InstanceStatus, PowerState};
+pub use ec2instance::{
+    DeletionPolicy, Ec2Instance, Ec2InstanceSpec, Ec2InstanceStatus, PowerState, is_image_id,
+};
 
 use kube::CustomResourceExt;
 

@@ -8,6 +8,7 @@ pub mod instances;
 mod sftp;
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -17,7 +18,8 @@ use anyhow::Context as _;
 use kube::api::{Api, PostParams};
 use kube::runtime::events::{Recorder, Reporter};
 
-use crate::admin::{self, HealthState};
+use crate::admin::auth::AdminKeys;
+use crate::admin::{self, AdminState, HealthState};
 use crate::audit::AuditLog;
 use crate::budget::Gate;
 use crate::cloud::fake::{Delays, FakeCloud};
@@ -133,10 +135,13 @@ pub async fn run(args: SandboxArgs) -> anyhow::Result<()> {
     let ctx = Arc::new(Context::new(client, cloud, gate, audit, recorder, metrics.clone(), settings, clock));
     let ready = Arc::new(AtomicBool::new(false));
     let admin_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, args.admin_port));
-    let (http, admin_addr) = admin::serve(admin_addr, HealthState { ready: ready.clone(), metrics })
-        .with_context(|| {
-            format!("binding the operator's HTTP endpoints to {admin_addr} (try --admin-port)")
-        })?;
+    let key_file = dir.join("admin-key");
+    let keys = AdminKeys::parse(&AdminKeys::line("sandbox", &admin_key(&key_file)?)).expect("a valid line");
+    let api = AdminState { ctx: ctx.clone(), keys, namespace: "default".into() };
+    let (http, admin_addr) =
+        admin::serve(admin_addr, HealthState { ready: ready.clone(), metrics }, Some(api)).with_context(
+            || format!("binding the operator's HTTP endpoints to {admin_addr} (try --admin-port)"),
+        )?;
     let http_handle = http.handle();
     tokio::spawn(http);
 
@@ -144,15 +149,16 @@ pub async fn run(args: SandboxArgs) -> anyhow::Result<()> {
     let k = format!("kubectl --kubeconfig {}", kubeconfig.display());
     println!(
         "dataroom-operator sandbox is ready ({:.1}s, {})\n\
-         \n  state:       {dir}\n  kubeconfig:  {kc}\n  API:         http://{api_addr}\n  health:      http://{admin_addr}/healthz  /readyz  /metrics\n  audit log:   {audit}\n  instances:   SSH and SFTP on 127.0.1.N:{ssh}, health on :{health}, files under {dir}/instances\n\
+         \n  state:       {dir}\n  kubeconfig:  {kc}\n  API:         http://{api_addr}\n  admin API:   http://{admin_addr}/api  (docs: /api/docs/; key in {key})\n  health:      http://{admin_addr}/healthz  /readyz  /metrics\n  audit log:   {audit}\n  instances:   SSH and SFTP on 127.0.1.N:{ssh}, health on :{health}, files under {dir}/instances\n\
          \nEverything runs on this machine: EC2 is simulated in memory, no AWS account is used.\n\
-         \nTry:\n  export KUBECONFIG={kc}\n  kubectl apply -f examples/ec2instance.yaml\n  kubectl get ec2 -w\n  kubectl patch ec2 web --type merge -p '{{\"spec\":{{\"powerState\":\"Stopped\"}}}}'\n  kubectl delete ec2 web\n  cargo run --release -- audit verify {audit}\n\
+         \nTry:\n  export KUBECONFIG={kc}\n  kubectl apply -f examples/ec2instance.yaml\n  kubectl get ec2 -w\n  kubectl patch ec2 web --type merge -p '{{\"spec\":{{\"powerState\":\"Stopped\"}}}}'\n  kubectl delete ec2 web\n  curl -H \"Authorization: Bearer $(cat {key})\" http://{admin_addr}/api/ec2/instances\n  cargo run --release -- audit verify {audit}\n\
          \nCtrl-C stops the sandbox. (Plain `{k} get ec2` works without the export.)",
         started.elapsed().as_secs_f64(),
         if resumed { "resumed from its state directory" } else { "fresh state" },
         dir = dir.display(),
         kc = kubeconfig.display(),
         audit = audit_path.display(),
+        key = key_file.display(),
         ssh = instances::SSH_PORT,
         health = instances::HEALTH_PORT,
     );
@@ -163,6 +169,22 @@ pub async fn run(args: SandboxArgs) -> anyhow::Result<()> {
     http_handle.stop(true).await;
     api_task.abort();
     result
+}
+
+/// The sandbox's admin key: the one in `path`, or a new one written there (mode 0600).
+fn admin_key(path: &Path) -> anyhow::Result<String> {
+    if let Ok(key) = std::fs::read_to_string(path) {
+        return Ok(key.trim().to_string());
+    }
+    let (key, _) = AdminKeys::generate("sandbox");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    std::io::Write::write_all(&mut file, format!("{key}\n").as_bytes())?;
+    Ok(key)
 }
 
 /// Where the sandbox keeps its state, so that `--state-dir` resumes it.

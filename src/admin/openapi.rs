@@ -1,0 +1,42 @@
+//! The OpenAPI 3 document of the admin API, served at `/api/openapi.json`, with Swagger UI (bundled
+//! into the binary, nothing fetched) at `/api/docs/`.
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::routes::{audit, budget, instances};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "dataroom-operator admin API",
+        description = "Imperative operations on the instances the operator manages. Every route needs \
+                       `Authorization: Bearer <admin key>`; errors are RFC 7807 problems with a stable `code`."
+    ),
+    paths(
+        instances::list, instances::create, instances::get_one, instances::start, instances::stop,
+        instances::remove, budget::get_budget, budget::put_budget, audit::list, audit::verify,
+    ),
+    modifiers(&BearerKey),
+    tags(
+        (name = "instances", description = "Ec2Instance lifecycle (the controller does the EC2 work)"),
+        (name = "governance", description = "Budget and audit log"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerKey;
+
+impl Modify for BearerKey {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let scheme =
+            HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some("an admin key")).build();
+        components.add_security_scheme("admin_key", SecurityScheme::Http(scheme));
+    }
+}
+
+/// The document as JSON (also `dataroom-operator openapi`).
+pub fn document() -> String {
+    ApiDoc::openapi().to_pretty_json().expect("the document serialises")
+}

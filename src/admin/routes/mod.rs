@@ -1,0 +1,9 @@
+//! The admin API's routes, one module per scope.
+
+pub mod audit;
+pub mod budget;
+pub mod instances;
+
+pub fn configure(cfg: &mut actix_web::web::ServiceConfig) {
+    cfg.configure(instances::configure).configure(budget::configure).configure(audit::configure);
+}

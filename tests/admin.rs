@@ -1,0 +1,238 @@
+//! The admin REST API in-process, over the whole controller (API emulator + fake EC2): keys,
+//! instance lifecycle, budget pre-checks, audit, and bad input.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use actix_web::dev::{Service, ServiceResponse};
+use actix_web::{App, test, web};
+use dataroom_operator::admin::auth::AdminKeys;
+use dataroom_operator::admin::{self, AdminState, HealthState};
+use dataroom_operator::metrics::Metrics;
+use serde_json::{Value, json};
+use support::harness::Harness;
+
+const KEY: &str = "drk_test-key-0123456789";
+
+async fn app(
+    h: &Harness,
+) -> impl Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error> {
+    let keys = AdminKeys::parse(&AdminKeys::line("tester", KEY)).unwrap();
+    let api = AdminState { ctx: h.ctx.clone(), keys, namespace: "default".into() };
+    let health =
+        HealthState { ready: Arc::new(AtomicBool::new(true)), metrics: Arc::new(Metrics::default()) };
+    test::init_service(
+        App::new()
+            .app_data(web::Data::new(health))
+            .app_data(web::Data::new(api))
+            .configure(admin::configure)
+            .configure(admin::configure_api),
+    )
+    .await
+}
+
+/// Sends a request with the admin key: (status, JSON body or Null).
+async fn call<S>(app: &S, method: &str, uri: &str, body: Option<Value>) -> (u16, Value)
+where
+    S: Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error>,
+{
+    let mut req = test::TestRequest::default()
+        .method(method.parse().unwrap())
+        .uri(uri)
+        .insert_header(("Authorization", format!("Bearer {KEY}")));
+    if let Some(body) = body {
+        req = req.set_json(body);
+    }
+    let response = test::call_service(app, req.to_request()).await;
+    let status = response.status().as_u16();
+    let bytes = test::read_body(response).await;
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+#[actix_web::test]
+async fn every_operation_in_the_openapi_document_needs_a_key() {
+    let h = Harness::start().await;
+    let app = app(&h).await;
+    let doc: Value =
+        test::call_and_read_body_json(&app, test::TestRequest::get().uri("/api/openapi.json").to_request())
+            .await;
+    let mut operations = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            let uri = path.replace("{id}", "web").replace("{name}", "web");
+            let wrong = format!("Bearer {KEY}x");
+            let sent = [None, Some(wrong.as_str()), Some("Basic dGVzdA=="), Some(KEY)];
+            for auth in sent {
+                let mut req = test::TestRequest::default().method(method.to_uppercase().parse().unwrap());
+                req = req.uri(&format!("{uri}?access_token={KEY}&api_key={KEY}"));
+                if let Some(auth) = auth {
+                    req = req.insert_header(("Authorization", auth));
+                }
+                let response = test::call_service(&app, req.to_request()).await;
+                assert_eq!(response.status(), 401, "{method} {path} with {auth:?}");
+                assert_eq!(response.headers().get("content-type").unwrap(), "application/problem+json");
+                let problem: Value = test::read_body_json(response).await;
+                assert_eq!(problem["code"], "unauthorized");
+            }
+            assert!(item[method]["security"].is_array(), "{method} {path} documents its key");
+            operations += 1;
+        }
+    }
+    assert!(operations >= 10, "the document lists the operations ({operations})");
+    for open in ["/healthz", "/readyz", "/metrics"] {
+        let response = test::call_service(&app, test::TestRequest::get().uri(open).to_request()).await;
+        assert_eq!(response.status(), 200, "{open} needs no key");
+    }
+}
+
+async fn until<S>(app: &S, uri: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value
+where
+    S: Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error>,
+{
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, body) = call(app, "GET", uri, None).await;
+        if check(&body) {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "{uri} never {what}: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[actix_web::test]
+async fn an_instance_lives_through_the_api_and_every_step_is_audited() {
+    let h = Harness::start().await;
+    let app = app(&h).await;
+    let (status, created) = call(
+        &app,
+        "POST",
+        "/api/ec2/instances?wait=20",
+        Some(json!({"name": "web", "data_room_id": "room-1"})),
+    )
+    .await;
+    assert_eq!(status, 201, "running within the wait: {created}");
+    assert_eq!(
+        (created["status"].as_str(), created["instance_type"].as_str()),
+        (Some("running"), Some("t3.micro"))
+    );
+    let id = created["instance_id"].as_str().unwrap().to_string();
+    assert!(created["public_ip"].is_string() && created["uptime_seconds"].is_number());
+    let (_, by_id) = call(&app, "GET", &format!("/api/ec2/instances/{id}"), None).await;
+    assert_eq!((by_id["name"].as_str(), by_id["data_room_id"].as_str()), (Some("web"), Some("room-1")));
+    let (_, list) = call(&app, "GET", "/api/ec2/instances?status=running&data_room_id=room-1", None).await;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    let (_, none) = call(&app, "GET", "/api/ec2/instances?status=stopped", None).await;
+    assert_eq!(none, json!([]));
+
+    let (status, _) = call(&app, "POST", "/api/ec2/instances/web/stop", None).await;
+    assert_eq!(status, 202);
+    until(&app, "/api/ec2/instances/web", "stopped", |v| v["status"] == "stopped").await;
+    let (status, _) = call(&app, "POST", &format!("/api/ec2/instances/{id}/start"), None).await;
+    assert_eq!(status, 202);
+    until(&app, "/api/ec2/instances/web", "running again", |v| v["status"] == "running").await;
+
+    let (status, problem) = call(&app, "DELETE", "/api/ec2/instances/web", None).await;
+    assert_eq!((status, problem["code"].as_str()), (400, Some("confirmation_required")));
+    let (status, _) = call(&app, "DELETE", "/api/ec2/instances/web?confirm=true", None).await;
+    assert_eq!(status, 202);
+    until(&app, "/api/ec2/instances", "emptied", |v| v == &json!([])).await;
+    assert!(h.fake.live_instances().is_empty(), "the instance is terminated");
+
+    let (_, page) = call(&app, "GET", "/api/audit?action=api.instance.create", None).await;
+    let records = page["records"].as_array().unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["target"], "default/web");
+    assert!(records[0]["actor"].as_str().unwrap().starts_with("admin:tester (sha256:"));
+    let (_, refused) = call(&app, "GET", "/api/audit?action=api.instance.delete", None).await;
+    let outcomes: Vec<&str> =
+        refused["records"].as_array().unwrap().iter().map(|r| r["outcome"].as_str().unwrap()).collect();
+    assert_eq!(outcomes, ["refused", "success"], "the refused delete is audited too");
+    let (_, first) = call(&app, "GET", "/api/audit?limit=1", None).await;
+    let after = first["next_after"].as_u64().expect("more pages");
+    let (_, second) = call(&app, "GET", &format!("/api/audit?limit=1&after={after}"), None).await;
+    assert!(second["records"][0]["seq"].as_u64().unwrap() > after);
+    let (_, verdict) = call(&app, "GET", "/api/audit/verify", None).await;
+    assert_eq!(verdict["intact"], true, "{verdict}");
+    let log = std::fs::read_to_string(h.audit_dir.path().join("audit.jsonl")).unwrap();
+    assert!(!log.contains(KEY), "the key itself is never recorded");
+}
+
+#[actix_web::test]
+async fn the_budget_refuses_before_anything_is_created() {
+    let h = Harness::start().await;
+    let app = app(&h).await;
+    let (status, view) = call(&app, "PUT", "/api/ec2/budget", Some(json!({"maxInstances": 0}))).await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(
+        (view["limits"]["maxInstances"].as_u64(), view["limits"]["dailySpendUsd"].as_f64()),
+        (Some(0), Some(10.0))
+    );
+    let (status, problem) = call(&app, "POST", "/api/ec2/instances", Some(json!({}))).await;
+    assert_eq!(
+        (status, problem["code"].as_str(), problem["limit"].as_str()),
+        (403, Some("budget_exceeded"), Some("maxInstances"))
+    );
+    let (status, problem) =
+        call(&app, "POST", "/api/ec2/instances", Some(json!({"instance_type": "p5.48xlarge"}))).await;
+    assert_eq!((status, problem["limit"].as_str()), (403, Some("maxInstanceType")));
+    let (_, list) = call(&app, "GET", "/api/ec2/instances", None).await;
+    assert_eq!(list, json!([]), "nothing was created");
+
+    let (status, problem) = call(&app, "PUT", "/api/ec2/budget", Some(json!({"maxInstances": 20000}))).await;
+    assert_eq!((status, problem["code"].as_str()), (422, Some("invalid")), "{problem}");
+    let (status, _) = call(&app, "PUT", "/api/ec2/budget", Some(json!({"maxInstances": -1}))).await;
+    assert_eq!(status, 400);
+    let (status, problem) = call(&app, "PUT", "/api/ec2/budget", Some(json!({"maxInstanes": 3}))).await;
+    assert_eq!((status, problem["code"].as_str()), (400, Some("invalid_body")));
+    let (_, view) = call(&app, "GET", "/api/ec2/budget", None).await;
+    assert_eq!(view["limits"]["maxInstances"], 0, "refused changes change nothing");
+    let (_, page) = call(&app, "GET", "/api/audit?action=api.instance.create", None).await;
+    let outcomes: Vec<&str> =
+        page["records"].as_array().unwrap().iter().map(|r| r["outcome"].as_str().unwrap()).collect();
+    assert_eq!(outcomes, ["refused", "refused"]);
+}
+
+#[actix_web::test]
+async fn bad_input_gets_a_problem_with_a_stable_code_and_writes_nothing() {
+    let h = Harness::start().await;
+    let app = app(&h).await;
+    let cases = [
+        ("/api/ec2/instances", json!({"name": "Not_A_Label"}), 400, "invalid_name"),
+        ("/api/ec2/instances", json!({"instance_type": "huge"}), 400, "invalid_instance_type"),
+        ("/api/ec2/instances", json!({"image_id": "ami-xyz"}), 400, "invalid_image_id"),
+        ("/api/ec2/instances", json!({"colour": "blue"}), 400, "invalid_body"),
+        ("/api/ec2/instances", json!({"instance_type": 3}), 400, "invalid_body"),
+        ("/api/ec2/instances?wait=301", json!({}), 400, "invalid_wait"),
+        ("/api/ec2/instances?wait=soon", json!({}), 400, "invalid_query"),
+    ];
+    for (uri, body, status, code) in cases {
+        let (got, problem) = call(&app, "POST", uri, Some(body.clone())).await;
+        assert_eq!((got, problem["code"].as_str()), (status, Some(code)), "{uri} {body}");
+        assert!(problem["detail"].is_string() && problem["type"].as_str().unwrap().ends_with(code));
+    }
+    let big = json!({"name": "x".repeat(2 * 1024 * 1024)});
+    let (status, problem) = call(&app, "POST", "/api/ec2/instances", Some(big)).await;
+    assert_eq!((status, problem["code"].as_str()), (413, Some("body_rejected")));
+    let req = test::TestRequest::post()
+        .uri("/api/ec2/instances")
+        .insert_header(("Authorization", format!("Bearer {KEY}")))
+        .insert_header(("content-type", "application/json"))
+        .set_payload("{not json");
+    let response = test::call_service(&app, req.to_request()).await;
+    assert_eq!(response.status(), 400);
+    for (method, uri) in
+        [("GET", "/api/ec2/instances/nope"), ("POST", "/api/ec2/instances/i-0000000000000000/stop")]
+    {
+        let (status, problem) = call(&app, method, uri, None).await;
+        assert_eq!((status, problem["code"].as_str()), (404, Some("not_found")), "{method} {uri}");
+    }
+    let (status, problem) = call(&app, "GET", "/api/audit?since=yesterday", None).await;
+    assert_eq!((status, problem["code"].as_str()), (400, Some("invalid_query")));
+    let (_, list) = call(&app, "GET", "/api/ec2/instances", None).await;
+    assert_eq!(list, json!([]));
+    assert!(h.fake.instances().is_empty());
+}

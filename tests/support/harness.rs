@@ -1,0 +1,105 @@
+//! The whole controller (`controller::run`) in-process against the API emulator and the fake EC2.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use dataroom_operator::audit::AuditLog;
+use dataroom_operator::budget::Gate;
+use dataroom_operator::clock;
+use dataroom_operator::cloud::fake::{Delays, FakeCloud};
+use dataroom_operator::cloud::pricing::PriceTable;
+use dataroom_operator::controller::{self, Context, Settings};
+use dataroom_operator::crd::Ec2Instance;
+use dataroom_operator::metrics::Metrics;
+use dataroom_operator::sandbox::apiserver::ApiServer;
+use dataroom_operator::sandbox::install_crds;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::events::{Recorder, Reporter};
+use serde_json::json;
+
+pub struct Harness {
+    pub api: Api<Ec2Instance>,
+    pub client: kube::Client,
+    pub fake: Arc<FakeCloud>,
+    pub ctx: Arc<Context>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    pub audit_dir: tempfile::TempDir,
+}
+
+impl Harness {
+    pub async fn start() -> Self {
+        let server = ApiServer::new();
+        let client = server.client();
+        install_crds(&client).await.unwrap();
+        let delay = Duration::from_millis(100);
+        let fake = Arc::new(FakeCloud::new(Delays { boot: delay, stop: delay, terminate: delay }));
+        let audit_dir = tempfile::tempdir().unwrap();
+        let audit = AuditLog::open(&audit_dir.path().join("audit.jsonl")).unwrap();
+        let clock = clock::system();
+        let gate = Arc::new(Gate::new(PriceTable::default(), "us-east-1", clock.clone()));
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter { controller: "dataroom-operator".into(), instance: None },
+        );
+        let settings = Settings {
+            region: "us-east-1".into(),
+            default_image_id: Some(super::IMAGE.into()),
+            poll_interval: Duration::from_secs(1),
+            ..Default::default()
+        };
+        let metrics = Arc::new(Metrics::default());
+        let ctx = Context::new(client.clone(), fake.clone(), gate, audit, recorder, metrics, settings, clock);
+        let ctx = Arc::new(ctx);
+        let task = tokio::spawn(controller::run(ctx.clone(), Arc::new(AtomicBool::new(false))));
+        let api = Api::namespaced(client.clone(), "default");
+        Self { api, client, fake, ctx, task, audit_dir }
+    }
+
+    pub async fn create(&self, name: &str, spec: serde_json::Value) {
+        let obj: Ec2Instance = serde_json::from_value(json!({
+            "apiVersion": "dataroom.dev/v1alpha1", "kind": "Ec2Instance", "metadata": { "name": name }, "spec": spec,
+        }))
+        .unwrap();
+        self.api.create(&PostParams::default(), &obj).await.unwrap();
+    }
+
+    pub async fn patch_spec(&self, name: &str, spec: serde_json::Value) {
+        self.api.patch(name, &PatchParams::default(), &Patch::Merge(json!({ "spec": spec }))).await.unwrap();
+    }
+
+    /// Polls the object until `check` holds (panics after 20 s with the last status).
+    pub async fn until(&self, name: &str, what: &str, check: impl Fn(&Ec2Instance) -> bool) -> Ec2Instance {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let obj = self.api.get_opt(name).await.unwrap();
+            if let Some(obj) = obj.filter(|o| check(o)) {
+                return obj;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name}: never {what}; last status {:?}",
+                self.api.get_opt(name).await.unwrap().and_then(|o| o.status)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn state(&self, name: &str, state: &str) -> Ec2Instance {
+        self.until(name, state, |o| o.status.as_ref().and_then(|s| s.state.as_deref()) == Some(state)).await
+    }
+
+    pub async fn gone(&self, name: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.api.get_opt(name).await.unwrap().is_some() {
+            assert!(Instant::now() < deadline, "{name} was never deleted");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
