@@ -85,6 +85,12 @@ pub struct RunArgs {
     /// admin API, only /healthz, /readyz and /metrics.
     #[arg(long, env = "DATAROOM_ADMIN_KEYS")]
     pub admin_keys: Option<PathBuf>,
+    /// Port of the instances' sshd.
+    #[arg(long, env = "DATAROOM_SSH_PORT", default_value_t = 22)]
+    pub ssh_port: u16,
+    /// User the admin API logs in as on instances.
+    #[arg(long, env = "DATAROOM_SSH_USER", default_value = "ec2-user")]
+    pub ssh_user: String,
     /// Namespace of the Ec2Instances the admin API creates.
     #[arg(long, env = "DATAROOM_API_NAMESPACE", default_value = "default")]
     pub api_namespace: String,

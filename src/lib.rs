@@ -12,4 +12,5 @@ pub mod crd;
 pub mod metrics;
 pub mod runner;
 pub mod sandbox;
+pub mod ssh;
 pub mod telemetry;

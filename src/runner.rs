@@ -18,6 +18,7 @@ use crate::cloud::metered::Metered;
 use crate::cloud::pricing::PriceTable;
 use crate::controller::{self, Context, Settings};
 use crate::metrics::Metrics;
+use crate::ssh::SshSettings;
 use crate::{clock, crd};
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -44,7 +45,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let api = match &args.admin_keys {
         Some(path) => {
             let keys = AdminKeys::load(path)?;
-            Some(AdminState { ctx: ctx.clone(), keys, namespace: args.api_namespace.clone() })
+            let ssh = SshSettings { port: args.ssh_port, user: args.ssh_user.clone(), ..Default::default() };
+            Some(AdminState::new(ctx.clone(), keys, &args.api_namespace, ssh))
         }
         None => {
             tracing::warn!("no --admin-keys: the admin API is off");

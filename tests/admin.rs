@@ -3,59 +3,18 @@
 
 mod support;
 
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use actix_web::dev::{Service, ServiceResponse};
-use actix_web::{App, test, web};
-use dataroom_operator::admin::auth::AdminKeys;
-use dataroom_operator::admin::{self, AdminState, HealthState};
-use dataroom_operator::metrics::Metrics;
+use actix_web::test;
 use serde_json::{Value, json};
+use support::admin::{KEY, app, call};
 use support::harness::Harness;
-
-const KEY: &str = "drk_test-key-0123456789";
-
-async fn app(
-    h: &Harness,
-) -> impl Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error> {
-    let keys = AdminKeys::parse(&AdminKeys::line("tester", KEY)).unwrap();
-    let api = AdminState { ctx: h.ctx.clone(), keys, namespace: "default".into() };
-    let health =
-        HealthState { ready: Arc::new(AtomicBool::new(true)), metrics: Arc::new(Metrics::default()) };
-    test::init_service(
-        App::new()
-            .app_data(web::Data::new(health))
-            .app_data(web::Data::new(api))
-            .configure(admin::configure)
-            .configure(admin::configure_api),
-    )
-    .await
-}
-
-/// Sends a request with the admin key: (status, JSON body or Null).
-async fn call<S>(app: &S, method: &str, uri: &str, body: Option<Value>) -> (u16, Value)
-where
-    S: Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error>,
-{
-    let mut req = test::TestRequest::default()
-        .method(method.parse().unwrap())
-        .uri(uri)
-        .insert_header(("Authorization", format!("Bearer {KEY}")));
-    if let Some(body) = body {
-        req = req.set_json(body);
-    }
-    let response = test::call_service(app, req.to_request()).await;
-    let status = response.status().as_u16();
-    let bytes = test::read_body(response).await;
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
-}
 
 #[actix_web::test]
 async fn every_operation_in_the_openapi_document_needs_a_key() {
     let h = Harness::start().await;
-    let app = app(&h).await;
+    let app = app(support::admin::state(&h)).await;
     let doc: Value =
         test::call_and_read_body_json(&app, test::TestRequest::get().uri("/api/openapi.json").to_request())
             .await;
@@ -106,7 +65,7 @@ where
 #[actix_web::test]
 async fn an_instance_lives_through_the_api_and_every_step_is_audited() {
     let h = Harness::start().await;
-    let app = app(&h).await;
+    let app = app(support::admin::state(&h)).await;
     let (status, created) = call(
         &app,
         "POST",
@@ -164,7 +123,7 @@ async fn an_instance_lives_through_the_api_and_every_step_is_audited() {
 #[actix_web::test]
 async fn the_budget_refuses_before_anything_is_created() {
     let h = Harness::start().await;
-    let app = app(&h).await;
+    let app = app(support::admin::state(&h)).await;
     let (status, view) = call(&app, "PUT", "/api/ec2/budget", Some(json!({"maxInstances": 0}))).await;
     assert_eq!(status, 200, "{view}");
     assert_eq!(
@@ -199,7 +158,7 @@ async fn the_budget_refuses_before_anything_is_created() {
 #[actix_web::test]
 async fn bad_input_gets_a_problem_with_a_stable_code_and_writes_nothing() {
     let h = Harness::start().await;
-    let app = app(&h).await;
+    let app = app(support::admin::state(&h)).await;
     let cases = [
         ("/api/ec2/instances", json!({"name": "Not_A_Label"}), 400, "invalid_name"),
         ("/api/ec2/instances", json!({"instance_type": "huge"}), 400, "invalid_instance_type"),

@@ -121,6 +121,12 @@ impl From<kube::Error> for ApiError {
 
 impl From<crate::cloud::CloudError> for ApiError {
     fn from(e: crate::cloud::CloudError) -> Self {
+        Self::from(&e)
+    }
+}
+
+impl From<&crate::cloud::CloudError> for ApiError {
+    fn from(e: &crate::cloud::CloudError) -> Self {
         use crate::cloud::ErrorKind;
         match e.kind {
             ErrorKind::NotFound => Self::new(StatusCode::NOT_FOUND, "not_found", e.to_string()),

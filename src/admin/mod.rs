@@ -17,6 +17,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::audit::{Entry, Outcome};
 use crate::controller::Context;
 use crate::metrics::Metrics;
+use crate::ssh;
 use auth::{Admin, AdminKeys};
 use error::ApiError;
 
@@ -28,15 +29,65 @@ pub struct HealthState {
     pub metrics: Arc<Metrics>,
 }
 
+/// Input limits of the admin API.
+#[derive(Clone, Debug)]
+pub struct ApiLimits {
+    /// Largest file an upload may carry (default 100 MiB).
+    pub max_file_bytes: u64,
+    /// Bytes of stdout and of stderr kept per command (default 1 MiB each).
+    pub output_cap: usize,
+    /// Longest command (default 16 KiB).
+    pub max_command_bytes: usize,
+    /// Most commands in one batch (default 50).
+    pub max_batch: usize,
+}
+
+impl Default for ApiLimits {
+    fn default() -> Self {
+        ApiLimits {
+            max_file_bytes: 100 << 20,
+            output_cap: 1 << 20,
+            max_command_bytes: 16 << 10,
+            max_batch: 50,
+        }
+    }
+}
+
 /// What the admin API's handlers share.
 pub struct AdminState {
     pub ctx: Arc<Context>,
     pub keys: AdminKeys,
     /// Where objects created through the API live.
     pub namespace: String,
+    pub ssh: ssh::Pool,
+    pub limits: ApiLimits,
 }
 
 impl AdminState {
+    pub fn new(ctx: Arc<Context>, keys: AdminKeys, namespace: &str, ssh: ssh::SshSettings) -> Self {
+        let pool = ssh::Pool::new(ctx.cloud.clone(), ssh);
+        AdminState { ctx, keys, namespace: namespace.to_string(), ssh: pool, limits: ApiLimits::default() }
+    }
+
+    /// Writes one audit record (on disk before this returns); a 503 if it cannot be written.
+    pub async fn record(
+        &self,
+        admin: &Admin,
+        action: &str,
+        target: &str,
+        outcome: Outcome,
+        params: serde_json::Value,
+        detail: Option<String>,
+    ) -> Result<(), ApiError> {
+        let mut entry = Entry::new(&admin.actor(), action, target, outcome).params(params);
+        entry.detail = detail;
+        if let Err(e) = self.ctx.audit.append(entry).await {
+            self.ctx.metrics.audit_write_failures.inc();
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
     /// Records `result` of the operation `action` on `target` (refused for 4xx, failure for the
     /// rest) and hands it back. If the record cannot be written, the caller gets a 503.
     pub async fn audited<T>(
@@ -52,12 +103,7 @@ impl AdminState {
             Err(e) if e.status.is_client_error() => (Outcome::Refused, Some(e.to_string())),
             Err(e) => (Outcome::Failure, Some(e.to_string())),
         };
-        let mut entry = Entry::new(&admin.actor(), action, target, outcome).params(params);
-        entry.detail = detail;
-        if let Err(e) = self.ctx.audit.append(entry).await {
-            self.ctx.metrics.audit_write_failures.inc();
-            return Err(e.into());
-        }
+        self.record(admin, action, target, outcome, params, detail).await?;
         result
     }
 }

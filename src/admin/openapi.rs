@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::routes::{audit, budget, instances};
+use super::routes::{audit, budget, instances, ssh};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -15,11 +15,13 @@ use super::routes::{audit, budget, instances};
     ),
     paths(
         instances::list, instances::create, instances::get_one, instances::start, instances::stop,
-        instances::remove, budget::get_budget, budget::put_budget, audit::list, audit::verify,
+        instances::remove, ssh::exec, ssh::exec_batch, budget::get_budget, budget::put_budget, audit::list,
+        audit::verify,
     ),
     modifiers(&BearerKey),
     tags(
         (name = "instances", description = "Ec2Instance lifecycle (the controller does the EC2 work)"),
+        (name = "ssh", description = "Commands on instances over SSH (host keys pinned on first use)"),
         (name = "governance", description = "Budget and audit log"),
     )
 )]

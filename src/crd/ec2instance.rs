@@ -92,6 +92,15 @@ pub enum DeletionPolicy {
     Retain,
 }
 
+/// A pinned SSH host key.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HostKeyPin {
+    pub instance_id: String,
+    /// OpenSSH public key (`ssh-ed25519 AAAA…`).
+    pub public_key: String,
+}
+
 /// What the controller last observed. `sshKeySecret` is the secret's name, never its value.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -115,6 +124,9 @@ pub struct Ec2InstanceStatus {
     /// Name of the Secrets Manager secret that holds the SSH private key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssh_key_secret: Option<String>,
+    /// The SSH host key trusted on first use, for this instance ID only; a different key is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_host_key: Option<HostKeyPin>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// `Ready`, `Synced` and `BudgetAllowed`.

@@ -5,12 +5,13 @@
 //! the sandbox isolates nothing.
 
 use std::collections::HashMap;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use russh::server::{Auth, Msg, Session, VerifiedPublicKey};
-use russh::{Channel, ChannelId};
+use russh::{Channel, ChannelId, Sig};
 use ssh_key::{Algorithm, LineEnding, rand_core::OsRng};
 
 use crate::cloud::fake::FakeCloud;
@@ -32,7 +33,10 @@ pub struct Simulator {
 
 impl Simulator {
     pub async fn run(self) {
-        let host_key = host_key();
+        let host_key = match host_key(&self.root) {
+            Ok(key) => key,
+            Err(e) => return tracing::error!(error = %e, "simulated instances have no host key; no SSH"),
+        };
         let mut servers: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
         loop {
             let running: Vec<Instance> =
@@ -65,10 +69,18 @@ impl Simulator {
     }
 }
 
-fn host_key() -> russh::keys::PrivateKey {
-    let key = ssh_key::PrivateKey::random(&mut OsRng, Algorithm::Ed25519).expect("ed25519 keys generate");
-    let pem = key.to_openssh(LineEnding::LF).expect("keys encode");
-    russh::keys::PrivateKey::from_openssh(pem.as_bytes()).expect("russh reads OpenSSH keys")
+/// The simulated instances' host key, kept under `root` so that pins survive a restart.
+fn host_key(root: &Path) -> anyhow::Result<russh::keys::PrivateKey> {
+    let path = root.join("ssh_host_ed25519_key");
+    if let Ok(pem) = std::fs::read_to_string(&path) {
+        return Ok(russh::keys::PrivateKey::from_openssh(pem.as_bytes())?);
+    }
+    std::fs::create_dir_all(root)?;
+    let key = ssh_key::PrivateKey::random(&mut OsRng, Algorithm::Ed25519)?;
+    let pem = key.to_openssh(LineEnding::LF)?;
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
+    std::io::Write::write_all(&mut file, pem.as_bytes())?;
+    Ok(russh::keys::PrivateKey::from_openssh(pem.as_bytes())?)
 }
 
 /// Binds `address`; when that fails, says so once and waits forever rather than retrying
@@ -101,7 +113,8 @@ impl InstanceServer {
             ..Default::default()
         });
         while let Ok((stream, _)) = listener.accept().await {
-            let handler = Connection { server: self.clone(), channels: HashMap::new() };
+            let handler =
+                Connection { server: self.clone(), channels: HashMap::new(), running: HashMap::new() };
             let config = config.clone();
             tokio::spawn(async move {
                 if let Ok(session) = russh::server::run_stream(config, stream, handler).await {
@@ -116,6 +129,8 @@ struct Connection {
     server: InstanceServer,
     /// Session channels not yet claimed by a subsystem.
     channels: HashMap<ChannelId, Channel<Msg>>,
+    /// Running commands, by channel: send to kill.
+    running: HashMap<ChannelId, tokio::sync::oneshot::Sender<()>>,
 }
 
 /// The key material of an OpenSSH public key line, without its comment.
@@ -174,20 +189,52 @@ impl russh::server::Handler for Connection {
         let command = String::from_utf8_lossy(data).into_owned();
         let handle = session.handle();
         let home = self.server.home.clone();
+        let (kill, killed) = tokio::sync::oneshot::channel();
+        self.running.insert(channel, kill);
         tokio::spawn(async move {
-            let output = run(&home, &command).await;
-            let code = match output {
+            // Dropping the running command (on a signal or a closed channel) kills it.
+            let ended = tokio::select! {
+                output = run(&home, &command) => output,
+                _ = killed => Err(std::io::Error::other("killed")),
+            };
+            match ended {
                 Ok(out) => {
                     let _ = handle.data(channel, out.stdout).await;
                     let _ = handle.extended_data(channel, 1, out.stderr).await;
-                    out.status.code().unwrap_or(255) as u32
+                    match (out.status.code(), std::os::unix::process::ExitStatusExt::signal(&out.status)) {
+                        (Some(code), _) => drop(handle.exit_status_request(channel, code as u32).await),
+                        (None, signal) => {
+                            let name = Sig::Custom(signal.map_or("UNKNOWN".into(), |s| s.to_string()));
+                            let _ = handle
+                                .exit_signal_request(channel, name, false, String::new(), String::new())
+                                .await;
+                        }
+                    }
                 }
-                Err(_) => 127,
-            };
-            let _ = handle.exit_status_request(channel, code).await;
+                Err(e) if e.kind() == std::io::ErrorKind::Other => {
+                    let _ = handle
+                        .exit_signal_request(channel, Sig::KILL, false, String::new(), String::new())
+                        .await;
+                }
+                Err(_) => drop(handle.exit_status_request(channel, 127).await),
+            }
             let _ = handle.eof(channel).await;
             let _ = handle.close(channel).await;
         });
+        Ok(())
+    }
+
+    async fn signal(&mut self, channel: ChannelId, _signal: Sig, _: &mut Session) -> Result<(), Self::Error> {
+        if let Some(kill) = self.running.remove(&channel) {
+            let _ = kill.send(());
+        }
+        Ok(())
+    }
+
+    async fn channel_close(&mut self, channel: ChannelId, _: &mut Session) -> Result<(), Self::Error> {
+        if let Some(kill) = self.running.remove(&channel) {
+            let _ = kill.send(());
+        }
         Ok(())
     }
 }
@@ -200,6 +247,7 @@ async fn run(home: &Path, command: &str) -> std::io::Result<std::process::Output
         .current_dir(home)
         .env("HOME", home)
         .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
         .output()
         .await
 }

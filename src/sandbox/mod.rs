@@ -27,6 +27,7 @@ use crate::cloud::metered::Metered;
 use crate::cloud::pricing::PriceTable;
 use crate::controller::{self, Context, Settings};
 use crate::metrics::Metrics;
+use crate::ssh::SshSettings;
 use crate::{clock, crd};
 
 /// The AMI the sandbox launches when an Ec2Instance names none.
@@ -137,7 +138,8 @@ pub async fn run(args: SandboxArgs) -> anyhow::Result<()> {
     let admin_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, args.admin_port));
     let key_file = dir.join("admin-key");
     let keys = AdminKeys::parse(&AdminKeys::line("sandbox", &admin_key(&key_file)?)).expect("a valid line");
-    let api = AdminState { ctx: ctx.clone(), keys, namespace: "default".into() };
+    let ssh = SshSettings { port: instances::SSH_PORT, ..Default::default() };
+    let api = AdminState::new(ctx.clone(), keys, "default", ssh);
     let (http, admin_addr) =
         admin::serve(admin_addr, HealthState { ready: ready.clone(), metrics }, Some(api)).with_context(
             || format!("binding the operator's HTTP endpoints to {admin_addr} (try --admin-port)"),

@@ -1,6 +1,7 @@
 //! Shared test helpers: a controller context over the fake cloud and a mocked API server.
 #![allow(dead_code)]
 
+pub mod admin;
 pub mod harness;
 pub mod mock_api;
 pub mod moto;

@@ -3,7 +3,11 @@
 pub mod audit;
 pub mod budget;
 pub mod instances;
+pub mod ssh;
 
 pub fn configure(cfg: &mut actix_web::web::ServiceConfig) {
-    cfg.configure(instances::configure).configure(budget::configure).configure(audit::configure);
+    cfg.configure(instances::configure)
+        .configure(budget::configure)
+        .configure(audit::configure)
+        .configure(ssh::configure);
 }

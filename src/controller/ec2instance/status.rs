@@ -42,6 +42,8 @@ pub fn build(obj: &Ec2Instance, ctx: &Context, seen: &Observed) -> Ec2InstanceSt
         hourly_price_usd: ctx.gate.hourly_price(&obj.spec.instance_type),
         key_pair_name: live.and_then(|i| i.key_name.clone()),
         ssh_key_secret: live.and_then(|i| i.key_name.as_deref()).map(ssh_secret_name),
+        // The pin belongs to one instance: a replacement is trusted afresh.
+        ssh_host_key: old.ssh_host_key.filter(|pin| live.is_some_and(|i| i.id == pin.instance_id)),
         observed_generation: generation,
         conditions: old.conditions,
         message: None,
