@@ -21,7 +21,7 @@ async fn every_operation_in_the_openapi_document_needs_a_key() {
     let mut operations = 0;
     for (path, item) in doc["paths"].as_object().unwrap() {
         for method in item.as_object().unwrap().keys() {
-            let uri = path.replace("{id}", "web").replace("{name}", "web");
+            let uri = path.replace("{id}", "web").replace("{name}", "web").replace("{path}", "etc/motd");
             let wrong = format!("Bearer {KEY}x");
             let sent = [None, Some(wrong.as_str()), Some("Basic dGVzdA=="), Some(KEY)];
             for auth in sent {

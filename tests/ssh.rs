@@ -5,63 +5,11 @@ mod support;
 
 use std::time::Duration;
 
-use dataroom_operator::admin::AdminState;
-use dataroom_operator::sandbox::instances::Simulator;
 use dataroom_operator::ssh::SshSettings;
-use serde_json::{Value, json};
+use serde_json::json;
 use sha2::{Digest, Sha256};
-use support::admin::{call, state};
-use support::harness::Harness;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// The harness with simulated instances behind it, and admin state that reaches them.
-struct Rig {
-    h: Harness,
-    root: tempfile::TempDir,
-    ssh_port: u16,
-    simulator: tokio::task::JoinHandle<()>,
-}
-
-impl Rig {
-    async fn start() -> Self {
-        let h = Harness::start().await;
-        let root = tempfile::tempdir().unwrap();
-        let ssh_port = free_port();
-        let simulator = Self::simulate(&h, root.path(), ssh_port);
-        Rig { h, root, ssh_port, simulator }
-    }
-
-    fn simulate(h: &Harness, root: &std::path::Path, ssh_port: u16) -> tokio::task::JoinHandle<()> {
-        let simulator =
-            Simulator { fake: h.fake.clone(), root: root.to_path_buf(), ssh_port, health_port: free_port() };
-        tokio::spawn(simulator.run())
-    }
-
-    fn state(&self) -> AdminState {
-        let mut state = state(&self.h);
-        state.ssh = dataroom_operator::ssh::Pool::new(
-            self.h.ctx.cloud.clone(),
-            SshSettings { port: self.ssh_port, ..Default::default() },
-        );
-        state
-    }
-}
-
-async fn running<S>(app: &S, name: &str) -> Value
-where
-    S: actix_web::dev::Service<
-            actix_http::Request,
-            Response = actix_web::dev::ServiceResponse,
-            Error = actix_web::Error,
-        >,
-{
-    let (status, view) = call(app, "POST", "/api/ec2/instances?wait=20", Some(json!({"name": name}))).await;
-    assert_eq!(status, 201, "{view}");
-    view
-}
+use support::admin::call;
+use support::rig::{Rig, free_port, running};
 
 #[actix_web::test]
 async fn exec_reports_exits_caps_output_and_kills_on_timeout() {
@@ -151,7 +99,7 @@ async fn the_host_key_is_pinned_on_first_use_and_a_changed_one_is_refused() {
     rig.simulator.abort();
     std::fs::remove_file(rig.root.path().join("ssh_host_ed25519_key")).unwrap();
     let port = free_port();
-    let _again = Rig::simulate(&rig.h, rig.root.path(), port);
+    let _again = Rig::simulate(&rig.h, rig.root.path(), port, free_port());
     let ip = rig.h.fake.live_instances()[0].public_ip.clone().unwrap();
     while tokio::net::TcpStream::connect((ip.as_str(), port)).await.is_err() {
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::routes::{audit, budget, instances, ssh};
+use super::routes::{audit, budget, files, health, instances, ssh};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -15,13 +15,15 @@ use super::routes::{audit, budget, instances, ssh};
     ),
     paths(
         instances::list, instances::create, instances::get_one, instances::start, instances::stop,
-        instances::remove, ssh::exec, ssh::exec_batch, budget::get_budget, budget::put_budget, audit::list,
+        instances::remove, health::health, ssh::exec, ssh::exec_batch, files::download, files::upload,
+        files::push_files, files::push_config, budget::get_budget, budget::put_budget, audit::list,
         audit::verify,
     ),
     modifiers(&BearerKey),
     tags(
         (name = "instances", description = "Ec2Instance lifecycle (the controller does the EC2 work)"),
         (name = "ssh", description = "Commands on instances over SSH (host keys pinned on first use)"),
+        (name = "files", description = "Files and configuration over SFTP; every write is whole or absent"),
         (name = "governance", description = "Budget and audit log"),
     )
 )]

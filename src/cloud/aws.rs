@@ -21,6 +21,7 @@ use super::{
 pub struct AwsCloud {
     ec2: aws_sdk_ec2::Client,
     secrets: aws_sdk_secretsmanager::Client,
+    s3: aws_sdk_s3::Client,
 }
 
 impl AwsCloud {
@@ -37,7 +38,13 @@ impl AwsCloud {
 
     /// From an already loaded configuration (tests pass static credentials this way).
     pub fn with_config(shared: &aws_config::SdkConfig) -> Self {
-        Self { ec2: aws_sdk_ec2::Client::new(shared), secrets: aws_sdk_secretsmanager::Client::new(shared) }
+        // Path-style addressing works with every endpoint, moto's included.
+        let s3 = aws_sdk_s3::config::Builder::from(shared).force_path_style(true).build();
+        Self {
+            ec2: aws_sdk_ec2::Client::new(shared),
+            secrets: aws_sdk_secretsmanager::Client::new(shared),
+            s3: aws_sdk_s3::Client::from_conf(s3),
+        }
     }
 
     async fn describe(&self, filters: Vec<Filter>) -> Result<Vec<Instance>> {
@@ -303,6 +310,18 @@ impl Cloud for AwsCloud {
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    async fn get_object(&self, bucket: &str, key: &str, max_bytes: u64) -> Result<Vec<u8>> {
+        let object = self.s3.get_object().bucket(bucket).key(key).send().await.map_err(sdk_error)?;
+        let size = object.content_length.unwrap_or(0).max(0) as u64;
+        super::check_object_size(bucket, key, size, max_bytes)?;
+        let body = object.body.collect().await.map_err(|e| {
+            CloudError::new(ErrorKind::Retryable, "ReadBody", format!("reading s3://{bucket}/{key}: {e}"))
+        })?;
+        let bytes = body.into_bytes();
+        super::check_object_size(bucket, key, bytes.len() as u64, max_bytes)?;
+        Ok(bytes.to_vec())
     }
 
     async fn delete_secret(&self, name: &str) -> Result<()> {

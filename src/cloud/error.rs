@@ -47,6 +47,8 @@ pub fn classify(code: &str, status: Option<u16>, message: &str) -> CloudError {
         "InvalidKeyPair.NotFound",
         "InvalidAMIID.NotFound",
         "ResourceNotFoundException",
+        "NoSuchKey",
+        "NoSuchBucket",
     ];
     const TERMINAL_PREFIXES: &[&str] = &[
         "InvalidAMIID",

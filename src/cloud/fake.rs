@@ -60,6 +60,8 @@ struct State {
     /// Public key material of each key pair (OpenSSH), for the sandbox's simulated SSH servers.
     public_keys: BTreeMap<String, String>,
     secrets: BTreeMap<String, SecretValue>,
+    /// S3 objects by (bucket, key).
+    objects: BTreeMap<(String, String), Vec<u8>>,
     calls: HashMap<String, u64>,
     faults: Vec<PendingFault>,
     next_id: u64,
@@ -91,6 +93,11 @@ impl FakeCloud {
     }
 
     /// Calls made to `operation` (AWS operation names: "RunInstances", "DescribeInstances", …).
+    /// Stores an S3 object (the fake has no PutObject in the port: only tests and the sandbox write).
+    pub fn put_object(&self, bucket: &str, key: &str, body: &[u8]) {
+        self.state.lock().unwrap().objects.insert((bucket.to_string(), key.to_string()), body.to_vec());
+    }
+
     pub fn calls(&self, operation: &str) -> u64 {
         self.state.lock().unwrap().calls.get(operation).copied().unwrap_or(0)
     }
@@ -489,5 +496,15 @@ impl Cloud for FakeCloud {
         self.enter("DeleteSecret").await?;
         self.state.lock().unwrap().secrets.remove(name);
         Ok(())
+    }
+
+    async fn get_object(&self, bucket: &str, key: &str, max_bytes: u64) -> Result<Vec<u8>> {
+        self.enter("GetObject").await?;
+        let state = self.state.lock().unwrap();
+        let object = state.objects.get(&(bucket.to_string(), key.to_string())).ok_or_else(|| {
+            CloudError::new(ErrorKind::NotFound, "NoSuchKey", format!("s3://{bucket}/{key} does not exist"))
+        })?;
+        super::check_object_size(bucket, key, object.len() as u64, max_bytes)?;
+        Ok(object.clone())
     }
 }

@@ -77,4 +77,7 @@ impl Cloud for Metered {
     async fn delete_secret(&self, name: &str) -> Result<()> {
         self.count("DeleteSecret", self.inner.delete_secret(name).await)
     }
+    async fn get_object(&self, bucket: &str, key: &str, max_bytes: u64) -> Result<Vec<u8>> {
+        self.count("GetObject", self.inner.get_object(bucket, key, max_bytes).await)
+    }
 }

@@ -165,6 +165,15 @@ impl fmt::Debug for SecretValue {
 }
 
 /// The cloud operations the operator needs, and no others.
+/// Refuses an S3 object larger than `max_bytes`.
+pub fn check_object_size(bucket: &str, key: &str, size: u64, max_bytes: u64) -> Result<()> {
+    if size > max_bytes {
+        let msg = format!("s3://{bucket}/{key} is {size} bytes, more than the {max_bytes}-byte limit");
+        return Err(CloudError::new(ErrorKind::Terminal, "ObjectTooLarge", msg));
+    }
+    Ok(())
+}
+
 #[async_trait]
 pub trait Cloud: Send + Sync + 'static {
     /// Launches one instance under the launch policy; returns it as EC2 first reports it.
@@ -196,4 +205,7 @@ pub trait Cloud: Send + Sync + 'static {
     async fn get_secret(&self, name: &str) -> Result<Option<SecretValue>>;
     /// Deletes without a recovery window; deleting a missing secret succeeds.
     async fn delete_secret(&self, name: &str) -> Result<()>;
+
+    /// An S3 object's bytes; refused (terminal) when larger than `max_bytes`.
+    async fn get_object(&self, bucket: &str, key: &str, max_bytes: u64) -> Result<Vec<u8>>;
 }

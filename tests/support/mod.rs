@@ -5,6 +5,7 @@ pub mod admin;
 pub mod harness;
 pub mod mock_api;
 pub mod moto;
+pub mod rig;
 pub mod sandbox;
 
 use std::sync::Arc;

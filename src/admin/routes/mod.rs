@@ -2,6 +2,8 @@
 
 pub mod audit;
 pub mod budget;
+pub mod files;
+pub mod health;
 pub mod instances;
 pub mod ssh;
 
@@ -9,5 +11,7 @@ pub fn configure(cfg: &mut actix_web::web::ServiceConfig) {
     cfg.configure(instances::configure)
         .configure(budget::configure)
         .configure(audit::configure)
-        .configure(ssh::configure);
+        .configure(ssh::configure)
+        .configure(files::configure)
+        .configure(health::configure);
 }
