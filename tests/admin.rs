@@ -21,7 +21,11 @@ async fn every_operation_in_the_openapi_document_needs_a_key() {
     let mut operations = 0;
     for (path, item) in doc["paths"].as_object().unwrap() {
         for method in item.as_object().unwrap().keys() {
-            let uri = path.replace("{id}", "web").replace("{name}", "web").replace("{path}", "etc/motd");
+            let uri = path
+                .replace("{id}", "web")
+                .replace("{name}", "web")
+                .replace("{path}", "etc/motd")
+                .replace("{image_id}", "ami-0123456789abcdef0");
             let wrong = format!("Bearer {KEY}x");
             let sent = [None, Some(wrong.as_str()), Some("Basic dGVzdA=="), Some(KEY)];
             for auth in sent {
@@ -194,4 +198,63 @@ async fn bad_input_gets_a_problem_with_a_stable_code_and_writes_nothing() {
     let (_, list) = call(&app, "GET", "/api/ec2/instances", None).await;
     assert_eq!(list, json!([]));
     assert!(h.fake.instances().is_empty());
+}
+
+#[actix_web::test]
+async fn amis_are_followed_until_available_and_private_keys_never_leave_secrets_manager() {
+    let h = Harness::start().await;
+    let mut state = support::admin::state(&h);
+    state.ami_poll = Duration::from_millis(50);
+    let app = app(state).await;
+    let (status, _) = call(&app, "POST", "/api/ec2/instances?wait=20", Some(json!({"name": "web"}))).await;
+    assert_eq!(status, 201);
+
+    let body = json!({"instance_id": "web", "ami_name": "web backup (1)"});
+    let (status, ami) = call(&app, "POST", "/api/ec2/amis", Some(body.clone())).await;
+    assert_eq!((status, ami["state"].as_str()), (202, Some("pending")), "{ami}");
+    let id = ami["image_id"].as_str().unwrap().to_string();
+    until(&app, &format!("/api/ec2/amis/{id}"), "available", |v| v["state"] == "available").await;
+    let (_, all) = call(&app, "GET", "/api/ec2/amis", None).await;
+    assert!(all.as_array().unwrap().iter().any(|a| a["image_id"] == id.as_str()));
+    until(&app, "/api/audit?action=api.ami.available", "audited", |v| {
+        v["records"][0]["target"] == id.as_str()
+    })
+    .await;
+    let (status, problem) = call(&app, "POST", "/api/ec2/amis", Some(body)).await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (422, Some("cloud_refused")),
+        "a duplicate name: {problem}"
+    );
+    for (body, status, code) in [
+        (json!({"instance_id": "web", "ami_name": "x"}), 400, "invalid_name"),
+        (json!({"instance_id": "nope", "ami_name": "fine name"}), 404, "not_found"),
+    ] {
+        let (got, problem) = call(&app, "POST", "/api/ec2/amis", Some(body)).await;
+        assert_eq!((got, problem["code"].as_str()), (status, Some(code)));
+    }
+
+    let (status, pair) = call(&app, "POST", "/api/ec2/keypairs", Some(json!({"name": "ops-key"}))).await;
+    assert_eq!(status, 201, "{pair}");
+    assert_eq!(pair["secret_name"], "dataroom-operator/ssh/ops-key");
+    assert!(!pair.to_string().contains("PRIVATE KEY"), "the private key is never returned");
+    assert!(h.fake.secret_names().contains(&"dataroom-operator/ssh/ops-key".to_string()));
+    let (status, problem) = call(&app, "POST", "/api/ec2/keypairs", Some(json!({"name": "ops-key"}))).await;
+    assert_eq!((status, problem["code"].as_str()), (409, Some("already_exists")));
+    let (status, _) = call(&app, "POST", "/api/ec2/keypairs", Some(json!({"name": "has space"}))).await;
+    assert_eq!(status, 400);
+    let (_, pairs) = call(&app, "GET", "/api/ec2/keypairs", None).await;
+    let names: Vec<&str> = pairs.as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"ops-key") && names.len() == 2, "{names:?}");
+    let in_use = names.iter().find(|n| **n != "ops-key").unwrap().to_string();
+    let (status, problem) =
+        call(&app, "DELETE", &format!("/api/ec2/keypairs/{in_use}?confirm=true"), None).await;
+    assert_eq!((status, problem["code"].as_str()), (409, Some("key_pair_in_use")));
+    let (status, _) = call(&app, "DELETE", "/api/ec2/keypairs/ops-key", None).await;
+    assert_eq!(status, 400, "deleting needs confirm=true");
+    let (status, _) = call(&app, "DELETE", "/api/ec2/keypairs/ops-key?confirm=true", None).await;
+    assert_eq!(status, 204);
+    assert!(!h.fake.secret_names().contains(&"dataroom-operator/ssh/ops-key".to_string()));
+    let log = std::fs::read_to_string(h.audit_dir.path().join("audit.jsonl")).unwrap();
+    assert!(!log.contains("PRIVATE KEY"));
 }

@@ -61,12 +61,22 @@ pub struct AdminState {
     pub namespace: String,
     pub ssh: ssh::Pool,
     pub limits: ApiLimits,
+    /// How often a new AMI's state is checked until it settles (default 5 s).
+    pub ami_poll: std::time::Duration,
 }
 
 impl AdminState {
     pub fn new(ctx: Arc<Context>, keys: AdminKeys, namespace: &str, ssh: ssh::SshSettings) -> Self {
         let pool = ssh::Pool::new(ctx.cloud.clone(), ssh);
-        AdminState { ctx, keys, namespace: namespace.to_string(), ssh: pool, limits: ApiLimits::default() }
+        let ami_poll = std::time::Duration::from_secs(5);
+        AdminState {
+            ctx,
+            keys,
+            namespace: namespace.to_string(),
+            ssh: pool,
+            limits: ApiLimits::default(),
+            ami_poll,
+        }
     }
 
     /// Writes one audit record (on disk before this returns); a 503 if it cannot be written.

@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::routes::{audit, budget, files, health, instances, ssh};
+use super::routes::{audit, budget, files, health, images, instances, ssh};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -16,7 +16,9 @@ use super::routes::{audit, budget, files, health, instances, ssh};
     paths(
         instances::list, instances::create, instances::get_one, instances::start, instances::stop,
         instances::remove, health::health, ssh::exec, ssh::exec_batch, files::download, files::upload,
-        files::push_files, files::push_config, budget::get_budget, budget::put_budget, audit::list,
+        files::push_files, files::push_config, images::list_amis,
+        images::create_ami, images::get_ami, images::list_keypairs, images::create_keypair, images::delete_keypair,
+        budget::get_budget, budget::put_budget, audit::list,
         audit::verify,
     ),
     modifiers(&BearerKey),
@@ -24,6 +26,7 @@ use super::routes::{audit, budget, files, health, instances, ssh};
         (name = "instances", description = "Ec2Instance lifecycle (the controller does the EC2 work)"),
         (name = "ssh", description = "Commands on instances over SSH (host keys pinned on first use)"),
         (name = "files", description = "Files and configuration over SFTP; every write is whole or absent"),
+        (name = "images", description = "AMIs and key pairs (private keys stay in Secrets Manager)"),
         (name = "governance", description = "Budget and audit log"),
     )
 )]

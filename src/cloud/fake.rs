@@ -56,6 +56,8 @@ struct PendingFault {
 struct State {
     instances: BTreeMap<String, FakeInstance>,
     images: BTreeMap<String, Image>,
+    /// When each pending image becomes available.
+    images_ready: HashMap<String, Instant>,
     key_pairs: BTreeMap<String, KeyPair>,
     /// Public key material of each key pair (OpenSSH), for the sandbox's simulated SSH servers.
     public_keys: BTreeMap<String, String>,
@@ -161,6 +163,9 @@ impl FakeCloud {
             })
             .collect();
         state.images = serde_json::from_value(snapshot["images"].clone())?;
+        let pending =
+            state.images.values().filter(|i| i.state == "pending").map(|i| i.id.clone()).collect::<Vec<_>>();
+        state.images_ready = pending.into_iter().map(|id| (id, Instant::now() + self.delays.boot)).collect();
         state.key_pairs = serde_json::from_value(snapshot["keyPairs"].clone())?;
         state.public_keys = serde_json::from_value(snapshot["publicKeys"].clone()).unwrap_or_default();
         state.secrets = secrets.into_iter().map(|(k, v)| (k, SecretValue::new(v))).collect();
@@ -226,6 +231,14 @@ impl FakeCloud {
 
     fn advance(&self, state: &mut State) {
         let now = Instant::now();
+        let ready: Vec<String> =
+            state.images_ready.iter().filter(|(_, at)| **at <= now).map(|(id, _)| id.clone()).collect();
+        for id in ready {
+            state.images_ready.remove(&id);
+            if let Some(image) = state.images.get_mut(&id) {
+                image.state = "available".into();
+            }
+        }
         for f in state.instances.values_mut() {
             let elapsed = now.duration_since(f.since);
             let next = match f.instance.state {
@@ -414,17 +427,19 @@ impl Cloud for FakeCloud {
         let image = Image {
             id: id.clone(),
             name: name.to_string(),
-            state: "available".into(),
+            state: "pending".into(),
             root_device_name: Some("/dev/xvda".into()),
             creation_date: Some(Timestamp::now().to_string()),
         };
         state.images.insert(id.clone(), image);
+        state.images_ready.insert(id.clone(), Instant::now() + self.delays.boot);
         Ok(id)
     }
 
     async fn describe_images(&self, ids: &[String]) -> Result<Vec<Image>> {
         self.enter("DescribeImages").await?;
-        let state = self.state.lock().unwrap();
+        let mut state = self.state.lock().unwrap();
+        self.advance(&mut state);
         if ids.is_empty() {
             return Ok(state.images.values().cloned().collect());
         }

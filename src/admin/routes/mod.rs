@@ -4,6 +4,7 @@ pub mod audit;
 pub mod budget;
 pub mod files;
 pub mod health;
+pub mod images;
 pub mod instances;
 pub mod ssh;
 
@@ -13,5 +14,6 @@ pub fn configure(cfg: &mut actix_web::web::ServiceConfig) {
         .configure(audit::configure)
         .configure(ssh::configure)
         .configure(files::configure)
-        .configure(health::configure);
+        .configure(health::configure)
+        .configure(images::configure);
 }
