@@ -15,8 +15,12 @@ $(VENV)/.installed: requirements-test.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-test.txt
 	touch $@
 
-peers: $(VENV)/.installed
+peers: $(VENV)/.installed /usr/sbin/sshd
 	@test -x $(DATAROOM_MOTO_SERVER) || { echo "moto_server missing after install"; exit 1; }
+
+# OpenSSH's sshd, the SSH/SFTP test peer (Debian openssh-server; CI runs as root).
+/usr/sbin/sshd:
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server
 
 lint:
 	cargo fmt --check

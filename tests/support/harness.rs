@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use dataroom_operator::audit::AuditLog;
 use dataroom_operator::budget::Gate;
 use dataroom_operator::clock;
+use dataroom_operator::cloud::Cloud;
 use dataroom_operator::cloud::fake::{Delays, FakeCloud};
 use dataroom_operator::cloud::pricing::PriceTable;
 use dataroom_operator::controller::{self, Context, Settings};
@@ -21,6 +22,7 @@ use serde_json::json;
 pub struct Harness {
     pub api: Api<Ec2Instance>,
     pub client: kube::Client,
+    /// The cloud, when it is the fake (`start`); an unused fake with `start_on`.
     pub fake: Arc<FakeCloud>,
     pub ctx: Arc<Context>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
@@ -29,11 +31,20 @@ pub struct Harness {
 
 impl Harness {
     pub async fn start() -> Self {
+        let delay = Duration::from_millis(100);
+        let fake = Arc::new(FakeCloud::new(Delays { boot: delay, stop: delay, terminate: delay }));
+        Self::run(fake.clone(), fake, super::IMAGE).await
+    }
+
+    /// The controller on another cloud (moto), launching `image` by default.
+    pub async fn start_on(cloud: Arc<dyn Cloud>, image: &str) -> Self {
+        Self::run(cloud, Arc::new(FakeCloud::new(Delays::default())), image).await
+    }
+
+    async fn run(cloud: Arc<dyn Cloud>, fake: Arc<FakeCloud>, image: &str) -> Self {
         let server = ApiServer::new();
         let client = server.client();
         install_crds(&client).await.unwrap();
-        let delay = Duration::from_millis(100);
-        let fake = Arc::new(FakeCloud::new(Delays { boot: delay, stop: delay, terminate: delay }));
         let audit_dir = tempfile::tempdir().unwrap();
         let audit = AuditLog::open(&audit_dir.path().join("audit.jsonl")).unwrap();
         let clock = clock::system();
@@ -44,12 +55,12 @@ impl Harness {
         );
         let settings = Settings {
             region: "us-east-1".into(),
-            default_image_id: Some(super::IMAGE.into()),
+            default_image_id: Some(image.into()),
             poll_interval: Duration::from_secs(1),
             ..Default::default()
         };
         let metrics = Arc::new(Metrics::default());
-        let ctx = Context::new(client.clone(), fake.clone(), gate, audit, recorder, metrics, settings, clock);
+        let ctx = Context::new(client.clone(), cloud, gate, audit, recorder, metrics, settings, clock);
         let ctx = Arc::new(ctx);
         let task = tokio::spawn(controller::run(ctx.clone(), Arc::new(AtomicBool::new(false))));
         let api = Api::namespaced(client.clone(), "default");

@@ -7,6 +7,7 @@ pub mod mock_api;
 pub mod moto;
 pub mod rig;
 pub mod sandbox;
+pub mod sshd;
 
 use std::sync::Arc;
 use std::time::Duration;
