@@ -15,12 +15,15 @@ $(VENV)/.installed: requirements-test.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-test.txt
 	touch $@
 
-peers: $(VENV)/.installed /usr/sbin/sshd
+peers: $(VENV)/.installed /usr/sbin/sshd /usr/bin/wrk
 	@test -x $(DATAROOM_MOTO_SERVER) || { echo "moto_server missing after install"; exit 1; }
 
-# OpenSSH's sshd, the SSH/SFTP test peer (Debian openssh-server; CI runs as root).
+# OpenSSH's sshd (the SSH/SFTP test peer) and wrk (the load generator), from Debian; CI runs as root.
 /usr/sbin/sshd:
-	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server openssh-client
+
+/usr/bin/wrk:
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk
 
 lint:
 	cargo fmt --check
@@ -30,7 +33,7 @@ unit: peers
 	cargo test
 
 bench:
-	cargo bench --bench poll --bench sandbox
+	cargo bench --bench poll --bench sandbox --bench admin
 
 # Regenerate the committed CRDs after changing src/crd/.
 crds:
