@@ -106,7 +106,8 @@ async fn main() {
             h.ctx.cloud.clone(),
             SshSettings { user: user(), address_override: Some(sshd.address()), ..Default::default() },
         );
-        let (server, addr) = admin::serve("127.0.0.1:0".parse().unwrap(), health, Some(api)).unwrap();
+        let (server, addr) =
+            admin::serve("127.0.0.1:0".parse().unwrap(), health, Some(api), Default::default()).unwrap();
         tokio::spawn(server);
         let http = Http::connect(addr).await;
         exec_and_upload(http, &pem, &sshd).await;

@@ -91,6 +91,15 @@ pub struct RunArgs {
     /// User the admin API logs in as on instances.
     #[arg(long, env = "DATAROOM_SSH_USER", default_value = "ec2-user")]
     pub ssh_user: String,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key).
+    #[arg(long, env = "DATAROOM_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "DATAROOM_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// A browser origin allowed to call the admin API (repeatable; none by default).
+    #[arg(long = "cors-origin", env = "DATAROOM_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
     /// Namespace of the Ec2Instances the admin API creates.
     #[arg(long, env = "DATAROOM_API_NAMESPACE", default_value = "default")]
     pub api_namespace: String,

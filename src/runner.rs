@@ -53,7 +53,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             None
         }
     };
-    let (server, bound) = admin::serve(args.http_addr, HealthState { ready: ready.clone(), metrics }, api)?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(admin::tls::server_config(cert, key)?),
+        _ => None,
+    };
+    let listener = admin::Listener { tls, cors_origins: args.cors_origins.clone() };
+    let health = HealthState { ready: ready.clone(), metrics };
+    let (server, bound) = admin::serve(args.http_addr, health, api, listener)?;
     tracing::info!(%bound, "serving /healthz, /readyz, /metrics and, with admin keys, /api");
     let server_handle = server.handle();
     tokio::spawn(server);

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod error;
 pub mod openapi;
 pub mod routes;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -165,25 +166,52 @@ pub fn configure_api(cfg: &mut web::ServiceConfig) {
         .service(SwaggerUi::new("/api/docs/{_:.*}").url("/api/openapi.json", openapi::ApiDoc::openapi()));
 }
 
+/// How the HTTP listener is exposed.
+#[derive(Default)]
+pub struct Listener {
+    /// Serve HTTPS with this configuration instead of plain HTTP.
+    pub tls: Option<rustls::ServerConfig>,
+    /// Browser origins allowed to call `/api` (CORS); none by default, so browsers refuse
+    /// cross-origin calls.
+    pub cors_origins: Vec<String>,
+}
+
+fn cors(origins: &[String]) -> actix_cors::Cors {
+    let cors = actix_cors::Cors::default()
+        .allowed_methods(["GET", "POST", "PUT", "DELETE"])
+        .allowed_headers([actix_web::http::header::AUTHORIZATION, actix_web::http::header::CONTENT_TYPE])
+        .max_age(600);
+    origins.iter().fold(cors, |cors, origin| cors.allowed_origin(origin))
+}
+
 /// Binds `addr` and returns the running server (await it, or spawn it) and the bound address.
 /// Without `api`, only the health and metrics endpoints are served.
 pub fn serve(
     addr: SocketAddr,
     health: HealthState,
     api: Option<AdminState>,
+    listener: Listener,
 ) -> std::io::Result<(actix_web::dev::Server, SocketAddr)> {
     let health = web::Data::new(health);
     let api = api.map(web::Data::new);
+    let origins = listener.cors_origins;
     let server = HttpServer::new(move || {
-        let app = App::new().app_data(health.clone()).configure(configure).default_service(web::to(no_route));
+        let app = App::new()
+            .wrap(actix_web::middleware::Condition::new(!origins.is_empty(), cors(&origins)))
+            .app_data(health.clone())
+            .configure(configure)
+            .default_service(web::to(no_route));
         match &api {
             Some(api) => app.app_data(api.clone()).configure(configure_api),
             None => app,
         }
     })
     .workers(2)
-    .disable_signals()
-    .bind(addr)?;
+    .disable_signals();
+    let server = match listener.tls {
+        Some(tls) => server.bind_rustls_0_23(addr, tls)?,
+        None => server.bind(addr)?,
+    };
     let bound = server.addrs()[0];
     Ok((server.run(), bound))
 }

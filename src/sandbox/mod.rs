@@ -140,10 +140,13 @@ pub async fn run(args: SandboxArgs) -> anyhow::Result<()> {
     let keys = AdminKeys::parse(&AdminKeys::line("sandbox", &admin_key(&key_file)?)).expect("a valid line");
     let ssh = SshSettings { port: instances::SSH_PORT, ..Default::default() };
     let api = AdminState::new(ctx.clone(), keys, "default", ssh);
-    let (http, admin_addr) =
-        admin::serve(admin_addr, HealthState { ready: ready.clone(), metrics }, Some(api)).with_context(
-            || format!("binding the operator's HTTP endpoints to {admin_addr} (try --admin-port)"),
-        )?;
+    let (http, admin_addr) = admin::serve(
+        admin_addr,
+        HealthState { ready: ready.clone(), metrics },
+        Some(api),
+        Default::default(),
+    )
+    .with_context(|| format!("binding the operator's HTTP endpoints to {admin_addr} (try --admin-port)"))?;
     let http_handle = http.handle();
     tokio::spawn(http);
 
