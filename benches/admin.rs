@@ -57,6 +57,7 @@ impl Http {
             .header("content-type", content_type)
             .body(Full::new(Bytes::from(body)))
             .unwrap();
+        self.sender.ready().await.unwrap();
         let response = self.sender.send_request(request).await.unwrap();
         let status = response.status().as_u16();
         (status, response.into_body().collect().await.unwrap().to_bytes())

@@ -109,13 +109,30 @@ impl AdminState {
         params: serde_json::Value,
         result: Result<T, ApiError>,
     ) -> Result<T, ApiError> {
-        let (outcome, detail) = match &result {
-            Ok(_) => (Outcome::Success, None),
-            Err(e) if e.status.is_client_error() => (Outcome::Refused, Some(e.to_string())),
-            Err(e) => (Outcome::Failure, Some(e.to_string())),
-        };
-        self.record(admin, action, target, outcome, params, detail).await?;
-        result
+        match result {
+            Ok(value) => {
+                self.record(admin, action, target, Outcome::Success, params, None).await?;
+                Ok(value)
+            }
+            Err(e) => Err(self.refused(admin, action, target, params, e).await),
+        }
+    }
+
+    /// Records an attempt that ended in `error` (refused for 4xx, failure for the rest) and hands
+    /// the error back (or the audit log's, if the record cannot be written).
+    pub async fn refused(
+        &self,
+        admin: &Admin,
+        action: &str,
+        target: &str,
+        params: serde_json::Value,
+        error: ApiError,
+    ) -> ApiError {
+        let outcome = if error.status.is_client_error() { Outcome::Refused } else { Outcome::Failure };
+        match self.record(admin, action, target, outcome, params, Some(error.to_string())).await {
+            Ok(()) => error,
+            Err(audit) => audit,
+        }
     }
 }
 

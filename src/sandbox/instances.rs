@@ -110,6 +110,7 @@ impl InstanceServer {
             keys: vec![self.host_key.clone()],
             auth_rejection_time: Duration::from_millis(50),
             inactivity_timeout: Some(Duration::from_secs(600)),
+            nodelay: true,
             ..Default::default()
         });
         while let Ok((stream, _)) = listener.accept().await {

@@ -173,6 +173,8 @@ impl Pool {
             keepalive_interval: Some(Duration::from_secs(15)),
             keepalive_max: 3,
             inactivity_timeout: None,
+            // Small request/reply exchanges must not wait on Nagle and delayed ACKs.
+            nodelay: true,
             ..Default::default()
         });
         let offered = Arc::new(Mutex::new(None));

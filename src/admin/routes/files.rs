@@ -86,8 +86,16 @@ pub async fn download(
     params: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (id, path) = params.into_inner();
-    let path = remote_path(&format!("/{path}"))?;
-    let (object, connection) = connect(&state, &admin, &id).await?;
+    let prepared = async {
+        let path = remote_path(&format!("/{path}"))?;
+        Ok((path, connect(&state, &admin, &id).await?))
+    };
+    let (path, (object, connection)) = match prepared.await {
+        Ok(ready) => ready,
+        Err(e) => {
+            return Err(state.refused(&admin, "api.instance.download", &id, json!({"path": path}), e).await);
+        }
+    };
     let result = connection.download(&path).await.map_err(ApiError::from);
     let audit = json!({"path": path, "bytes": result.as_ref().ok().map(|(size, _)| *size)});
     let (size, stream) =
@@ -158,17 +166,27 @@ pub async fn upload(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let path = remote_path(&query.destination_path)?;
-    let mode = mode(&query.mode, 0o644)?;
-    let mut form = parts(&req, payload);
-    let field = loop {
-        match form.try_next().await.map_err(multipart_error)? {
-            Some(field) if field.name() == Some("file") => break field,
-            Some(_) => continue,
-            None => return Err(ApiError::bad_request("invalid_body", "no part named `file`")),
+    let prepared = async {
+        let path = remote_path(&query.destination_path)?;
+        let mode = mode(&query.mode, 0o644)?;
+        let mut form = parts(&req, payload);
+        let field = loop {
+            match form.try_next().await.map_err(multipart_error)? {
+                Some(field) if field.name() == Some("file") => break field,
+                Some(_) => continue,
+                None => return Err(ApiError::bad_request("invalid_body", "no part named `file`")),
+            }
+        };
+        Ok((path, mode, form, field, connect(&state, &admin, &id).await?))
+    };
+    // The form outlives its part: a part reads the request body through it.
+    let (path, mode, _form, field, (object, connection)) = match prepared.await {
+        Ok(ready) => ready,
+        Err(e) => {
+            let params = json!({"path": query.destination_path});
+            return Err(state.refused(&admin, "api.instance.upload", &id, params, e).await);
         }
     };
-    let (object, connection) = connect(&state, &admin, &id).await?;
     let result = write_part(&state, &connection, &path, mode, field).await;
     let params = json!({"path": path, "mode": format!("{mode:04o}"),
                         "bytes": result.as_ref().ok().map(|w| w.bytes), "sha256": result.as_ref().ok().map(|w| &w.sha256)});
@@ -209,12 +227,20 @@ pub async fn push_files(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let dir = match query.destination_dir.as_str() {
-        "/" => String::new(),
-        dir => remote_path(dir)?,
+    let prepared = async {
+        let dir = match query.destination_dir.as_str() {
+            "/" => String::new(),
+            dir => remote_path(dir)?,
+        };
+        Ok((dir, mode(&query.mode, 0o644)?, connect(&state, &admin, &id).await?))
     };
-    let mode = mode(&query.mode, 0o644)?;
-    let (object, connection) = connect(&state, &admin, &id).await?;
+    let (dir, mode, (object, connection)) = match prepared.await {
+        Ok(ready) => ready,
+        Err(e) => {
+            let params = json!({"destination_dir": query.destination_dir});
+            return Err(state.refused(&admin, "api.instance.push_files", &id, params, e).await);
+        }
+    };
     let mut form = parts(&req, payload);
     let mut files = Vec::new();
     let result = async {
@@ -292,13 +318,22 @@ pub async fn push_config(
     id: web::Path<String>,
     body: web::Json<PushConfig>,
 ) -> Result<HttpResponse, ApiError> {
-    let path = remote_path(body.path.as_deref().unwrap_or(DEFAULT_CONFIG_PATH))?;
     let source = match &body.config_source {
         serde_json::Value::String(s) if s.starts_with("s3://") => s.clone(),
         _ => "inline".to_string(),
     };
-    let bytes = config_bytes(&state, &body.config_source).await?;
-    let (object, connection) = connect(&state, &admin, &id).await?;
+    let prepared = async {
+        let path = remote_path(body.path.as_deref().unwrap_or(DEFAULT_CONFIG_PATH))?;
+        let bytes = config_bytes(&state, &body.config_source).await?;
+        Ok((path, bytes, connect(&state, &admin, &id).await?))
+    };
+    let (path, bytes, (object, connection)) = match prepared.await {
+        Ok(ready) => ready,
+        Err(e) => {
+            let params = json!({"path": body.path, "source": source});
+            return Err(state.refused(&admin, "api.instance.push_config", &id, params, e).await);
+        }
+    };
     let sha256 = hex::encode(Sha256::digest(&bytes));
     let body_stream =
         futures::stream::once(async move { Ok::<_, std::convert::Infallible>(Bytes::from(bytes)) });

@@ -97,14 +97,12 @@ pub async fn create_ami(
     state: web::Data<AdminState>,
     body: web::Json<CreateAmi>,
 ) -> Result<HttpResponse, ApiError> {
-    if !valid_ami_name(&body.ami_name) {
-        return Err(ApiError::bad_request(
-            "invalid_name",
-            "ami_name: 3-128 letters, digits, spaces, ()[]./-'@_",
-        ));
-    }
     let params = json!({"instance": body.instance_id, "ami_name": body.ami_name});
     let result = async {
+        if !valid_ami_name(&body.ami_name) {
+            let why = "ami_name: 3-128 letters, digits, spaces, ()[]./-'@_";
+            return Err(ApiError::bad_request("invalid_name", why));
+        }
         let view = InstanceView::of(&state, &*find(&state, &body.instance_id)?);
         let instance_id = view.instance_id.filter(|_| view.status == "running" || view.status == "stopped");
         let instance_id = instance_id.ok_or_else(|| {

@@ -136,6 +136,12 @@ impl From<&ExecOutput> for ExecResult {
     }
 }
 
+/// What an exec record says of the command: its first KiB and its length.
+fn attempted(command: &str) -> serde_json::Value {
+    let shown: String = command.chars().take(1024).collect();
+    json!({"command": shown, "command_bytes": command.len()})
+}
+
 fn check_command(state: &AdminState, command: &str) -> Result<(), ApiError> {
     let max = state.limits.max_command_bytes;
     if command.trim().is_empty() || command.len() > max || command.contains('\0') {
@@ -162,14 +168,17 @@ async fn run(
     timeout: Duration,
 ) -> Result<ExecOutput, ApiError> {
     let target = format!("{}/{}", object.namespace().unwrap_or_default(), object.name_any());
-    let shown: String = command.chars().take(1024).collect();
-    let params =
-        json!({"command": shown, "command_bytes": command.len(), "timeout_seconds": timeout.as_secs()});
+    let mut params = attempted(command);
+    params["timeout_seconds"] = timeout.as_secs().into();
     state.record(admin, "api.instance.exec", &target, Outcome::Started, params, None).await?;
     let limits = Limits { timeout, output_cap: state.limits.output_cap };
     let output = match connection.exec(command, limits).await {
         Ok(output) => output,
         Err(e) => {
+            // A broken pooled connection is dropped: the next call dials afresh.
+            if let Some(id) = object.status.as_ref().and_then(|s| s.instance_id.as_deref()) {
+                state.ssh.forget(id).await;
+            }
             let detail = Some(e.to_string());
             state.record(admin, "api.instance.exec", &target, Outcome::Failure, json!({}), detail).await?;
             return Err(e.into());
@@ -202,9 +211,17 @@ pub async fn exec(
     id: web::Path<String>,
     body: web::Json<ExecRequest>,
 ) -> Result<web::Json<ExecResult>, ApiError> {
-    check_command(&state, &body.command)?;
-    let timeout = timeout(body.timeout_seconds)?;
-    let (object, connection) = connect(&state, &admin, &id).await?;
+    let prepared = async {
+        check_command(&state, &body.command)?;
+        let timeout = timeout(body.timeout_seconds)?;
+        Ok((timeout, connect(&state, &admin, &id).await?))
+    };
+    let (timeout, (object, connection)) = match prepared.await {
+        Ok(ready) => ready,
+        Err(e) => {
+            return Err(state.refused(&admin, "api.instance.exec", &id, attempted(&body.command), e).await);
+        }
+    };
     let output = run(&state, &admin, &object, &connection, &body.command, timeout).await?;
     Ok(web::Json(ExecResult::from(&output)))
 }
@@ -245,15 +262,27 @@ pub async fn exec_batch(
     id: web::Path<String>,
     body: web::Json<BatchRequest>,
 ) -> Result<web::Json<BatchResult>, ApiError> {
-    let max = state.limits.max_batch;
-    if body.commands.is_empty() || body.commands.len() > max {
-        return Err(ApiError::bad_request("invalid_batch", format!("commands holds 1 to {max} commands")));
-    }
-    for command in &body.commands {
-        check_command(&state, command)?;
-    }
-    let timeout = timeout(body.timeout_seconds)?;
-    let (object, connection) = connect(&state, &admin, &id).await?;
+    let prepared = async {
+        let max = state.limits.max_batch;
+        if body.commands.is_empty() || body.commands.len() > max {
+            return Err(ApiError::bad_request(
+                "invalid_batch",
+                format!("commands holds 1 to {max} commands"),
+            ));
+        }
+        for command in &body.commands {
+            check_command(&state, command)?;
+        }
+        let timeout = timeout(body.timeout_seconds)?;
+        Ok((timeout, connect(&state, &admin, &id).await?))
+    };
+    let (timeout, (object, connection)) = match prepared.await {
+        Ok(ready) => ready,
+        Err(e) => {
+            let params = json!({"commands": body.commands.len()});
+            return Err(state.refused(&admin, "api.instance.exec_batch", &id, params, e).await);
+        }
+    };
     let mut results = Vec::new();
     for command in &body.commands {
         let output = run(&state, &admin, &object, &connection, command, timeout).await?;
