@@ -16,6 +16,11 @@ impl InstanceCache {
         self.by_owner.read().unwrap().get(owner_uid).cloned()
     }
 
+    /// Calls `f` with the cached instance of `owner_uid`, if any, under the read lock (no copy).
+    pub fn with<T>(&self, owner_uid: &str, f: impl FnOnce(Option<&Instance>) -> T) -> T {
+        f(self.by_owner.read().unwrap().get(owner_uid))
+    }
+
     pub fn put(&self, instance: Instance) {
         if let Some(uid) = instance.owner_uid().map(str::to_string) {
             self.by_owner.write().unwrap().insert(uid, instance);
