@@ -48,6 +48,22 @@ fn an_ec2instance_lives_its_whole_life_through_kubectl() {
     }
     assert_eq!(support::sandbox::http_get(&format!("{}/healthz", sandbox.admin)).unwrap().0, 200);
 
+    // The admin API, with the key the sandbox wrote (and only with it).
+    let key = std::fs::read_to_string(sandbox.dir.path().join("admin-key")).unwrap();
+    let url = format!("{}/api/ec2/instances/web", sandbox.admin);
+    let auth = format!("Authorization: Bearer {}\r\n", key.trim());
+    let (status, body) = support::sandbox::http_get_with(&url, &auth).unwrap();
+    let view: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (status, view["status"].as_str(), view["public_ip"].as_str()),
+        (
+            200,
+            Some("running"),
+            Some(sandbox.ok(&["get", "ec2", "web", "-o", "jsonpath={.status.publicIp}"]).as_str())
+        )
+    );
+    assert_eq!(support::sandbox::http_get(&url).unwrap().0, 401, "no key, no API");
+
     let deleted = sandbox.ok(&["delete", "ec2", "web", "--timeout=30s"]);
     assert!(deleted.contains("deleted"));
     let gone = sandbox.kubectl(&["get", "ec2", "web"]);

@@ -28,11 +28,16 @@ fn kubectl_binary() -> PathBuf {
 
 /// A plain HTTP/1.0 GET: the status code and the body.
 pub fn http_get(url: &str) -> Option<(u16, String)> {
+    http_get_with(url, "")
+}
+
+/// A plain HTTP/1.0 GET with extra header lines (each ending in CRLF).
+pub fn http_get_with(url: &str, headers: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let rest = url.strip_prefix("http://")?;
     let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}")))?;
     let mut stream = std::net::TcpStream::connect(host).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n{headers}\r\n").ok()?;
     let mut reply = String::new();
     stream.read_to_string(&mut reply).ok()?;
     let status = reply.split_whitespace().nth(1)?.parse().ok()?;
