@@ -100,6 +100,9 @@ pub struct RunArgs {
     /// A browser origin allowed to call the admin API (repeatable; none by default).
     #[arg(long = "cors-origin", env = "DATAROOM_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
+    /// Largest file the admin API accepts in one upload, in MiB.
+    #[arg(long, env = "DATAROOM_MAX_UPLOAD_MIB", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=102400))]
+    pub max_upload_mib: u64,
     /// Namespace of the Ec2Instances the admin API creates.
     #[arg(long, env = "DATAROOM_API_NAMESPACE", default_value = "default")]
     pub api_namespace: String,

@@ -46,7 +46,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         Some(path) => {
             let keys = AdminKeys::load(path)?;
             let ssh = SshSettings { port: args.ssh_port, user: args.ssh_user.clone(), ..Default::default() };
-            Some(AdminState::new(ctx.clone(), keys, &args.api_namespace, ssh))
+            let mut api = AdminState::new(ctx.clone(), keys, &args.api_namespace, ssh);
+            api.limits.max_file_bytes = args.max_upload_mib << 20;
+            Some(api)
         }
         None => {
             tracing::warn!("no --admin-keys: the admin API is off");

@@ -118,10 +118,13 @@ impl Connection {
     }
 }
 
+type Slot = Arc<tokio::sync::Mutex<Option<Arc<Connection>>>>;
+
 pub struct Pool {
     cloud: Arc<dyn Cloud>,
     settings: SshSettings,
-    connections: tokio::sync::Mutex<HashMap<String, Arc<Connection>>>,
+    /// One slot per instance, so that a slow dial to one instance never holds up another.
+    connections: Mutex<HashMap<String, Slot>>,
     keys: Mutex<HashMap<String, (Instant, Arc<PrivateKey>)>>,
     /// Host keys trusted on first use, by instance ID (the caller also persists them).
     pins: Mutex<HashMap<String, String>>,
@@ -143,14 +146,15 @@ impl Pool {
     pub async fn connect(&self, target: &Target) -> Result<(Arc<Connection>, Option<String>), SshError> {
         let pinned =
             target.pinned.clone().or_else(|| self.pins.lock().unwrap().get(&target.instance_id).cloned());
-        let mut connections = self.connections.lock().await;
-        if let Some(open) = connections.get(&target.instance_id).filter(|c| !c.is_closed())
+        let slot = self.connections.lock().unwrap().entry(target.instance_id.clone()).or_default().clone();
+        let mut slot = slot.lock().await;
+        if let Some(open) = slot.as_ref().filter(|c| !c.is_closed())
             && pinned.as_deref().is_none_or(|p| key_material(p) == key_material(&open.host_key))
         {
             return Ok((open.clone(), None));
         }
         let connection = Arc::new(self.dial(target, pinned.clone()).await?);
-        connections.insert(target.instance_id.clone(), connection.clone());
+        *slot = Some(connection.clone());
         if pinned.is_some() {
             return Ok((connection, None));
         }
@@ -160,8 +164,8 @@ impl Pool {
     }
 
     /// Drops the pooled connection to an instance (after a failure, or when it stops).
-    pub async fn forget(&self, instance_id: &str) {
-        self.connections.lock().await.remove(instance_id);
+    pub fn forget(&self, instance_id: &str) {
+        self.connections.lock().unwrap().remove(instance_id);
     }
 
     async fn dial(&self, target: &Target, pinned: Option<String>) -> Result<Connection, SshError> {

@@ -177,7 +177,7 @@ async fn run(
         Err(e) => {
             // A broken pooled connection is dropped: the next call dials afresh.
             if let Some(id) = object.status.as_ref().and_then(|s| s.instance_id.as_deref()) {
-                state.ssh.forget(id).await;
+                state.ssh.forget(id);
             }
             let detail = Some(e.to_string());
             state.record(admin, "api.instance.exec", &target, Outcome::Failure, json!({}), detail).await?;
