@@ -14,6 +14,7 @@ use russh::keys::{PrivateKey, PrivateKeyWithHashAlg};
 use russh::{ChannelMsg, client};
 use russh_sftp::client::SftpSession;
 use russh_sftp::protocol::{FileAttributes, OpenFlags};
+use support::rig::free_port;
 use support::sandbox::http_get;
 
 struct AnyHost;
@@ -80,10 +81,6 @@ async fn exec(ip: &str, port: u16, pem: &str, command: &str) -> Option<(String, 
         }
     }
     Some((String::from_utf8(out).unwrap(), String::from_utf8(err).unwrap(), code.expect("an exit status")))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn simulate(fake: &Arc<FakeCloud>, root: &std::path::Path) -> (Simulator, u16, u16) {

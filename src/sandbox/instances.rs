@@ -226,17 +226,22 @@ impl russh::server::Handler for Connection {
     }
 
     async fn signal(&mut self, channel: ChannelId, _signal: Sig, _: &mut Session) -> Result<(), Self::Error> {
-        if let Some(kill) = self.running.remove(&channel) {
-            let _ = kill.send(());
-        }
+        self.kill(channel);
         Ok(())
     }
 
     async fn channel_close(&mut self, channel: ChannelId, _: &mut Session) -> Result<(), Self::Error> {
+        self.kill(channel);
+        Ok(())
+    }
+}
+
+impl Connection {
+    /// Kills the command running on `channel`, if one is.
+    fn kill(&mut self, channel: ChannelId) {
         if let Some(kill) = self.running.remove(&channel) {
             let _ = kill.send(());
         }
-        Ok(())
     }
 }
 

@@ -35,17 +35,20 @@ fn sftp_error(e: russh_sftp::client::error::Error) -> TransferError {
 }
 
 impl Connection {
-    pub async fn sftp(&self) -> Result<SftpSession, SshError> {
+    /// A new channel running the `sftp` subsystem.
+    async fn sftp_stream(&self) -> Result<russh::ChannelStream<russh::client::Msg>, SshError> {
         let channel = self.open_session().await?;
         channel.request_subsystem(true, "sftp").await?;
-        SftpSession::new(channel.into_stream()).await.map_err(|e| SshError::Protocol(e.to_string()))
+        Ok(channel.into_stream())
+    }
+
+    pub async fn sftp(&self) -> Result<SftpSession, SshError> {
+        SftpSession::new(self.sftp_stream().await?).await.map_err(|e| SshError::Protocol(e.to_string()))
     }
 
     /// Renames `from` over `to`, replacing it atomically (plain SFTP rename refuses to replace).
     async fn replace(&self, from: &str, to: &str) -> Result<(), TransferError> {
-        let channel = self.open_session().await?;
-        channel.request_subsystem(true, "sftp").await.map_err(SshError::from)?;
-        let raw = RawSftpSession::new(channel.into_stream());
+        let raw = RawSftpSession::new(self.sftp_stream().await?);
         raw.init().await.map_err(sftp_error)?;
         let data = russh_sftp::ser::to_bytes(&(from, to)).map_err(|e| TransferError::Sftp(e.to_string()))?;
         match raw.extended(POSIX_RENAME, data.to_vec()).await.map_err(sftp_error)? {

@@ -5,7 +5,6 @@
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
-use kube::ResourceExt;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -14,8 +13,8 @@ use utoipa::{IntoParams, ToSchema};
 use crate::admin::AdminState;
 use crate::admin::auth::Admin;
 use crate::admin::error::{ApiError, Problem};
+use crate::admin::routes::instances::qualified_name as target;
 use crate::admin::routes::ssh::connect;
-use crate::crd::Ec2Instance;
 use crate::ssh::TransferError;
 
 /// Where `push-config` writes when no path is given.
@@ -64,10 +63,6 @@ fn mode(text: &Option<String>, default: u32) -> Result<u32, ApiError> {
             .filter(|m| *m <= 0o777)
             .ok_or_else(|| ApiError::bad_request("invalid_mode", "mode is octal, 0000 to 0777 (e.g. 0644)")),
     }
-}
-
-fn target(object: &Ec2Instance) -> String {
-    format!("{}/{}", object.namespace().unwrap_or_default(), object.name_any())
 }
 
 #[utoipa::path(

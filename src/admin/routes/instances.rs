@@ -97,6 +97,11 @@ fn power_state(p: PowerState) -> &'static str {
     }
 }
 
+/// `namespace/name`: how audit records name an object.
+pub fn qualified_name(object: &Ec2Instance) -> String {
+    format!("{}/{}", object.namespace().unwrap_or_default(), object.name_any())
+}
+
 /// Finds an instance by EC2 instance ID (any namespace) or object name (the API's namespace).
 pub fn find(state: &AdminState, id: &str) -> Result<Arc<Ec2Instance>, ApiError> {
     let by_instance_id = |o: &Ec2Instance| {

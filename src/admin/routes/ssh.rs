@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 use crate::admin::AdminState;
 use crate::admin::auth::Admin;
 use crate::admin::error::{ApiError, Problem};
-use crate::admin::routes::instances::{InstanceView, find};
+use crate::admin::routes::instances::{InstanceView, find, qualified_name};
 use crate::audit::Outcome;
 use crate::crd::Ec2Instance;
 use crate::ssh::{Connection, ExecOutput, Exit, Limits, SshError, Target};
@@ -58,7 +58,7 @@ pub async fn connect(
         status.ssh_key_secret.ok_or_else(|| ApiError::conflict("no_ssh_key", "the instance has no key"))?;
     let pinned = status.ssh_host_key.filter(|p| p.instance_id == instance_id).map(|p| p.public_key);
     let target = Target { instance_id: instance_id.clone(), ip, secret, pinned };
-    let target_name = format!("{}/{}", object.namespace().unwrap_or_default(), object.name_any());
+    let target_name = qualified_name(&object);
     match state.ssh.connect(&target).await {
         Ok((connection, None)) => Ok((object, connection)),
         Ok((connection, Some(trusted))) => {
@@ -167,7 +167,7 @@ async fn run(
     command: &str,
     timeout: Duration,
 ) -> Result<ExecOutput, ApiError> {
-    let target = format!("{}/{}", object.namespace().unwrap_or_default(), object.name_any());
+    let target = qualified_name(object);
     let mut params = attempted(command);
     params["timeout_seconds"] = timeout.as_secs().into();
     state.record(admin, "api.instance.exec", &target, Outcome::Started, params, None).await?;
