@@ -103,10 +103,10 @@ async fn main() {
             HealthState { ready: Arc::new(AtomicBool::new(true)), metrics: Arc::new(Metrics::default()) };
         let mut api = state(&h);
         let (pem, sshd) = first_instance(&h).await;
-        api.ssh = Pool::new(
+        api.ssh = Arc::new(Pool::new(
             h.ctx.cloud.clone(),
             SshSettings { user: user(), address_override: Some(sshd.address()), ..Default::default() },
-        );
+        ));
         let (server, addr) =
             admin::serve("127.0.0.1:0".parse().unwrap(), health, Some(api), Default::default()).unwrap();
         tokio::spawn(server);

@@ -10,6 +10,7 @@ pub mod cloud;
 pub mod controller;
 pub mod crd;
 pub mod metrics;
+pub mod probe;
 pub mod runner;
 pub mod sandbox;
 pub mod ssh;

@@ -38,6 +38,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         default_security_group_ids: args.default_security_group_ids,
         poll_interval: args.poll_interval,
         namespace: args.namespace,
+        ssh: SshSettings { port: args.ssh_port, user: args.ssh_user.clone(), ..Default::default() },
+        health_host_override: None,
     };
     let recorder = Recorder::new(client.clone(), reporter);
     let ctx = Arc::new(Context::new(client, cloud, gate, audit, recorder, metrics.clone(), settings, clock));
@@ -45,8 +47,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let api = match &args.admin_keys {
         Some(path) => {
             let keys = AdminKeys::load(path)?;
-            let ssh = SshSettings { port: args.ssh_port, user: args.ssh_user.clone(), ..Default::default() };
-            let mut api = AdminState::new(ctx.clone(), keys, &args.api_namespace, ssh);
+            let mut api = AdminState::new(ctx.clone(), keys, &args.api_namespace);
             api.limits.max_file_bytes = args.max_upload_mib << 20;
             Some(api)
         }

@@ -105,10 +105,10 @@ async fn the_host_key_is_pinned_on_first_use_and_a_changed_one_is_refused() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let mut state = rig.state();
-    state.ssh = dataroom_operator::ssh::Pool::new(
+    state.ssh = std::sync::Arc::new(dataroom_operator::ssh::Pool::new(
         rig.h.ctx.cloud.clone(),
         SshSettings { port, ..Default::default() },
-    );
+    ));
     let app = support::admin::app(state).await;
     let (status, problem) =
         call(&app, "POST", "/api/ec2/instances/web/exec", Some(json!({"command": "touch pwned"}))).await;

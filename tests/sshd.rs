@@ -35,9 +35,9 @@ async fn launched() -> (Moto, Harness, String) {
     (moto, h, public)
 }
 
-fn pool(h: &Harness, sshd: &Sshd) -> Pool {
+fn pool(h: &Harness, sshd: &Sshd) -> Arc<Pool> {
     let settings = SshSettings { user: user(), address_override: Some(sshd.address()), ..Default::default() };
-    Pool::new(h.ctx.cloud.clone(), settings)
+    Arc::new(Pool::new(h.ctx.cloud.clone(), settings))
 }
 
 fn multipart(name: &str, content: &[u8]) -> (String, Vec<u8>) {

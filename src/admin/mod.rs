@@ -60,15 +60,16 @@ pub struct AdminState {
     pub keys: AdminKeys,
     /// Where objects created through the API live.
     pub namespace: String,
-    pub ssh: ssh::Pool,
+    /// The controller's pool, unless a test swaps it.
+    pub ssh: Arc<ssh::Pool>,
     pub limits: ApiLimits,
     /// How often a new AMI's state is checked until it settles (default 5 s).
     pub ami_poll: std::time::Duration,
 }
 
 impl AdminState {
-    pub fn new(ctx: Arc<Context>, keys: AdminKeys, namespace: &str, ssh: ssh::SshSettings) -> Self {
-        let pool = ssh::Pool::new(ctx.cloud.clone(), ssh);
+    pub fn new(ctx: Arc<Context>, keys: AdminKeys, namespace: &str) -> Self {
+        let pool = ctx.ssh.clone();
         let ami_poll = std::time::Duration::from_secs(5);
         AdminState {
             ctx,
@@ -92,11 +93,7 @@ impl AdminState {
     ) -> Result<(), ApiError> {
         let mut entry = Entry::new(&admin.actor(), action, target, outcome).params(params);
         entry.detail = detail;
-        if let Err(e) = self.ctx.audit.append(entry).await {
-            self.ctx.metrics.audit_write_failures.inc();
-            return Err(e.into());
-        }
-        Ok(())
+        Ok(self.ctx.append(entry).await?)
     }
 
     /// Records `result` of the operation `action` on `target` (refused for 4xx, failure for the

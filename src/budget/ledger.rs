@@ -17,6 +17,8 @@ pub struct Slot {
     pub hourly_usd: f64,
     /// When billing of the current run began (the reservation, or the observed launch time).
     pub since: Timestamp,
+    /// The DataRoom (`namespace/name`) the instance serves, if any.
+    pub room: Option<String>,
 }
 
 /// A reservation request: who, which type at which prices (as the price table has them), and why.
@@ -27,6 +29,8 @@ pub struct Ask<'a> {
     pub hourly: Option<f64>,
     pub max_hourly: Option<f64>,
     pub purpose: Purpose,
+    /// The DataRoom (`namespace/name`) the instance serves, if any.
+    pub room: Option<&'a str>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,6 +94,8 @@ pub struct Ledger {
     settled_usd: f64,
     launches: u32,
     slots: BTreeMap<String, Slot>,
+    /// The part of `settled_usd` each DataRoom's instances spent.
+    settled_by_room: BTreeMap<String, f64>,
 }
 
 /// Start of the UTC day containing `t`.
@@ -104,7 +110,8 @@ fn hours_between(from: Timestamp, to: Timestamp) -> f64 {
 
 impl Ledger {
     pub fn new(now: Timestamp) -> Self {
-        Self { window_start: day_start(now), settled_usd: 0.0, launches: 0, slots: BTreeMap::new() }
+        let window_start = day_start(now);
+        Self { window_start, settled_usd: 0.0, launches: 0, slots: BTreeMap::new(), settled_by_room: BTreeMap::new() }
     }
 
     /// Resumes the day's settled spend and launch count from a persisted status of the same day.
@@ -114,6 +121,10 @@ impl Ledger {
         if persisted == Some(self.window_start) {
             self.settled_usd = self.settled_usd.max(status.settled_spend_usd);
             self.launches = self.launches.max(status.launches_today);
+            for (room, usd) in &status.settled_spend_by_room_usd {
+                let settled = self.settled_by_room.entry(room.clone()).or_default();
+                *settled = settled.max(*usd);
+            }
         }
     }
 
@@ -127,6 +138,7 @@ impl Ledger {
             self.window_start = day_start(now);
             self.settled_usd = 0.0;
             self.launches = 0;
+            self.settled_by_room.clear();
         }
     }
 
@@ -147,6 +159,14 @@ impl Ledger {
         self.settled_usd + self.slots.values().map(|s| self.cost(s, now)).sum::<f64>()
     }
 
+    /// Spend so far today of the instances that served the DataRoom `room` (`namespace/name`).
+    pub fn room_spend_today(&mut self, room: &str, now: Timestamp) -> f64 {
+        self.roll(now);
+        let settled = self.settled_by_room.get(room).copied().unwrap_or(0.0);
+        let running = self.slots.values().filter(|s| s.room.as_deref() == Some(room));
+        round(settled + running.map(|s| self.cost(s, now)).sum::<f64>())
+    }
+
     /// What today will cost if every slot runs until midnight UTC.
     fn projected(&self) -> f64 {
         let end = self.window_end();
@@ -163,7 +183,7 @@ impl Ledger {
 
     /// Reserves a slot for `uid` if every limit allows it. Holding a slot already is success.
     pub fn reserve(&mut self, ask: &Ask, limits: &Ec2BudgetSpec, now: Timestamp) -> Result<(), Refusal> {
-        let Ask { uid, instance_type, hourly, max_hourly, purpose } = *ask;
+        let Ask { uid, instance_type, hourly, max_hourly, purpose, room } = *ask;
         self.roll(now);
         if self.slots.contains_key(uid) {
             return Ok(());
@@ -188,7 +208,8 @@ impl Ledger {
         {
             return Err(Refusal::MaxLaunches { launches: self.launches, max });
         }
-        let slot = Slot { instance_type: instance_type.to_string(), hourly_usd: hourly, since: now };
+        let room = room.map(str::to_string);
+        let slot = Slot { instance_type: instance_type.to_string(), hourly_usd: hourly, since: now, room };
         let cost = self.cost(&slot, self.window_end());
         let projected = self.projected();
         if projected + cost > limits.daily_spend_usd + 1e-9 {
@@ -212,7 +233,11 @@ impl Ledger {
         self.roll(now);
         match self.slots.remove(uid) {
             Some(slot) => {
-                self.settled_usd += self.cost(&slot, now);
+                let cost = self.cost(&slot, now);
+                self.settled_usd += cost;
+                if let Some(room) = slot.room {
+                    *self.settled_by_room.entry(room).or_default() += cost;
+                }
                 true
             }
             None => false,
@@ -234,6 +259,7 @@ impl Ledger {
             spend_today_usd: round(spend),
             settled_spend_usd: self.settled_usd,
             launches_today: self.launches,
+            settled_spend_by_room_usd: self.settled_by_room.clone(),
             window_start: Some(self.window_start.to_string()),
             conditions: vec![],
         }
@@ -257,7 +283,8 @@ mod tests {
     }
 
     fn ask(uid: &str, hourly: f64, purpose: Purpose) -> Ask<'_> {
-        Ask { uid, instance_type: "t3.micro", hourly: Some(hourly), max_hourly: Some(10.0), purpose }
+        let (instance_type, max_hourly) = ("t3.micro", Some(10.0));
+        Ask { uid, instance_type, hourly: Some(hourly), max_hourly, purpose, room: None }
     }
 
     #[test]

@@ -62,9 +62,15 @@ impl Gate {
         self.ledger.lock().unwrap().resume(status, (self.clock)());
     }
 
-    /// Reserves a slot for `uid`; holding one already is success.
-    pub fn reserve(&self, uid: &str, instance_type: &str, purpose: Purpose) -> Result<(), Refusal> {
-        let result = self.decide(uid, instance_type, purpose, true);
+    /// Reserves a slot for `uid` (serving the DataRoom `room`, if any); holding one already is success.
+    pub fn reserve(
+        &self,
+        uid: &str,
+        instance_type: &str,
+        purpose: Purpose,
+        room: Option<&str>,
+    ) -> Result<(), Refusal> {
+        let result = self.decide(uid, instance_type, purpose, room, true);
         if result.is_ok() {
             self.notify();
         }
@@ -74,10 +80,17 @@ impl Gate {
     /// Whether a reservation for a new instance of `instance_type` would be granted now, without
     /// taking one (the admin API's pre-check; the controller's `reserve` still decides).
     pub fn check(&self, instance_type: &str, purpose: Purpose) -> Result<(), Refusal> {
-        self.decide("\0pre-check", instance_type, purpose, false)
+        self.decide("\0pre-check", instance_type, purpose, None, false)
     }
 
-    fn decide(&self, uid: &str, instance_type: &str, purpose: Purpose, keep: bool) -> Result<(), Refusal> {
+    fn decide(
+        &self,
+        uid: &str,
+        instance_type: &str,
+        purpose: Purpose,
+        room: Option<&str>,
+        keep: bool,
+    ) -> Result<(), Refusal> {
         let limits = self.limits();
         let ask = Ask {
             uid,
@@ -85,6 +98,7 @@ impl Gate {
             hourly: self.hourly_price(instance_type),
             max_hourly: self.hourly_price(&limits.max_instance_type),
             purpose,
+            room,
         };
         let now = (self.clock)();
         let mut ledger = self.ledger.lock().unwrap();
@@ -109,6 +123,7 @@ impl Gate {
             instance_type: instance.instance_type.clone(),
             hourly_usd: self.hourly_price(&instance.instance_type).unwrap_or(0.0),
             since: instance.launch_time.unwrap_or(now).min(now),
+            room: instance.room(),
         };
         let mut ledger = self.ledger.lock().unwrap();
         if !ledger.holds(uid) {
@@ -137,6 +152,11 @@ impl Gate {
         for uid in stale {
             self.release(&uid);
         }
+    }
+
+    /// Spend so far today of the DataRoom `room` (`namespace/name`).
+    pub fn room_spend_today(&self, room: &str) -> f64 {
+        self.ledger.lock().unwrap().room_spend_today(room, (self.clock)())
     }
 
     pub fn snapshot(&self) -> Ec2BudgetStatus {

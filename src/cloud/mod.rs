@@ -92,6 +92,11 @@ impl Instance {
     pub fn owner_uid(&self) -> Option<&str> {
         self.tag(TAG_OWNER_UID)
     }
+
+    /// The DataRoom (`namespace/name`) this instance serves, from its tags.
+    pub fn room(&self) -> Option<String> {
+        Some(format!("{}/{}", self.tag(TAG_NAMESPACE)?, self.tag(TAG_DATA_ROOM)?))
+    }
 }
 
 /// Everything a launch needs. The launch policy (tags, IMDSv2, encrypted root volume, no instance

@@ -2,8 +2,10 @@
 
 mod budget;
 mod cache;
+pub mod dataroom;
 pub mod ec2instance;
 pub mod poller;
+pub mod reach;
 mod run;
 
 use std::collections::{HashMap, HashSet};
@@ -24,8 +26,9 @@ use crate::audit::{AuditError, AuditLog, Entry};
 use crate::budget::Gate;
 use crate::clock::Clock;
 use crate::cloud::{Cloud, CloudError, ErrorKind};
-use crate::crd::Ec2Instance;
+use crate::crd::{DataRoom, Ec2Instance};
 use crate::metrics::Metrics;
+use crate::ssh::{self, SshError, TransferError};
 
 /// Who the controller is in audit records.
 pub const ACTOR: &str = "controller";
@@ -42,6 +45,13 @@ pub enum Error {
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
     #[error("the object has no {0}")]
     MissingField(&'static str),
+    #[error("{0}")]
+    Ssh(#[from] SshError),
+    #[error("{0}")]
+    Transfer(#[from] TransferError),
+    /// A DataRoom boot step failed; the message says what to do.
+    #[error("{1}")]
+    Step(&'static str, String),
 }
 
 impl Error {
@@ -54,6 +64,9 @@ impl Error {
             Self::Audit(_) => "AuditWrite",
             Self::Finalizer(_) => "Finalizer",
             Self::MissingField(_) => "InvalidObject",
+            Self::Ssh(_) => "Ssh",
+            Self::Transfer(_) => "Transfer",
+            Self::Step(step, _) => step,
         }
     }
 
@@ -85,6 +98,15 @@ pub struct Context {
     pub instances: Store<Ec2Instance>,
     /// Fills `instances`; taken by `run`.
     writer: Mutex<Option<Writer<Ec2Instance>>>,
+    /// Every watched DataRoom (the fleet routes read from here).
+    pub rooms: Store<DataRoom>,
+    rooms_writer: Mutex<Option<Writer<DataRoom>>>,
+    /// SSH connections to instances, shared by the DataRoom controller and the admin API.
+    pub ssh: Arc<ssh::Pool>,
+    /// Latest admin API activity per DataRoom (`namespace/name`), for the idle policy.
+    activity: Mutex<HashMap<String, jiff::Timestamp>>,
+    /// Per DataRoom UID: boot step times and health check history (see `dataroom::Memory`).
+    pub room_memory: Mutex<HashMap<String, dataroom::Memory>>,
 }
 
 impl Context {
@@ -100,6 +122,8 @@ impl Context {
         clock: Clock,
     ) -> Self {
         let (instances, writer) = reflector::store();
+        let (rooms, rooms_writer) = reflector::store();
+        let ssh = Arc::new(ssh::Pool::new(cloud.clone(), settings.ssh.clone()));
         Self {
             client,
             cloud,
@@ -114,7 +138,31 @@ impl Context {
             failures: Mutex::default(),
             instances,
             writer: Mutex::new(Some(writer)),
+            rooms,
+            rooms_writer: Mutex::new(Some(rooms_writer)),
+            ssh,
+            activity: Mutex::default(),
+            room_memory: Mutex::default(),
         }
+    }
+
+    /// Appends one audit record (on disk before this returns), counting a failure in the metrics.
+    pub async fn append(&self, entry: Entry) -> Result<(), AuditError> {
+        let result = self.audit.append(entry).await.map(drop);
+        if result.is_err() {
+            self.metrics.audit_write_failures.inc();
+        }
+        result
+    }
+
+    /// Notes admin activity on the DataRoom `namespace/name` now (the idle policy reads it).
+    pub fn touch(&self, room: &str) {
+        self.activity.lock().unwrap().insert(room.to_string(), (self.clock)());
+    }
+
+    /// The latest admin activity noted on the DataRoom `namespace/name`.
+    pub fn activity(&self, room: &str) -> Option<jiff::Timestamp> {
+        self.activity.lock().unwrap().get(room).copied()
     }
 
     /// Writes the audit record (on disk before this returns) and mirrors it as an Event on `obj`.
@@ -124,10 +172,7 @@ impl Context {
     {
         let note = entry.detail.clone();
         let action = entry.action.clone();
-        if let Err(e) = self.audit.append(entry).await {
-            self.metrics.audit_write_failures.inc();
-            return Err(e.into());
-        }
+        self.append(entry).await?;
         if let Some((type_, reason)) = event {
             let event = Event { type_, reason: reason.to_string(), note, action, secondary: None };
             if let Err(e) = self.recorder.publish(&event, &obj.object_ref(&())).await {

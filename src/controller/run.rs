@@ -13,6 +13,7 @@ use kube::runtime::{Controller, WatchStreamExt, watcher};
 use super::poller::Poller;
 use super::{Context, budget, ec2instance, error_policy};
 use crate::crd::Ec2Instance;
+use crate::ssh::SshSettings;
 
 /// Operator settings that reconciles need (validated by the CLI).
 #[derive(Clone, Debug, Default)]
@@ -24,6 +25,10 @@ pub struct Settings {
     pub poll_interval: Duration,
     /// Watch only this namespace; all namespaces when `None`.
     pub namespace: Option<String>,
+    /// How to reach instances over SSH (DataRoom configuration pushes and the admin API).
+    pub ssh: SshSettings,
+    /// Test-only: send DataRoom health checks to this host instead of the instance's address.
+    pub health_host_override: Option<String>,
 }
 
 /// Runs until Ctrl-C / SIGTERM. `ready` turns true once the first EC2 sweep has primed the view.

@@ -87,6 +87,9 @@ pub struct Ec2BudgetStatus {
     pub settled_spend_usd: f64,
     #[serde(default)]
     pub launches_today: u32,
+    /// Settled spend of the current UTC day per DataRoom (`namespace/name`), for the fleet view.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub settled_spend_by_room_usd: std::collections::BTreeMap<String, f64>,
     /// RFC 3339 start of the current UTC day.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window_start: Option<String>,

@@ -129,6 +129,7 @@ pub async fn run(args: SandboxArgs) -> anyhow::Result<()> {
         region: "us-east-1".into(),
         default_image_id: Some(SANDBOX_IMAGE.into()),
         poll_interval: Duration::from_secs(5),
+        ssh: SshSettings { port: instances::SSH_PORT, ..Default::default() },
         ..Default::default()
     };
     let reporter = Reporter { controller: crd::MANAGER.into(), instance: Some("sandbox".into()) };
@@ -138,8 +139,7 @@ pub async fn run(args: SandboxArgs) -> anyhow::Result<()> {
     let admin_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, args.admin_port));
     let key_file = dir.join("admin-key");
     let keys = AdminKeys::parse(&AdminKeys::line("sandbox", &admin_key(&key_file)?)).expect("a valid line");
-    let ssh = SshSettings { port: instances::SSH_PORT, ..Default::default() };
-    let api = AdminState::new(ctx.clone(), keys, "default", ssh);
+    let api = AdminState::new(ctx.clone(), keys, "default");
     let (http, admin_addr) = admin::serve(
         admin_addr,
         HealthState { ready: ready.clone(), metrics },

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use dataroom_operator::audit::AuditLog;
 use dataroom_operator::budget::Gate;
-use dataroom_operator::clock;
+use dataroom_operator::clock::{self, Clock};
 use dataroom_operator::cloud::Cloud;
 use dataroom_operator::cloud::fake::{Delays, FakeCloud};
 use dataroom_operator::cloud::pricing::PriceTable;
@@ -15,6 +15,7 @@ use dataroom_operator::crd::Ec2Instance;
 use dataroom_operator::metrics::Metrics;
 use dataroom_operator::sandbox::apiserver::ApiServer;
 use dataroom_operator::sandbox::install_crds;
+use dataroom_operator::ssh::SshSettings;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Recorder, Reporter};
 use serde_json::json;
@@ -29,25 +30,46 @@ pub struct Harness {
     pub audit_dir: tempfile::TempDir,
 }
 
+/// What a test may change in the controller's set-up.
+pub struct Options {
+    pub ssh: SshSettings,
+    pub health_host_override: Option<String>,
+    pub clock: Clock,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { ssh: SshSettings::default(), health_host_override: None, clock: clock::system() }
+    }
+}
+
 impl Harness {
     pub async fn start() -> Self {
+        Self::start_with(Options::default()).await
+    }
+
+    pub async fn start_with(options: Options) -> Self {
         let delay = Duration::from_millis(100);
         let fake = Arc::new(FakeCloud::new(Delays { boot: delay, stop: delay, terminate: delay }));
-        Self::run(fake.clone(), fake, super::IMAGE).await
+        Self::run(fake.clone(), fake, super::IMAGE, options).await
     }
 
     /// The controller on another cloud (moto), launching `image` by default.
     pub async fn start_on(cloud: Arc<dyn Cloud>, image: &str) -> Self {
-        Self::run(cloud, Arc::new(FakeCloud::new(Delays::default())), image).await
+        Self::start_on_with(cloud, image, Options::default()).await
     }
 
-    async fn run(cloud: Arc<dyn Cloud>, fake: Arc<FakeCloud>, image: &str) -> Self {
+    pub async fn start_on_with(cloud: Arc<dyn Cloud>, image: &str, options: Options) -> Self {
+        Self::run(cloud, Arc::new(FakeCloud::new(Delays::default())), image, options).await
+    }
+
+    async fn run(cloud: Arc<dyn Cloud>, fake: Arc<FakeCloud>, image: &str, options: Options) -> Self {
         let server = ApiServer::new();
         let client = server.client();
         install_crds(&client).await.unwrap();
         let audit_dir = tempfile::tempdir().unwrap();
         let audit = AuditLog::open(&audit_dir.path().join("audit.jsonl")).unwrap();
-        let clock = clock::system();
+        let clock = options.clock;
         let gate = Arc::new(Gate::new(PriceTable::default(), "us-east-1", clock.clone()));
         let recorder = Recorder::new(
             client.clone(),
@@ -57,6 +79,8 @@ impl Harness {
             region: "us-east-1".into(),
             default_image_id: Some(image.into()),
             poll_interval: Duration::from_secs(1),
+            ssh: options.ssh,
+            health_host_override: options.health_host_override,
             ..Default::default()
         };
         let metrics = Arc::new(Metrics::default());

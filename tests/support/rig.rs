@@ -7,7 +7,7 @@ use dataroom_operator::ssh::SshSettings;
 use serde_json::{Value, json};
 
 use super::admin::{call, state};
-use super::harness::Harness;
+use super::harness::{Harness, Options};
 
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -24,9 +24,15 @@ pub struct Rig {
 
 impl Rig {
     pub async fn start() -> Self {
-        let h = Harness::start().await;
-        let root = tempfile::tempdir().unwrap();
+        Self::start_with(Options::default()).await
+    }
+
+    /// The rig with harness options (a manual clock, say); its SSH settings are the rig's.
+    pub async fn start_with(mut options: Options) -> Self {
         let (ssh_port, health_port) = (free_port(), free_port());
+        options.ssh = SshSettings { port: ssh_port, ..Default::default() };
+        let h = Harness::start_with(options).await;
+        let root = tempfile::tempdir().unwrap();
         let simulator = Self::simulate(&h, root.path(), ssh_port, health_port);
         Rig { h, root, ssh_port, health_port, simulator }
     }
@@ -42,12 +48,7 @@ impl Rig {
     }
 
     pub fn state(&self) -> AdminState {
-        let mut state = state(&self.h);
-        state.ssh = dataroom_operator::ssh::Pool::new(
-            self.h.ctx.cloud.clone(),
-            SshSettings { port: self.ssh_port, ..Default::default() },
-        );
-        state
+        state(&self.h)
     }
 }
 

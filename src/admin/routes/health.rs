@@ -4,8 +4,6 @@
 use std::time::{Duration, Instant};
 
 use actix_web::{get, web};
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Limited};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -13,9 +11,7 @@ use crate::admin::AdminState;
 use crate::admin::auth::Admin;
 use crate::admin::error::{ApiError, Problem};
 use crate::admin::routes::instances::{InstanceView, find};
-
-/// Most of a health response body that is read.
-const MAX_BODY: usize = 64 * 1024;
+use crate::probe;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -41,25 +37,6 @@ pub struct HealthResult {
     pub body: Option<serde_json::Value>,
     /// Why there was no answer.
     pub error: Option<String>,
-}
-
-/// GETs `url` (host:port and path): the status and body, or why not.
-pub async fn probe(address: &str, path: &str) -> Result<(u16, Bytes), String> {
-    let stream = tokio::net::TcpStream::connect(address).await.map_err(|e| e.to_string())?;
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(|e| e.to_string())?;
-    tokio::spawn(connection);
-    let request = hyper::Request::get(path)
-        .header("host", address)
-        .header("user-agent", "dataroom-operator")
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| e.to_string())?;
-    let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
-    let status = response.status().as_u16();
-    let body = Limited::new(response.into_body(), MAX_BODY).collect().await.map_err(|e| e.to_string())?;
-    Ok((status, body.to_bytes()))
 }
 
 #[utoipa::path(
@@ -95,11 +72,11 @@ pub async fn health(
     })?;
     let address = format!("{ip}:{}", query.port.unwrap_or(8000));
     let started = Instant::now();
-    let answer = tokio::time::timeout(timeout, probe(&address, &path)).await;
+    let answer = probe::get(&address, &path, false, timeout).await;
     let latency_ms = started.elapsed().as_millis() as u64;
     let url = format!("http://{address}{path}");
     let result = match answer {
-        Ok(Ok((status, body))) => HealthResult {
+        Ok((status, body)) => HealthResult {
             healthy: (200..300).contains(&status),
             url,
             status_code: Some(status),
@@ -107,12 +84,8 @@ pub async fn health(
             body: serde_json::from_slice(&body).ok(),
             error: None,
         },
-        Ok(Err(why)) => {
+        Err(why) => {
             HealthResult { healthy: false, url, status_code: None, latency_ms, body: None, error: Some(why) }
-        }
-        Err(_) => {
-            let why = Some(format!("no answer within {}s", timeout.as_secs()));
-            HealthResult { healthy: false, url, status_code: None, latency_ms, body: None, error: why }
         }
     };
     Ok(web::Json(result))

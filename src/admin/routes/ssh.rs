@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use actix_web::{post, web};
 use kube::ResourceExt;
-use kube::api::{Api, Patch, PatchParams};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
@@ -15,10 +14,11 @@ use utoipa::ToSchema;
 use crate::admin::AdminState;
 use crate::admin::auth::Admin;
 use crate::admin::error::{ApiError, Problem};
-use crate::admin::routes::instances::{InstanceView, find, qualified_name};
+use crate::admin::routes::instances::{find, qualified_name};
 use crate::audit::Outcome;
 use crate::crd::Ec2Instance;
-use crate::ssh::{Connection, ExecOutput, Exit, Limits, SshError, Target};
+use crate::controller::reach::{self, ReachError};
+use crate::ssh::{Connection, ExecOutput, Exit, Limits, SshError};
 
 const MAX_TIMEOUT: u64 = 600;
 
@@ -37,49 +37,28 @@ impl From<SshError> for ApiError {
     }
 }
 
-/// An open connection to a running instance, trusting its host key on first use (and pinning
-/// it in the object's status) or refusing a changed one (audited).
+/// An open connection to a running instance (its host key pinned on first use, a changed one
+/// refused; both audited). Counts as activity on the instance's DataRoom.
 pub async fn connect(
     state: &AdminState,
     admin: &Admin,
     id: &str,
 ) -> Result<(Arc<Ec2Instance>, Arc<Connection>), ApiError> {
     let object = find(state, id)?;
-    let view = InstanceView::of(state, &object);
-    let not_running = || {
-        let why = format!("instance {id} is {}; start it first", view.status);
-        ApiError::conflict("instance_not_running", why)
-    };
-    let instance_id =
-        view.instance_id.clone().filter(|_| view.status == "running").ok_or_else(not_running)?;
-    let ip = view.public_ip.clone().or(view.private_ip.clone()).ok_or_else(not_running)?;
-    let status = object.status.clone().unwrap_or_default();
-    let secret =
-        status.ssh_key_secret.ok_or_else(|| ApiError::conflict("no_ssh_key", "the instance has no key"))?;
-    let pinned = status.ssh_host_key.filter(|p| p.instance_id == instance_id).map(|p| p.public_key);
-    let target = Target { instance_id: instance_id.clone(), ip, secret, pinned };
-    let target_name = qualified_name(&object);
-    match state.ssh.connect(&target).await {
-        Ok((connection, None)) => Ok((object, connection)),
-        Ok((connection, Some(trusted))) => {
-            let params = json!({"instance_id": instance_id, "host_key": trusted});
-            state.record(admin, "ssh.host_key.pinned", &target_name, Outcome::Success, params, None).await?;
-            let pin = json!({"status": {"sshHostKey": {"instanceId": instance_id, "publicKey": trusted}}});
-            let api: Api<Ec2Instance> = Api::namespaced(state.ctx.client.clone(), &view.namespace);
-            if let Err(e) =
-                api.patch_status(&object.name_any(), &PatchParams::default(), &Patch::Merge(pin)).await
-            {
-                tracing::warn!(error = %e, instance = %instance_id, "could not persist the host key pin");
-            }
-            Ok((object, connection))
-        }
-        Err(e) => {
-            if let SshError::HostKeyChanged { pinned, offered } = &e {
-                let params = json!({"instance_id": instance_id, "pinned": pinned, "offered": offered});
-                let outcome = Outcome::Refused;
-                state.record(admin, "ssh.host_key.refused", &target_name, outcome, params, None).await?;
-            }
-            Err(e.into())
+    let connection = reach::connect(&state.ctx, &state.ssh, &admin.actor(), &object).await?;
+    if let Some(room) = &object.spec.data_room {
+        state.ctx.touch(&format!("{}/{room}", object.namespace().unwrap_or_default()));
+    }
+    Ok((object, connection))
+}
+
+impl From<ReachError> for ApiError {
+    fn from(e: ReachError) -> Self {
+        match e {
+            ReachError::NotRunning(..) => ApiError::conflict("instance_not_running", e.to_string()),
+            ReachError::NoKey(_) => ApiError::conflict("no_ssh_key", e.to_string()),
+            ReachError::Ssh(e) => e.into(),
+            ReachError::Audit(e) => e.into(),
         }
     }
 }
