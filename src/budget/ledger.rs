@@ -111,7 +111,13 @@ fn hours_between(from: Timestamp, to: Timestamp) -> f64 {
 impl Ledger {
     pub fn new(now: Timestamp) -> Self {
         let window_start = day_start(now);
-        Self { window_start, settled_usd: 0.0, launches: 0, slots: BTreeMap::new(), settled_by_room: BTreeMap::new() }
+        Self {
+            window_start,
+            settled_usd: 0.0,
+            launches: 0,
+            slots: BTreeMap::new(),
+            settled_by_room: BTreeMap::new(),
+        }
     }
 
     /// Resumes the day's settled spend and launch count from a persisted status of the same day.

@@ -64,12 +64,14 @@ pub async fn connect(
         Ok((connection, None)) => Ok(connection),
         Ok((connection, Some(trusted))) => {
             let params = json!({"instance_id": instance_id, "host_key": trusted});
-            let entry = Entry::new(actor, "ssh.host_key.pinned", &audit_target, Outcome::Success).params(params);
+            let entry =
+                Entry::new(actor, "ssh.host_key.pinned", &audit_target, Outcome::Success).params(params);
             ctx.append(entry).await?;
             let pin = json!({"status": {"sshHostKey": {"instanceId": instance_id, "publicKey": trusted}}});
             let api: Api<Ec2Instance> =
                 Api::namespaced(ctx.client.clone(), &object.namespace().unwrap_or_default());
-            if let Err(e) = api.patch_status(&object.name_any(), &PatchParams::default(), &Patch::Merge(pin)).await
+            if let Err(e) =
+                api.patch_status(&object.name_any(), &PatchParams::default(), &Patch::Merge(pin)).await
             {
                 tracing::warn!(error = %e, instance = %instance_id, "could not persist the host key pin");
             }

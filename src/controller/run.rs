@@ -11,8 +11,8 @@ use kube::Api;
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 
 use super::poller::Poller;
-use super::{Context, budget, ec2instance, error_policy};
-use crate::crd::Ec2Instance;
+use super::{Context, budget, dataroom, ec2instance, error_policy};
+use crate::crd::{DataRoom, Ec2Instance};
 use crate::ssh::SshSettings;
 
 /// Operator settings that reconciles need (validated by the CLI).
@@ -61,25 +61,42 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) -> anyhow::Result<()
         tokio::spawn(budget::persist(ctx.client.clone(), ctx.gate.clone(), ctx.metrics.clone())),
         tokio::spawn(retry_blocked(ctx.clone(), trigger)),
     ];
-    let api: Api<Ec2Instance> = match &ctx.settings.namespace {
-        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
-        None => Api::all(ctx.client.clone()),
-    };
     let writer = ctx.writer.lock().unwrap().take().expect("the controller runs once per context");
     let objects =
-        watcher(api, watcher::Config::default()).default_backoff().reflect(writer).applied_objects();
-    Controller::for_stream(objects, ctx.instances.clone())
+        watcher(api::<Ec2Instance>(&ctx), watcher::Config::default()).default_backoff().reflect(writer);
+    let instances = Controller::for_stream(objects.applied_objects(), ctx.instances.clone())
         .reconcile_on(triggers)
         .shutdown_on_signal()
-        .run(ec2instance::reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "reconcile request ended in error");
-            }
-        })
-        .await;
+        .run(ec2instance::reconcile, error_policy, ctx.clone())
+        .for_each(log_result);
+    let writer = ctx.rooms_writer.lock().unwrap().take().expect("the controller runs once per context");
+    let rooms = watcher(api::<DataRoom>(&ctx), watcher::Config::default()).default_backoff().reflect(writer);
+    // A room wakes when its instance changes (state, status, deletion).
+    let rooms = Controller::for_stream(rooms.applied_objects(), ctx.rooms.clone())
+        .owns(api::<Ec2Instance>(&ctx), watcher::Config::default())
+        .shutdown_on_signal()
+        .run(dataroom::reconcile, error_policy, ctx.clone())
+        .for_each(log_result);
+    futures::join!(instances, rooms);
     tasks.iter().for_each(|t| t.abort());
     Ok(())
+}
+
+/// The watched kind in the operator's namespace, or in all of them.
+fn api<K>(ctx: &Context) -> Api<K>
+where
+    K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>,
+{
+    match &ctx.settings.namespace {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    }
+}
+
+async fn log_result<T, E: std::fmt::Display>(result: Result<T, E>) {
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "reconcile request ended in error");
+    }
 }
 
 /// Re-queues every object the budget refused as soon as usage or limits change.

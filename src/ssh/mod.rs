@@ -76,6 +76,21 @@ impl From<russh::Error> for SshError {
     }
 }
 
+/// Accepts an absolute, normalised remote path: `/` then non-empty components, none `.` or `..`,
+/// no NUL, at most 4096 bytes. Says what is wrong otherwise.
+pub fn check_path(path: &str) -> Result<(), &'static str> {
+    if !path.starts_with('/') {
+        return Err("must be absolute");
+    }
+    if path.len() > 4096 || path.contains('\0') {
+        return Err("must be at most 4096 bytes without NUL");
+    }
+    if path[1..].split('/').any(|p| p.is_empty() || p == "." || p == "..") {
+        return Err("must be normalised: no empty, `.` or `..` components, no trailing `/`");
+    }
+    Ok(())
+}
+
 /// The key material of an OpenSSH public key line, without its comment.
 pub fn key_material(openssh: &str) -> String {
     openssh.split_whitespace().take(2).collect::<Vec<_>>().join(" ")

@@ -6,6 +6,7 @@ pub mod harness;
 pub mod mock_api;
 pub mod moto;
 pub mod rig;
+pub mod rooms;
 pub mod sandbox;
 pub mod sshd;
 

@@ -39,20 +39,12 @@ impl From<TransferError> for ApiError {
     }
 }
 
-/// An absolute, normalised remote path: `/` then non-empty components, none `.` or `..`, no NUL.
+/// An absolute, normalised remote path (see `ssh::check_path`).
 pub fn remote_path(path: &str) -> Result<String, ApiError> {
-    let bad = |why: &str| ApiError::bad_request("invalid_path", format!("{path:?}: {why}"));
-    if !path.starts_with('/') {
-        return Err(bad("must be absolute"));
+    match crate::ssh::check_path(path) {
+        Ok(()) => Ok(path.to_string()),
+        Err(why) => Err(ApiError::bad_request("invalid_path", format!("{path:?}: {why}"))),
     }
-    if path.len() > 4096 || path.contains('\0') {
-        return Err(bad("must be at most 4096 bytes without NUL"));
-    }
-    let parts: Vec<&str> = path[1..].split('/').collect();
-    if parts.iter().any(|p| p.is_empty() || *p == "." || *p == "..") {
-        return Err(bad("must be normalised: no empty, `.` or `..` components, no trailing `/`"));
-    }
-    Ok(path.to_string())
 }
 
 fn mode(text: &Option<String>, default: u32) -> Result<u32, ApiError> {

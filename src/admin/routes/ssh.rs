@@ -16,8 +16,8 @@ use crate::admin::auth::Admin;
 use crate::admin::error::{ApiError, Problem};
 use crate::admin::routes::instances::{find, qualified_name};
 use crate::audit::Outcome;
-use crate::crd::Ec2Instance;
 use crate::controller::reach::{self, ReachError};
+use crate::crd::Ec2Instance;
 use crate::ssh::{Connection, ExecOutput, Exit, Limits, SshError};
 
 const MAX_TIMEOUT: u64 = 600;

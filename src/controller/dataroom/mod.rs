@@ -1,1 +1,105 @@
-#[derive(Debug, Default)] pub struct Memory;
+//! The DataRoom reconciler: while a room should run it owns one Ec2Instance (named `dr-NAME`,
+//! with a controller ownerReference); it boots it, pushes the configuration and files over SFTP,
+//! waits for the health endpoint, and stops and terminates it when the room is stopped, idle or
+//! deleted. Shape: content (read) → plan (pure) → apply → status.
+
+mod apply;
+pub mod content;
+pub mod plan;
+mod status;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use super::{Context, Error, Result};
+use crate::crd::{DATAROOM_FINALIZER, DataRoom};
+use plan::Phase;
+
+/// The Ec2Instance a room owns.
+pub fn instance_name(room: &str) -> String {
+    format!("dr-{room}")
+}
+
+/// The room's name in audit records.
+pub fn target(room: &DataRoom) -> String {
+    format!("dataroom/{}", key(room))
+}
+
+/// `namespace/name`: how budgets and activity name a room.
+pub fn key(room: &DataRoom) -> String {
+    format!("{}/{}", room.namespace().unwrap_or_default(), room.name_any())
+}
+
+/// What the controller remembers of a room between reconciles (lost on restart, which costs
+/// only precision: boot step times, and health failures counted afresh).
+#[derive(Clone, Debug, Default)]
+pub struct Memory {
+    pub boot: Option<Boot>,
+    /// Health checks failed in a row.
+    pub failures: u32,
+    /// The instance last seen healthy.
+    pub healthy_on: Option<String>,
+    /// The latest `lastActivity` the room's health endpoint reported.
+    pub reported_activity: Option<jiff::Timestamp>,
+}
+
+/// Seconds from the start of a boot to the end of each step.
+#[derive(Clone, Debug)]
+pub struct Boot {
+    pub started: Instant,
+    pub running: Option<f64>,
+    pub configured: Option<f64>,
+    pub ready: Option<f64>,
+}
+
+impl Boot {
+    fn new() -> Self {
+        Boot { started: Instant::now(), running: None, configured: None, ready: None }
+    }
+}
+
+pub async fn reconcile(room: Arc<DataRoom>, ctx: Arc<Context>) -> Result<Action> {
+    let _timer = ctx.metrics.reconcile_started("DataRoom");
+    let namespace = room.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
+    let uid = room.uid().ok_or(Error::MissingField("metadata.uid"))?;
+    let api: Api<DataRoom> = Api::namespaced(ctx.client.clone(), &namespace);
+    let finalizers = room.finalizers();
+    let held = finalizers.iter().position(|f| f == DATAROOM_FINALIZER);
+    let deleting = room.meta().deletion_timestamp.is_some();
+    match (held, deleting) {
+        (None, true) => return Ok(Action::await_change()),
+        (None, false) => {
+            // Added before anything is created, so that no instance can outlive its room.
+            let add = match finalizers.is_empty() {
+                true => json!([{"op": "test", "path": "/metadata/finalizers", "value": null},
+                               {"op": "add", "path": "/metadata/finalizers", "value": [DATAROOM_FINALIZER]}]),
+                false => {
+                    json!([{"op": "add", "path": "/metadata/finalizers/-", "value": DATAROOM_FINALIZER}])
+                }
+            };
+            patch(&api, &room, add).await?;
+            return Ok(Action::await_change());
+        }
+        (Some(_), _) => {}
+    }
+    let (action, phase) = apply::converge(&room, &ctx, deleting).await?;
+    ctx.succeeded(&uid);
+    if let (true, Phase::Stopped, Some(at)) = (deleting, phase, held) {
+        let remove = json!([{"op": "test", "path": format!("/metadata/finalizers/{at}"), "value": DATAROOM_FINALIZER},
+                            {"op": "remove", "path": format!("/metadata/finalizers/{at}")}]);
+        patch(&api, &room, remove).await?;
+        ctx.room_memory.lock().unwrap().remove(&uid);
+    }
+    Ok(action)
+}
+
+async fn patch(api: &Api<DataRoom>, room: &DataRoom, ops: serde_json::Value) -> Result<()> {
+    let ops: json_patch::Patch = serde_json::from_value(ops).expect("a valid JSON patch");
+    api.patch(&room.name_any(), &PatchParams::default(), &Patch::<()>::Json(ops)).await?;
+    Ok(())
+}

@@ -1,0 +1,127 @@
+//! One server-side-apply patch of a room's status per reconcile, skipped when nothing changed.
+//! Timestamps are written only when they mean something new (`lastActivityTime` moves in steps
+//! of a minute or more), so that writing status never re-triggers the room for nothing.
+
+use jiff::{SignedDuration, Timestamp};
+use kube::api::{Api, Patch, PatchParams};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use super::plan::{Child, Phase};
+use crate::controller::{Context, Result};
+use crate::crd::{DataRoom, DataRoomState, DataRoomStatus, MANAGER, set_condition};
+
+/// What this reconcile saw and did, as status needs it.
+#[derive(Debug)]
+pub struct Seen {
+    pub phase: Phase,
+    pub reason: String,
+    pub child: Option<Child>,
+    pub instance_name: Option<String>,
+    pub instance_id: Option<String>,
+    pub endpoint: Option<String>,
+    /// The hash of what is on the instance, when it matches the content now.
+    pub config_hash: Option<String>,
+    /// Whether the configuration is pushed, and what to say about it.
+    pub configured: (bool, String),
+    /// The latest health answer, if one was asked for.
+    pub healthy: Option<(bool, String)>,
+    pub boot_seconds: Option<f64>,
+    pub last_activity: Option<Timestamp>,
+}
+
+impl Seen {
+    pub fn new(room: &DataRoom) -> Self {
+        let old = room.status.clone().unwrap_or_default();
+        Seen {
+            phase: Phase::Pending,
+            reason: "starting".into(),
+            child: None,
+            instance_name: None,
+            instance_id: None,
+            endpoint: None,
+            config_hash: None,
+            configured: (false, "no running instance to configure".into()),
+            healthy: None,
+            boot_seconds: old.boot_seconds,
+            last_activity: None,
+        }
+    }
+
+    pub fn set(&mut self, phase: Phase, reason: impl Into<String>) {
+        self.phase = phase;
+        self.reason = reason.into();
+    }
+}
+
+pub fn build(room: &DataRoom, seen: &Seen) -> DataRoomStatus {
+    let generation = room.meta().generation;
+    let old = room.status.clone().unwrap_or_default();
+    let stopping = matches!(seen.phase, Phase::Stopping | Phase::Stopped);
+    // An idle stop says so until the room runs again.
+    let idle = old.reason.as_deref().filter(|r| r.starts_with("Idle") && stopping);
+    let idle = idle.filter(|_| room.spec.state == DataRoomState::Stopped);
+    let stored = old.last_activity_time.as_deref().and_then(|t| t.parse::<Timestamp>().ok());
+    let last_activity = match (stored, seen.last_activity) {
+        (Some(s), Some(l)) if l.duration_since(s) < SignedDuration::from_mins(1) => Some(s),
+        (s, l) => l.or(s),
+    };
+    let mut status = DataRoomStatus {
+        phase: Some(seen.phase.to_string()),
+        reason: Some(idle.map_or_else(|| seen.reason.clone(), str::to_string)),
+        endpoint: seen.endpoint.clone(),
+        instance_name: seen.instance_name.clone(),
+        instance_id: seen.instance_id.clone(),
+        boot_seconds: seen.boot_seconds,
+        config_hash: seen.config_hash.clone(),
+        last_activity_time: last_activity.map(|t| t.to_string()),
+        observed_generation: generation,
+        conditions: old.conditions,
+    };
+    let conditions = &mut status.conditions;
+    let state = seen.child.as_ref().and_then(|c| c.state.clone());
+    let running = state.as_deref() == Some("running");
+    let (reason, message) = match (&seen.instance_id, state) {
+        (Some(id), Some(s)) => {
+            (if running { "Running" } else { "NotRunning" }, format!("instance {id} is {s}"))
+        }
+        _ => ("NoInstance", "no instance is launched".to_string()),
+    };
+    set_condition(conditions, "InstanceReady", running, reason, message, generation);
+    let (pushed, message) = seen.configured.clone();
+    set_condition(
+        conditions,
+        "Configured",
+        pushed,
+        if pushed { "Pushed" } else { "NotPushed" },
+        message,
+        generation,
+    );
+    let (healthy, message) =
+        seen.healthy.clone().unwrap_or((false, "not checked: no configured, running instance".into()));
+    let reason = match (&seen.healthy, healthy) {
+        (None, _) => "NotChecked",
+        (Some(_), true) => "Healthy",
+        (Some(_), false) => "Unhealthy",
+    };
+    set_condition(conditions, "Healthy", healthy, reason, message, generation);
+    let blocked = seen.child.as_ref().and_then(|c| c.blocked.clone());
+    let (reason, message) = match &blocked {
+        Some(why) => ("BudgetExceeded", why.clone()),
+        None => ("WithinBudget", "the budget allows this room's instance".to_string()),
+    };
+    set_condition(conditions, "BudgetAllowed", blocked.is_none(), reason, message, generation);
+    status
+}
+
+pub async fn write(room: &DataRoom, ctx: &Context, seen: &Seen) -> Result<()> {
+    let status = build(room, seen);
+    if room.status.as_ref() == Some(&status) {
+        return Ok(());
+    }
+    let api: Api<DataRoom> = Api::namespaced(ctx.client.clone(), &room.namespace().unwrap_or_default());
+    let patch = json!({ "apiVersion": "dataroom.dev/v1alpha1", "kind": "DataRoom", "status": status });
+    let params = PatchParams::apply(MANAGER).force();
+    api.patch_status(&room.name_any(), &params, &Patch::Apply(&patch)).await?;
+    Ok(())
+}
