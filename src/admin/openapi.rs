@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::routes::{audit, budget, files, health, images, instances, ssh};
+use super::routes::{audit, budget, files, fleet, health, images, instances, ssh};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -19,7 +19,7 @@ use super::routes::{audit, budget, files, health, images, instances, ssh};
         files::push_files, files::push_config, images::list_amis,
         images::create_ami, images::get_ami, images::list_keypairs, images::create_keypair, images::delete_keypair,
         budget::get_budget, budget::put_budget, audit::list,
-        audit::verify,
+        audit::verify, fleet::list_rooms, fleet::get_room, fleet::start_room, fleet::stop_room,
     ),
     modifiers(&BearerKey),
     tags(
@@ -28,6 +28,7 @@ use super::routes::{audit, budget, files, health, images, instances, ssh};
         (name = "files", description = "Files and configuration over SFTP; every write is whole or absent"),
         (name = "images", description = "AMIs and key pairs (private keys stay in Secrets Manager)"),
         (name = "governance", description = "Budget and audit log"),
+        (name = "fleet", description = "DataRooms: phase, spend today, start and stop (the controller does the work)"),
     )
 )]
 pub struct ApiDoc;

@@ -22,6 +22,8 @@ pub enum Fault {
     Throttle,
     InsufficientCapacity,
     ServerError,
+    /// A terminal error: the image does not exist.
+    ImageNotFound,
     Latency(Duration),
 }
 
@@ -226,6 +228,11 @@ impl FakeCloud {
                 "We currently do not have sufficient capacity in the Availability Zone you requested.",
             )),
             Some(Fault::ServerError) => Err(retryable("InternalError", "An internal error has occurred.")),
+            Some(Fault::ImageNotFound) => Err(CloudError::new(
+                ErrorKind::Terminal,
+                "InvalidAMIID.NotFound",
+                "The image id does not exist",
+            )),
         }
     }
 

@@ -72,8 +72,11 @@ pub fn is_image_id(s: &str) -> bool {
         .is_some_and(|h| (8..=17).contains(&h.len()) && h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
+/// The instance type when none is named (here and in DataRooms).
+pub const DEFAULT_INSTANCE_TYPE: &str = "t3.micro";
+
 fn default_instance_type() -> String {
-    "t3.micro".to_string()
+    DEFAULT_INSTANCE_TYPE.to_string()
 }
 
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]

@@ -11,7 +11,8 @@ pub use dataroom::{
     ConfigSource, DataRoom, DataRoomSpec, DataRoomState, DataRoomStatus, FileSpec, HealthCheck, KeyRef,
 };
 pub use ec2instance::{
-    DeletionPolicy, Ec2Instance, Ec2InstanceSpec, Ec2InstanceStatus, HostKeyPin, PowerState, is_image_id,
+    DEFAULT_INSTANCE_TYPE, DeletionPolicy, Ec2Instance, Ec2InstanceSpec, Ec2InstanceStatus, HostKeyPin,
+    PowerState, is_image_id,
 };
 
 use kube::CustomResourceExt;

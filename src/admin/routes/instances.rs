@@ -316,6 +316,9 @@ async fn set_power(
         let api: Api<Ec2Instance> = Api::namespaced(state.ctx.client.clone(), &view.namespace);
         let patch = json!({"spec": {"powerState": power_state(power)}});
         let patched = api.patch(&object.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        if let Some(room) = &object.spec.data_room {
+            state.ctx.touch(&format!("{}/{room}", view.namespace));
+        }
         Ok(InstanceView::of(&state, &patched))
     }
     .await;

@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod budget;
 pub mod files;
+pub mod fleet;
 pub mod health;
 pub mod images;
 pub mod instances;
@@ -15,5 +16,6 @@ pub fn configure(cfg: &mut actix_web::web::ServiceConfig) {
         .configure(ssh::configure)
         .configure(files::configure)
         .configure(health::configure)
-        .configure(images::configure);
+        .configure(images::configure)
+        .configure(fleet::configure);
 }

@@ -19,8 +19,11 @@ use super::{Boot, Memory, instance_name, key, target};
 use crate::audit::{Entry, Outcome};
 use crate::controller::reach::{self, ReachError};
 use crate::controller::{ACTOR, Context, Error, Result};
-use crate::crd::{ACTIVITY_ANNOTATION, DataRoom, DataRoomState, Ec2Instance, PowerState};
+use crate::crd::{
+    ACTIVITY_ANNOTATION, DEFAULT_INSTANCE_TYPE, DataRoom, DataRoomState, Ec2Instance, PowerState,
+};
 use crate::probe;
+use crate::ssh::SshError;
 
 /// How often a room in transition is looked at (changes of its instance also wake it).
 const WAIT_REQUEUE: Duration = Duration::from_secs(2);
@@ -57,7 +60,7 @@ async fn drive(
     }
     let child_name = instance_name(&room.name_any());
     let object = ctx.instances.get(&ObjectRef::new(&child_name).within(&namespace));
-    let child = object.as_deref().map(|o| observe(ctx, o, uid));
+    let child = object.as_deref().map(|o| observe(ctx, o, room, uid));
     let live = object.as_deref().and_then(|o| reach::target(ctx, o).ok());
     seen.instance_name = object.as_ref().map(|_| child_name.clone());
     seen.instance_id = child.as_ref().and(live.as_ref()).map(|t| t.instance_id.clone());
@@ -167,7 +170,7 @@ fn booted(ctx: &Context, room: &DataRoom, memory: &mut Memory, seen: &mut Seen) 
 }
 
 /// The room's Ec2Instance as the plan sees it.
-fn observe(ctx: &Context, object: &Ec2Instance, room_uid: &str) -> Child {
+fn observe(ctx: &Context, object: &Ec2Instance, room: &DataRoom, room_uid: &str) -> Child {
     let status = object.status.clone().unwrap_or_default();
     let live = object.uid().and_then(|uid| ctx.cache.get(&uid));
     let state = live.map(|i| i.state.as_str().to_string()).or(status.state).filter(|s| s != "none");
@@ -181,8 +184,12 @@ fn observe(ctx: &Context, object: &Ec2Instance, room_uid: &str) -> Child {
         power: object.spec.power_state,
         state,
         blocked: failing("BudgetAllowed", &[]),
-        broken: failing("Synced", &["InvalidSpec", "CloudTerminal"])
-            .map(|why| format!("the instance cannot be launched: {why}")),
+        broken: failing("Synced", &["InvalidSpec", "CloudTerminal"]).map(|why| {
+            format!("the instance cannot be launched: {why}; fix spec.imageId or spec.instanceType")
+        }),
+        stale: room.spec.image_id != object.spec.image_id
+            || room.spec.instance_type.as_deref().unwrap_or(DEFAULT_INSTANCE_TYPE)
+                != object.spec.instance_type,
     }
 }
 
@@ -290,8 +297,15 @@ async fn push(room: &DataRoom, ctx: &Context, object: &Ec2Instance, content: &Co
     let params = json!({ "instance": object.name_any(), "paths": paths, "bytes": content.bytes() });
     let result = async {
         let connection = reach::connect(ctx, &ctx.ssh, ACTOR, object).await.map_err(|e| match e {
-            ReachError::Ssh(e) => Error::Ssh(e),
             ReachError::Audit(e) => Error::Audit(e),
+            ReachError::Ssh(e @ SshError::HostKeyChanged { .. }) => Error::Step(
+                "Configure",
+                format!("{e}; if the instance was rebuilt on purpose, remove status.sshHostKey from its Ec2Instance"),
+            ),
+            ReachError::Ssh(e @ (SshError::Unreachable { .. } | SshError::AuthRejected)) => Error::Step(
+                "Configure",
+                format!("{e}; the operator must reach the instance's SSH port and log in with its key pair (check security groups and the image's SSH user)"),
+            ),
             other => Error::Step("Configure", other.to_string()),
         })?;
         for p in &content.payloads {
@@ -355,13 +369,13 @@ async fn check_health(
     let was_healthy = memory.healthy_on.as_deref() == Some(instance_id);
     let (failures, threshold) = (memory.failures, check.failure_threshold);
     let phase = health_phase(failures, threshold, was_healthy);
+    // No counts in the reason: a status that changed with every check would wake the room at
+    // once, and the checks would no longer wait for their period.
     let reason = match phase {
         Phase::Ready => format!("ready: {url} answers {detail}"),
-        Phase::Configuring => {
-            format!("waiting for {url} to answer 2xx ({failures} of {threshold} failures): {detail}")
-        }
+        Phase::Configuring => format!("waiting for {url} to answer 2xx: {detail}"),
         _ => format!(
-            "{url} failed {failures} health checks in a row ({detail}); check the server on the instance (POST /api/ec2/instances/{instance_id}/exec); the room turns Ready when it answers"
+            "{url} failed {threshold} or more health checks in a row ({detail}); check the server on the instance (POST /api/ec2/instances/{instance_id}/exec); the room turns Ready when it answers"
         ),
     };
     seen.healthy = Some((ok, format!("{url}: {detail}")));

@@ -36,6 +36,8 @@ pub struct Child {
     pub blocked: Option<String>,
     /// Why its controller cannot satisfy it (a bad image, say), if it cannot.
     pub broken: Option<String>,
+    /// Its instance type or image is not what the room now asks for.
+    pub stale: bool,
 }
 
 /// Everything the decision reads.
@@ -101,7 +103,9 @@ pub fn plan(facts: &Facts) -> Step {
         return Step::PowerOn;
     }
     if let Some(why) = &child.broken {
-        return Step::Wait(Phase::Failed, why.clone());
+        // A fixed spec replaces an instance that could never launch; a running one keeps its
+        // type and image until the next boot.
+        return if child.stale { Step::Delete } else { Step::Wait(Phase::Failed, why.clone()) };
     }
     if let Some(why) = &child.blocked {
         return Step::Wait(Phase::BudgetBlocked, why.clone());
@@ -176,7 +180,11 @@ mod tests {
             matches!(plan(&facts(&s, Some(blocked))), Step::Wait(Phase::BudgetBlocked, m) if m.contains("5 of 5"))
         );
         let broken = Child { broken: Some("bad image".into()), ..child(None) };
-        assert!(matches!(plan(&facts(&s, Some(broken))), Step::Wait(Phase::Failed, m) if m == "bad image"));
+        assert!(
+            matches!(plan(&facts(&s, Some(broken.clone()))), Step::Wait(Phase::Failed, m) if m == "bad image")
+        );
+        let fixed = Child { stale: true, ..broken };
+        assert_eq!(plan(&facts(&s, Some(fixed))), Step::Delete, "a fixed spec replaces it");
         let foreign = Child { ours: false, ..child(Some("running")) };
         assert_eq!(plan(&facts(&s, Some(foreign))), Step::Conflict);
     }
