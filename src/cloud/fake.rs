@@ -74,6 +74,8 @@ struct State {
 pub struct FakeCloud {
     state: Mutex<State>,
     delays: Delays,
+    /// Instances get public addresses 127.BLOCK.x.y.
+    block: u8,
 }
 
 impl Default for FakeCloud {
@@ -84,7 +86,14 @@ impl Default for FakeCloud {
 
 impl FakeCloud {
     pub fn new(delays: Delays) -> Self {
-        Self { state: Mutex::new(State::default()), delays }
+        Self { state: Mutex::new(State::default()), delays, block: 0 }
+    }
+
+    /// Gives instances public addresses in 127.BLOCK.0.0/16, so that several sandboxes on one
+    /// machine can serve SSH on the same port.
+    pub fn with_address_block(mut self, block: u8) -> Self {
+        self.block = block;
+        self
     }
 
     /// Makes the next `times` calls of `operation` (any operation when `None`) fail or slow down.
@@ -191,7 +200,7 @@ impl FakeCloud {
             instance_type: "t3.micro".into(),
             image_id: "ami-00000000".into(),
             key_name: None,
-            public_ip: Some(loopback_ip(n)),
+            public_ip: Some(loopback_ip(self.block, n)),
             private_ip: Some(private_ip(n)),
             launch_time: Some(Timestamp::now()),
             tags,
@@ -279,8 +288,8 @@ fn next_id(state: &mut State, prefix: &str) -> String {
 }
 
 /// Each fake instance gets its own loopback address, so the sandbox can serve SSH on it.
-fn loopback_ip(n: u64) -> String {
-    format!("127.0.{}.{}", 1 + (n / 254) % 254, 1 + n % 254)
+fn loopback_ip(block: u8, n: u64) -> String {
+    format!("127.{block}.{}.{}", 1 + (n / 254) % 254, 1 + n % 254)
 }
 
 fn private_ip(n: u64) -> String {
@@ -325,7 +334,7 @@ impl Cloud for FakeCloud {
             instance_type: req.instance_type.clone(),
             image_id: req.image_id.clone(),
             key_name: Some(req.key_name.clone()),
-            public_ip: Some(loopback_ip(n)),
+            public_ip: Some(loopback_ip(self.block, n)),
             private_ip: Some(private_ip(n)),
             launch_time: Some(Timestamp::now()),
             tags: req.tags(),
@@ -369,13 +378,14 @@ impl Cloud for FakeCloud {
 
     async fn start_instance(&self, id: &str) -> Result<()> {
         self.enter("StartInstances").await?;
+        let block = self.block;
         self.with_instance(id, |f| match f.instance.state {
             InstanceState::Stopped => {
                 f.instance.state = InstanceState::Pending;
                 f.instance.launch_time = Some(Timestamp::now());
                 f.instance.public_ip = f.instance.private_ip.as_deref().map(|p| {
                     let last: u64 = p.rsplit('.').next().and_then(|n| n.parse().ok()).unwrap_or(1);
-                    loopback_ip(last)
+                    loopback_ip(block, last)
                 });
                 f.since = Instant::now();
                 Ok(())

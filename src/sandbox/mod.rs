@@ -102,11 +102,17 @@ pub async fn run(args: SandboxArgs) -> anyhow::Result<()> {
     install_crds(&client).await?;
 
     let metrics = Arc::new(Metrics::default());
-    let fake = Arc::new(FakeCloud::new(Delays {
-        boot: Duration::from_secs(2),
-        stop: Duration::from_secs(1),
-        terminate: Duration::from_secs(1),
-    }));
+    // Instances of different sandboxes get different addresses (127.B.x.y, B from the process
+    // ID), so that each can serve SSH on port 2222.
+    let block = 2 + (std::process::id() % 253) as u8;
+    let fake = Arc::new(
+        FakeCloud::new(Delays {
+            boot: Duration::from_secs(2),
+            stop: Duration::from_secs(1),
+            terminate: Duration::from_secs(1),
+        })
+        .with_address_block(block),
+    );
     if ec2_state.exists() {
         let snapshot = serde_json::from_slice(&std::fs::read(&ec2_state)?)?;
         fake.restore(&snapshot).with_context(|| format!("resuming {}", ec2_state.display()))?;
@@ -154,7 +160,7 @@ pub async fn run(args: SandboxArgs) -> anyhow::Result<()> {
     let k = format!("kubectl --kubeconfig {}", kubeconfig.display());
     println!(
         "dataroom-operator sandbox is ready ({:.1}s, {})\n\
-         \n  state:       {dir}\n  kubeconfig:  {kc}\n  API:         http://{api_addr}\n  admin API:   http://{admin_addr}/api  (docs: /api/docs/; key in {key})\n  health:      http://{admin_addr}/healthz  /readyz  /metrics\n  audit log:   {audit}\n  instances:   SSH and SFTP on 127.0.1.N:{ssh}, health on :{health}, files under {dir}/instances\n\
+         \n  state:       {dir}\n  kubeconfig:  {kc}\n  API:         http://{api_addr}\n  admin API:   http://{admin_addr}/api  (docs: /api/docs/; key in {key})\n  health:      http://{admin_addr}/healthz  /readyz  /metrics\n  audit log:   {audit}\n  instances:   SSH and SFTP on 127.B.x.y:{ssh}, health on :{health}, files under {dir}/instances\n\
          \nEverything runs on this machine: EC2 is simulated in memory, no AWS account is used.\n\
          \nTry:\n  export KUBECONFIG={kc}\n  kubectl apply -f examples/ec2instance.yaml\n  kubectl get ec2 -w\n  kubectl patch ec2 web --type merge -p '{{\"spec\":{{\"powerState\":\"Stopped\"}}}}'\n  kubectl delete ec2 web\n  curl -H \"Authorization: Bearer $(cat {key})\" http://{admin_addr}/api/ec2/instances\n  cargo run --release -- audit verify {audit}\n\
          \nCtrl-C stops the sandbox. (Plain `{k} get ec2` works without the export.)",
