@@ -1,6 +1,7 @@
 //! Sandbox startup and footprint: time from process start to ready, resident memory idle and
-//! with 100 Ec2Instances running, and how long those 100 take to be running. Run with
-//! `cargo bench --bench sandbox` (needs kubectl on PATH).
+//! with 100 Ec2Instances running, how long those 100 take to be running, and DataRoom boot time
+//! (apply → Ready over 20 rooms, with each boot step). Run with `cargo bench --bench sandbox`
+//! (needs kubectl on PATH).
 
 // The bench uses part of the test helper.
 #[allow(dead_code)]
@@ -10,6 +11,7 @@ mod sandbox;
 use std::time::{Duration, Instant};
 
 const COUNT: usize = 100;
+const ROOMS: usize = 20;
 
 fn main() {
     let sandbox = sandbox::Sandbox::start();
@@ -44,4 +46,59 @@ fn main() {
     println!("  resident memory, idle:            {idle:>8.1} MiB");
     println!("  {COUNT} Ec2Instances applied to running: {:>8.2} s", converged.as_secs_f64());
     println!("  resident memory, {COUNT} running:     {loaded:>8.1} MiB");
+    rooms(&sandbox);
+}
+
+/// Applies 20 DataRooms at once and reports apply → Ready, and the boot steps the controller
+/// recorded in each room's `ready` audit record, as p50 and max.
+fn rooms(sandbox: &sandbox::Sandbox) {
+    let mut manifest = String::new();
+    for n in 0..ROOMS {
+        manifest.push_str(&format!(
+            "---\napiVersion: dataroom.dev/v1alpha1\nkind: DataRoom\nmetadata:\n  name: room-{n:02}\nspec:\n  config:\n    inline: {{room: {n}}}\n  healthCheck: {{periodSeconds: 1}}\n"
+        ));
+    }
+    let file = sandbox.dir.path().join("rooms.yaml");
+    std::fs::write(&file, manifest).unwrap();
+    let applied = jiff::Timestamp::now();
+    let started = Instant::now();
+    sandbox.ok(&["apply", "-f", file.to_str().unwrap()]);
+    loop {
+        let phases = sandbox.ok(&["get", "dr", "-o", "jsonpath={.items[*].status.phase}"]);
+        if phases.split_whitespace().filter(|s| *s == "Ready").count() == ROOMS {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(300), "not all Ready after 300 s: {phases}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let audit = std::fs::read_to_string(sandbox.dir.path().join("audit.jsonl")).unwrap();
+    let ready: Vec<serde_json::Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["action"] == "ready" && r["target"].as_str().unwrap().starts_with("dataroom/"))
+        .collect();
+    assert_eq!(ready.len(), ROOMS, "one ready record per room");
+    let column = |f: &dyn Fn(&serde_json::Value) -> f64| {
+        let mut v: Vec<f64> = ready.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        (v[v.len() / 2], v[v.len() - 1])
+    };
+    let since_apply = column(&|r| {
+        let at: jiff::Timestamp = r["time"].as_str().unwrap().parse().unwrap();
+        at.duration_since(applied).as_secs_f64()
+    });
+    let step = |name: &'static str| column(&move |r| r["params"]["steps"][name].as_f64().unwrap());
+    println!("  {ROOMS} DataRooms applied at once (p50 / max, seconds):");
+    println!("    apply to Ready:                  {:>6.2} / {:>6.2}", since_apply.0, since_apply.1);
+    let boot = column(&|r| r["params"]["boot_seconds"].as_f64().unwrap());
+    println!("    boot (controller, create→Ready):  {:>6.2} / {:>6.2}", boot.0, boot.1);
+    for (label, name) in [
+        ("launch until running", "provision_seconds"),
+        ("push config over SFTP", "configure_seconds"),
+        ("first healthy answer", "health_seconds"),
+    ] {
+        let (p50, max) = step(name);
+        println!("      {label:<30} {p50:>6.2} / {max:>6.2}");
+    }
+    println!("    all {ROOMS} Ready after:              {:>6.2}", started.elapsed().as_secs_f64());
 }
