@@ -38,6 +38,7 @@ pub async fn converge(room: &DataRoom, ctx: &Context, deleting: bool) -> Result<
         seen.set(Phase::Failed, e.to_string());
     }
     transition(room, ctx, &seen, &memory).await?;
+    memory.written = Some((seen.phase.to_string(), seen.reason.clone()));
     status::write(room, ctx, &seen).await?;
     ctx.room_memory.lock().unwrap().insert(uid, memory);
     result.map(|action| (action, seen.phase))
@@ -71,8 +72,8 @@ async fn drive(
         false => None,
     };
     let hash = content.as_ref().zip(live.as_ref()).map(|(c, t)| c.hash(uid, &t.instance_id));
-    let pushed = room.status.as_ref().and_then(|s| s.config_hash.clone());
-    let mut configured = hash.is_some() && hash == pushed;
+    let recorded = room.status.as_ref().and_then(|s| s.config_hash.clone());
+    let mut configured = hash.is_some() && (hash == recorded || hash == memory.pushed);
     if configured {
         seen.config_hash = hash.clone();
         seen.configured =
@@ -120,6 +121,7 @@ async fn drive(
                 push(room, ctx, object, content).await?;
                 mark(memory, |b| &mut b.configured);
                 configured = true;
+                memory.pushed = hash.clone();
                 seen.config_hash = hash.clone();
                 seen.configured = (true, pushed_message(Some(content), seen.instance_id.as_deref()));
             }

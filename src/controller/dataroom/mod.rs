@@ -46,6 +46,10 @@ pub struct Memory {
     pub healthy_on: Option<String>,
     /// The latest `lastActivity` the room's health endpoint reported.
     pub reported_activity: Option<jiff::Timestamp>,
+    /// The hash of the last push, and the phase and reason last written: the room object a
+    /// reconcile gets may predate this controller's own status write.
+    pub pushed: Option<String>,
+    pub written: Option<(String, String)>,
 }
 
 /// Seconds from the start of a boot to the end of each step.
