@@ -58,7 +58,7 @@ pub async fn connect(
 ) -> Result<Arc<Connection>, ReachError> {
     let target = target(ctx, object)?;
     // Named as the admin API names instances, so `?target=` finds these records beside its own.
-    let audit_target = format!("{}/{}", object.namespace().unwrap_or_default(), object.name_any());
+    let audit_target = crate::crd::qualified_name(object);
     let instance_id = target.instance_id.clone();
     match pool.connect(&target).await {
         Ok((connection, None)) => Ok(connection),

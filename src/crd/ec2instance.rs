@@ -66,6 +66,13 @@ pub struct Ec2InstanceSpec {
     pub data_room: Option<String>,
 }
 
+impl Ec2Instance {
+    /// The DataRoom (`namespace/name`) this instance serves, if any.
+    pub fn room_key(&self) -> Option<String> {
+        Some(format!("{}/{}", self.metadata.namespace.as_ref()?, self.spec.data_room.as_ref()?))
+    }
+}
+
 /// What an AMI ID looks like: `ami-` and 8 to 17 hex digits.
 pub fn is_image_id(s: &str) -> bool {
     s.strip_prefix("ami-")

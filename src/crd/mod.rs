@@ -15,7 +15,12 @@ pub use ec2instance::{
     PowerState, is_image_id,
 };
 
-use kube::CustomResourceExt;
+use kube::{CustomResourceExt, ResourceExt};
+
+/// `namespace/name`: how audit records, budgets and activity name an object.
+pub fn qualified_name<K: ResourceExt>(obj: &K) -> String {
+    format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
+}
 
 pub const GROUP: &str = "dataroom.dev";
 pub const EC2_FINALIZER: &str = "dataroom.dev/ec2-instance";

@@ -13,8 +13,8 @@ use utoipa::{IntoParams, ToSchema};
 use crate::admin::AdminState;
 use crate::admin::auth::Admin;
 use crate::admin::error::{ApiError, Problem};
-use crate::admin::routes::instances::qualified_name as target;
 use crate::admin::routes::ssh::connect;
+use crate::crd::qualified_name as target;
 use crate::ssh::TransferError;
 
 /// Where `push-config` writes when no path is given.
@@ -86,7 +86,7 @@ pub async fn download(
     let result = connection.download(&path).await.map_err(ApiError::from);
     let audit = json!({"path": path, "bytes": result.as_ref().ok().map(|(size, _)| *size)});
     let (size, stream) =
-        state.audited(&admin, "api.instance.download", &target(&object), audit, result).await?;
+        state.audited(&admin, "api.instance.download", &target(&*object), audit, result).await?;
     Ok(HttpResponse::Ok().content_type("application/octet-stream").no_chunking(size).streaming(stream))
 }
 
@@ -177,7 +177,7 @@ pub async fn upload(
     let result = write_part(&state, &connection, &path, mode, field).await;
     let params = json!({"path": path, "mode": format!("{mode:04o}"),
                         "bytes": result.as_ref().ok().map(|w| w.bytes), "sha256": result.as_ref().ok().map(|w| &w.sha256)});
-    let written = state.audited(&admin, "api.instance.upload", &target(&object), params, result).await?;
+    let written = state.audited(&admin, "api.instance.upload", &target(&*object), params, result).await?;
     Ok(HttpResponse::Created().json(written))
 }
 
@@ -250,7 +250,7 @@ pub async fn push_files(
     .await;
     // Files written before a failure stay (each whole); the record lists them either way.
     let params = json!({"destination_dir": query.destination_dir, "files": files});
-    state.audited(&admin, "api.instance.push_files", &target(&object), params, result).await?;
+    state.audited(&admin, "api.instance.push_files", &target(&*object), params, result).await?;
     Ok(HttpResponse::Created().json(PushedFiles { files }))
 }
 
@@ -329,7 +329,8 @@ pub async fn push_config(
         .map(|n| Written { path: path.clone(), bytes: n, sha256: sha256.clone() })
         .map_err(ApiError::from);
     let params = json!({"path": path, "source": source, "sha256": sha256});
-    let written = state.audited(&admin, "api.instance.push_config", &target(&object), params, result).await?;
+    let written =
+        state.audited(&admin, "api.instance.push_config", &target(&*object), params, result).await?;
     Ok(HttpResponse::Created().json(written))
 }
 

@@ -97,11 +97,6 @@ fn power_state(p: PowerState) -> &'static str {
     }
 }
 
-/// `namespace/name`: how audit records name an object.
-pub fn qualified_name(object: &Ec2Instance) -> String {
-    format!("{}/{}", object.namespace().unwrap_or_default(), object.name_any())
-}
-
 /// Finds an instance by EC2 instance ID (any namespace) or object name (the API's namespace).
 pub fn find(state: &AdminState, id: &str) -> Result<Arc<Ec2Instance>, ApiError> {
     let by_instance_id = |o: &Ec2Instance| {
@@ -316,8 +311,8 @@ async fn set_power(
         let api: Api<Ec2Instance> = Api::namespaced(state.ctx.client.clone(), &view.namespace);
         let patch = json!({"spec": {"powerState": power_state(power)}});
         let patched = api.patch(&object.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
-        if let Some(room) = &object.spec.data_room {
-            state.ctx.touch(&format!("{}/{room}", view.namespace));
+        if let Some(room) = object.room_key() {
+            state.ctx.touch(&room);
         }
         Ok(InstanceView::of(&state, &patched))
     }

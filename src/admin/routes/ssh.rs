@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{post, web};
-use kube::ResourceExt;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
@@ -14,10 +13,11 @@ use utoipa::ToSchema;
 use crate::admin::AdminState;
 use crate::admin::auth::Admin;
 use crate::admin::error::{ApiError, Problem};
-use crate::admin::routes::instances::{find, qualified_name};
+use crate::admin::routes::instances::find;
 use crate::audit::Outcome;
 use crate::controller::reach::{self, ReachError};
 use crate::crd::Ec2Instance;
+use crate::crd::qualified_name;
 use crate::ssh::{Connection, ExecOutput, Exit, Limits, SshError};
 
 const MAX_TIMEOUT: u64 = 600;
@@ -46,8 +46,8 @@ pub async fn connect(
 ) -> Result<(Arc<Ec2Instance>, Arc<Connection>), ApiError> {
     let object = find(state, id)?;
     let connection = reach::connect(&state.ctx, &state.ssh, &admin.actor(), &object).await?;
-    if let Some(room) = &object.spec.data_room {
-        state.ctx.touch(&format!("{}/{room}", object.namespace().unwrap_or_default()));
+    if let Some(room) = object.room_key() {
+        state.ctx.touch(&room);
     }
     Ok((object, connection))
 }

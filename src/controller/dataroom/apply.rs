@@ -37,10 +37,12 @@ pub async fn converge(room: &DataRoom, ctx: &Context, deleting: bool) -> Result<
     if let Err(e) = &result {
         seen.set(Phase::Failed, e.to_string());
     }
-    transition(room, ctx, &seen, &memory).await?;
-    memory.written = Some((seen.phase.to_string(), seen.reason.clone()));
-    status::write(room, ctx, &seen).await?;
+    let recorded = transition(room, ctx, &seen, &memory).await;
+    // Kept even if the status write fails: what was pushed and recorded stays pushed and recorded.
+    memory.written = Some((seen.phase.to_string(), seen.reason.clone())).filter(|_| recorded.is_ok());
     ctx.room_memory.lock().unwrap().insert(uid, memory);
+    recorded?;
+    status::write(room, ctx, &seen).await?;
     result.map(|action| (action, seen.phase))
 }
 

@@ -32,7 +32,7 @@ pub fn target(room: &DataRoom) -> String {
 
 /// `namespace/name`: how budgets and activity name a room.
 pub fn key(room: &DataRoom) -> String {
-    format!("{}/{}", room.namespace().unwrap_or_default(), room.name_any())
+    crate::crd::qualified_name(room)
 }
 
 /// What the controller remembers of a room between reconciles (lost on restart, which costs

@@ -107,7 +107,7 @@ async fn launch(
     observed: &mut Observed,
 ) -> Result<Action> {
     let instance_type = &obj.spec.instance_type;
-    if let Err(refusal) = ctx.gate.reserve(uid, instance_type, Purpose::Launch, room(obj).as_deref()) {
+    if let Err(refusal) = ctx.gate.reserve(uid, instance_type, Purpose::Launch, obj.room_key().as_deref()) {
         return refused(obj, ctx, "launch", refusal, observed).await;
     }
     let launched = async {
@@ -160,7 +160,7 @@ async fn start(obj: &Ec2Instance, ctx: &Context, uid: &str, observed: &mut Obser
     let Some(instance) = observed.instance.clone() else {
         return Ok(Action::requeue(WAIT_REQUEUE));
     };
-    let room = room(obj);
+    let room = obj.room_key();
     if let Err(refusal) = ctx.gate.reserve(uid, &instance.instance_type, Purpose::Start, room.as_deref()) {
         return refused(obj, ctx, "start", refusal, observed).await;
     }
@@ -229,11 +229,6 @@ async fn refused(
     ctx.blocked.lock().unwrap().insert(ObjectRef::from_obj(obj));
     observed.refusal = Some(refusal);
     Ok(Action::requeue(BLOCKED_REQUEUE))
-}
-
-/// The DataRoom (`namespace/name`) this instance serves, if any.
-fn room(obj: &Ec2Instance) -> Option<String> {
-    Some(format!("{}/{}", obj.namespace()?, obj.spec.data_room.as_ref()?))
 }
 
 fn with_instance(mut params: serde_json::Value, id: &str) -> serde_json::Value {
