@@ -108,7 +108,14 @@ async fn an_instance_lives_through_the_api_and_every_step_is_audited() {
     let (_, page) = call(&app, "GET", "/api/audit?action=api.instance.create", None).await;
     let records = page["records"].as_array().unwrap();
     assert_eq!(records.len(), 1);
-    assert_eq!(records[0]["target"], "default/web");
+    assert_eq!(records[0]["target"], "ec2instance/default/web");
+    // One name for the object across the admin API and the controller.
+    let (_, named) = call(&app, "GET", "/api/audit?target=ec2instance/default/web", None).await;
+    let actions: Vec<&str> =
+        named["records"].as_array().unwrap().iter().map(|r| r["action"].as_str().unwrap()).collect();
+    for action in ["api.instance.create", "launch", "api.instance.delete"] {
+        assert!(actions.contains(&action), "{action} missing from {actions:?}");
+    }
     assert!(records[0]["actor"].as_str().unwrap().starts_with("admin:tester (sha256:"));
     let (_, refused) = call(&app, "GET", "/api/audit?action=api.instance.delete", None).await;
     let outcomes: Vec<&str> =

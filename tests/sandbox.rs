@@ -145,3 +145,67 @@ fn the_readme_walkthrough_works_as_written() {
     assert!(sandbox.interrupt(), "Ctrl-C stops the sandbox cleanly");
     std::thread::sleep(Duration::from_millis(10));
 }
+
+/// Twelve rooms applied and stopped at once: each boot step and each change of phase is done and
+/// audited exactly once per room, however the watch events and requeues of the burst interleave.
+#[test]
+fn a_burst_of_rooms_records_each_step_once() {
+    const ROOMS: usize = 12;
+    let sandbox = Sandbox::start();
+    let rooms = |state: &str| {
+        let mut manifest = String::from(
+            "apiVersion: dataroom.dev/v1alpha1\nkind: Ec2Budget\nmetadata:\n  name: default\nspec:\n  maxInstances: 100\n  dailySpendUsd: 1000\n",
+        );
+        for n in 0..ROOMS {
+            manifest.push_str(&format!(
+                "---\napiVersion: dataroom.dev/v1alpha1\nkind: DataRoom\nmetadata:\n  name: room-{n:02}\nspec:\n  state: {state}\n  config:\n    inline: {{room: {n}}}\n  healthCheck: {{periodSeconds: 1}}\n"
+            ));
+        }
+        let file = sandbox.dir.path().join(format!("rooms-{state}.yaml"));
+        std::fs::write(&file, manifest).unwrap();
+        sandbox.ok(&["apply", "-f", file.to_str().unwrap()]);
+    };
+    let wait_all = |phase: &str| {
+        let started = std::time::Instant::now();
+        loop {
+            let phases = sandbox.ok(&["get", "dr", "-o", "jsonpath={.items[*].status.phase}"]);
+            if phases.split_whitespace().filter(|p| *p == phase).count() == ROOMS {
+                return;
+            }
+            assert!(started.elapsed() < Duration::from_secs(120), "not all {phase}: {phases}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    rooms("Running");
+    wait_all("Ready");
+    rooms("Stopped");
+    wait_all("Stopped");
+    // Late duplicates would come within a requeue or two.
+    std::thread::sleep(Duration::from_secs(3));
+    let audit = std::fs::read_to_string(sandbox.dir.path().join("audit.jsonl")).unwrap();
+    let mut counts = std::collections::BTreeMap::<(String, String), usize>::new();
+    for line in audit.lines() {
+        let r: serde_json::Value = serde_json::from_str(line).unwrap();
+        let (action, target) = (r["action"].as_str().unwrap(), r["target"].as_str().unwrap());
+        *counts.entry((target.to_string(), action.to_string())).or_default() += 1;
+    }
+    for n in 0..ROOMS {
+        let room = format!("dataroom/default/room-{n:02}");
+        let instance = format!("ec2instance/default/dr-room-{n:02}");
+        for (target, action) in [
+            (&room, "boot"),
+            (&room, "configure"),
+            (&room, "ready"),
+            (&room, "stop"),
+            (&room, "terminate"),
+            (&room, "stopped"),
+            (&instance, "launch"),
+            (&instance, "ssh.host_key.pinned"),
+            (&instance, "stop"),
+            (&instance, "terminate"),
+        ] {
+            let seen = counts.get(&(target.clone(), action.to_string())).copied().unwrap_or(0);
+            assert_eq!(seen, 1, "{action} on {target}: {counts:?}");
+        }
+    }
+}

@@ -57,8 +57,7 @@ pub async fn connect(
     object: &Ec2Instance,
 ) -> Result<Arc<Connection>, ReachError> {
     let target = target(ctx, object)?;
-    // Named as the admin API names instances, so `?target=` finds these records beside its own.
-    let audit_target = crate::crd::qualified_name(object);
+    let audit_target = crate::crd::audit_target(object);
     let instance_id = target.instance_id.clone();
     match pool.connect(&target).await {
         Ok((connection, None)) => Ok(connection),

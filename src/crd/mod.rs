@@ -17,9 +17,20 @@ pub use ec2instance::{
 
 use kube::{CustomResourceExt, ResourceExt};
 
-/// `namespace/name`: how audit records, budgets and activity name an object.
+/// `namespace/name`: how budgets and activity name an object.
 pub fn qualified_name<K: ResourceExt>(obj: &K) -> String {
     format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
+}
+
+/// `kind/namespace/name` (kind in lower case): how every audit record names an object, so that
+/// `?target=` finds what the controllers and the admin API did to it.
+pub fn audit_target<K: kube::Resource<DynamicType = ()> + ResourceExt>(obj: &K) -> String {
+    audit_name::<K>(&obj.namespace().unwrap_or_default(), &obj.name_any())
+}
+
+/// [`audit_target`] for an object known only by name.
+pub fn audit_name<K: kube::Resource<DynamicType = ()>>(namespace: &str, name: &str) -> String {
+    format!("{}/{namespace}/{name}", K::kind(&()).to_lowercase())
 }
 
 pub const GROUP: &str = "dataroom.dev";

@@ -14,7 +14,7 @@ use crate::admin::AdminState;
 use crate::admin::auth::Admin;
 use crate::admin::error::{ApiError, Problem};
 use crate::admin::routes::ssh::connect;
-use crate::crd::qualified_name as target;
+use crate::crd::audit_target as target;
 use crate::ssh::TransferError;
 
 /// Where `push-config` writes when no path is given.

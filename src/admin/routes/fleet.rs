@@ -16,7 +16,7 @@ use crate::admin::error::{ApiError, Problem};
 use crate::admin::{AdminState, is_dns_label};
 use crate::budget::Purpose;
 use crate::controller::dataroom::key;
-use crate::crd::{DEFAULT_INSTANCE_TYPE, DataRoom, DataRoomState};
+use crate::crd::{DEFAULT_INSTANCE_TYPE, DataRoom, DataRoomState, audit_name};
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct RoomView {
@@ -173,7 +173,7 @@ async fn set_state(
     want: DataRoomState,
 ) -> Result<HttpResponse, ApiError> {
     let action = if want == DataRoomState::Running { "api.room.start" } else { "api.room.stop" };
-    let target = format!("dataroom/{namespace}/{name}");
+    let target = audit_name::<DataRoom>(namespace, name);
     let result = async {
         let room = find(&state, namespace, name)?;
         if want == DataRoomState::Running && room.spec.state == DataRoomState::Stopped {

@@ -18,7 +18,7 @@ use crate::admin::error::{ApiError, Problem};
 use crate::admin::{AdminState, is_dns_label};
 use crate::budget::Purpose;
 use crate::cloud::{Instance, InstanceState};
-use crate::crd::{Ec2Instance, Ec2InstanceSpec, Ec2InstanceStatus, PowerState};
+use crate::crd::{Ec2Instance, Ec2InstanceSpec, Ec2InstanceStatus, PowerState, audit_name, audit_target};
 
 /// Longest `wait` a create may ask for.
 pub const MAX_WAIT_SECONDS: u64 = 300;
@@ -238,7 +238,7 @@ pub async fn create(
     let body = body.into_inner();
     let wait = query.wait.unwrap_or(0);
     let name = body.name.clone().unwrap_or_else(generated_name);
-    let target = format!("{}/{name}", state.namespace);
+    let target = audit_name::<Ec2Instance>(&state.namespace, &name);
     let params = json!({"instance_type": body.instance_type, "data_room_id": body.data_room_id,
                         "image_id": body.image_id, "wait": wait});
     let result = async {
@@ -301,8 +301,10 @@ async fn set_power(
     power: PowerState,
 ) -> Result<HttpResponse, ApiError> {
     let action = if power == PowerState::Running { "api.instance.start" } else { "api.instance.stop" };
+    let found = find(&state, id);
+    let target = found.as_deref().map_or_else(|_| id.to_string(), audit_target);
     let result = async {
-        let object = find(&state, id)?;
+        let object = found?;
         let view = InstanceView::of(&state, &object);
         if power == PowerState::Running && object.spec.power_state == PowerState::Stopped {
             let purpose = if view.instance_id.is_some() { Purpose::Start } else { Purpose::Launch };
@@ -317,7 +319,7 @@ async fn set_power(
         Ok(InstanceView::of(&state, &patched))
     }
     .await;
-    let view = state.audited(&admin, action, id, json!({}), result).await?;
+    let view = state.audited(&admin, action, &target, json!({"id": id}), result).await?;
     Ok(HttpResponse::Accepted().json(view))
 }
 
@@ -374,6 +376,8 @@ pub async fn remove(
     id: web::Path<String>,
     query: web::Query<ConfirmQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    let found = find(&state, &id);
+    let target = found.as_deref().map_or_else(|_| id.to_string(), audit_target);
     let result = async {
         if query.confirm != Some(true) {
             return Err(ApiError::bad_request(
@@ -381,7 +385,7 @@ pub async fn remove(
                 "deleting terminates the instance: repeat the request with `?confirm=true`",
             ));
         }
-        let object = find(&state, &id)?;
+        let object = found?;
         let api: Api<Ec2Instance> =
             Api::namespaced(state.ctx.client.clone(), &object.namespace().unwrap_or_default());
         api.delete(&object.name_any(), &DeleteParams::default()).await?;
@@ -390,7 +394,7 @@ pub async fn remove(
         Ok(view)
     }
     .await;
-    let view = state.audited(&admin, "api.instance.delete", &id, json!({}), result).await?;
+    let view = state.audited(&admin, "api.instance.delete", &target, json!({"id": &*id}), result).await?;
     Ok(HttpResponse::Accepted().json(view))
 }
 

@@ -17,7 +17,7 @@ use crate::admin::routes::instances::find;
 use crate::audit::Outcome;
 use crate::controller::reach::{self, ReachError};
 use crate::crd::Ec2Instance;
-use crate::crd::qualified_name;
+use crate::crd::audit_target;
 use crate::ssh::{Connection, ExecOutput, Exit, Limits, SshError};
 
 const MAX_TIMEOUT: u64 = 600;
@@ -146,7 +146,7 @@ async fn run(
     command: &str,
     timeout: Duration,
 ) -> Result<ExecOutput, ApiError> {
-    let target = qualified_name(object);
+    let target = audit_target(object);
     let mut params = attempted(command);
     params["timeout_seconds"] = timeout.as_secs().into();
     state.record(admin, "api.instance.exec", &target, Outcome::Started, params, None).await?;

@@ -149,7 +149,8 @@ async fn drive(
                 return Ok(Action::requeue(WAIT_REQUEUE));
             }
             Step::Stopped => {
-                *memory = Memory::default();
+                // A stopped room starts afresh, except for what its status last said.
+                *memory = Memory { written: memory.written.take(), ..Memory::default() };
                 seen.set(Phase::Stopped, "the room is stopped; set spec.state to Running to start it");
                 return Ok(Action::await_change());
             }
@@ -400,9 +401,12 @@ fn mark(memory: &mut Memory, step: impl FnOnce(&mut Boot) -> &mut Option<f64>) {
 
 /// Audits and events a change of phase into Ready, Failed, BudgetBlocked or Stopped, once.
 async fn transition(room: &DataRoom, ctx: &Context, seen: &Seen, memory: &Memory) -> Result<()> {
-    let old = room.status.as_ref();
-    let (old_phase, old_reason) =
-        (old.and_then(|s| s.phase.as_deref()), old.and_then(|s| s.reason.as_deref()));
+    // What this controller last wrote wins over the room object, which may predate that write.
+    let status = room.status.as_ref();
+    let (old_phase, old_reason) = match &memory.written {
+        Some((phase, reason)) => (Some(phase.as_str()), Some(reason.as_str())),
+        None => (status.and_then(|s| s.phase.as_deref()), status.and_then(|s| s.reason.as_deref())),
+    };
     let phase = seen.phase.to_string();
     let changed = old_phase != Some(phase.as_str());
     let (action, outcome, event) = match seen.phase {

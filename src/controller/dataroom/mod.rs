@@ -27,7 +27,7 @@ pub fn instance_name(room: &str) -> String {
 
 /// The room's name in audit records.
 pub fn target(room: &DataRoom) -> String {
-    format!("dataroom/{}", key(room))
+    crate::crd::audit_target(room)
 }
 
 /// `namespace/name`: how budgets and activity name a room.

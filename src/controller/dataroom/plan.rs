@@ -93,8 +93,9 @@ pub fn plan(facts: &Facts) -> Step {
     if !want_running {
         return match state {
             Some("running" | "pending") if child.power == PowerState::Running => Step::PowerOff,
-            Some("pending" | "stopping" | "shutting-down") => {
-                Step::Wait(Phase::Stopping, format!("the instance is {}", state.unwrap_or_default()))
+            // Asked to stop and not stopped yet: the instance is shut down before it is terminated.
+            Some(s @ ("running" | "pending" | "stopping" | "shutting-down")) => {
+                Step::Wait(Phase::Stopping, format!("the instance is {s}; waiting for it to stop"))
             }
             _ => Step::Delete,
         };
@@ -208,8 +209,10 @@ mod tests {
     fn stopping_stops_then_deletes_then_rests() {
         let s = spec(DataRoomState::Stopped);
         assert_eq!(plan(&facts(&s, Some(child(Some("running"))))), Step::PowerOff);
-        let asked = Child { power: PowerState::Stopped, ..child(Some("stopping")) };
-        assert!(matches!(plan(&facts(&s, Some(asked))), Step::Wait(Phase::Stopping, _)));
+        for state in ["running", "stopping"] {
+            let asked = Child { power: PowerState::Stopped, ..child(Some(state)) };
+            assert!(matches!(plan(&facts(&s, Some(asked))), Step::Wait(Phase::Stopping, _)), "{state}");
+        }
         let stopped = Child { power: PowerState::Stopped, ..child(Some("stopped")) };
         assert_eq!(plan(&facts(&s, Some(stopped))), Step::Delete);
         let blocked = Child { blocked: Some("cap".into()), ..child(None) };

@@ -21,7 +21,7 @@ const WAIT_REQUEUE: Duration = Duration::from_secs(5);
 const BLOCKED_REQUEUE: Duration = Duration::from_secs(60);
 
 pub fn target(obj: &Ec2Instance) -> String {
-    format!("ec2instance/{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
+    crate::crd::audit_target(obj)
 }
 
 /// Brings EC2 in line with the spec, then writes status once.
