@@ -1,4 +1,4 @@
-//! Command line: `run`, `sandbox`, `crdgen`, `openapi`, `admin-key NAME`, `audit verify FILE`.
+//! Command line: `run`, `sandbox`, `crdgen`, `openapi`, `admin-key NAME`, `iam-policy`, `audit verify FILE`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -36,6 +36,8 @@ pub enum Command {
         #[arg(value_parser = parse_key_name)]
         name: String,
     },
+    /// Print the least-privilege IAM policy (JSON) for the operator's AWS role.
+    IamPolicy(IamPolicyArgs),
     /// Audit log tools.
     Audit {
         #[command(subcommand)]
@@ -46,7 +48,42 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Check the hash chain of an audit log; exits 1 and names every break when it is not intact.
-    Verify { file: PathBuf },
+    Verify {
+        file: PathBuf,
+        /// A signed checkpoint (the `checkpoint.json` of the operator's checkpoint ConfigMap): the
+        /// log must still hold the record it covers, unchanged.
+        #[arg(long, requires = "public_key")]
+        checkpoint: Option<PathBuf>,
+        /// The signing key's public half (base64, from `audit keygen` or `audit public-key`).
+        #[arg(long, requires = "checkpoint")]
+        public_key: Option<String>,
+    },
+    /// Make a checkpoint signing key: the PKCS#8 PEM private key on stdout (put it in a Secret),
+    /// its public key on stderr (keep it where the log's verifiers can trust it).
+    Keygen,
+    /// Print the public key of a signing key file.
+    PublicKey { signing_key: PathBuf },
+}
+
+#[derive(Debug, Args)]
+pub struct IamPolicyArgs {
+    /// AWS partition.
+    #[arg(long, default_value = "aws", value_parser = ["aws", "aws-cn", "aws-us-gov"])]
+    pub partition: String,
+    /// Region the operator works in (`*` for any).
+    #[arg(long, default_value = "*")]
+    pub region: String,
+    /// Account ID (`*` for any).
+    #[arg(long, default_value = "*", value_parser = parse_account)]
+    pub account: String,
+    /// A bucket the admin API may read `s3://` file sources from (repeatable; none: no S3 access).
+    #[arg(long = "s3-bucket")]
+    pub s3_buckets: Vec<String>,
+}
+
+fn parse_account(s: &str) -> Result<String, String> {
+    let ok = s == "*" || (s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit()));
+    if ok { Ok(s.to_string()) } else { Err("expected a 12-digit account ID or *".into()) }
 }
 
 #[derive(Debug, Args)]
@@ -103,6 +140,31 @@ pub struct RunArgs {
     /// Largest file the admin API accepts in one upload, in MiB.
     #[arg(long, env = "DATAROOM_MAX_UPLOAD_MIB", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=102400))]
     pub max_upload_mib: u64,
+    /// Ed25519 key (PKCS#8 PEM) that signs audit checkpoints; without it no checkpoints are kept.
+    #[arg(long, env = "DATAROOM_AUDIT_SIGNING_KEY")]
+    pub audit_signing_key: Option<PathBuf>,
+    /// ConfigMap (in the lease namespace) that holds the latest signed checkpoint.
+    #[arg(
+        long,
+        env = "DATAROOM_AUDIT_CHECKPOINT_CONFIGMAP",
+        default_value = "dataroom-operator-audit-checkpoint"
+    )]
+    pub audit_checkpoint_configmap: String,
+    /// Seconds between checkpoints (taken only when the log grew).
+    #[arg(long, env = "DATAROOM_AUDIT_CHECKPOINT_INTERVAL", default_value = "60", value_parser = parse_seconds)]
+    pub audit_checkpoint_interval: Duration,
+    /// Elect a leader through a Lease, so that several replicas are safe: only the leader works.
+    #[arg(long, env = "DATAROOM_LEADER_ELECTION")]
+    pub leader_election: bool,
+    /// Name of the Lease.
+    #[arg(long, env = "DATAROOM_LEASE_NAME", default_value = "dataroom-operator")]
+    pub lease_name: String,
+    /// Namespace of the Lease and the checkpoint ConfigMap (default: the client's namespace, in a pod its own).
+    #[arg(long, env = "DATAROOM_LEASE_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+    /// Seconds a leader keeps the lease without renewing it: how long a standby waits after a crash.
+    #[arg(long, env = "DATAROOM_LEASE_DURATION", default_value_t = 15, value_parser = clap::value_parser!(u64).range(2..=300))]
+    pub lease_duration: u64,
     /// Namespace of the Ec2Instances the admin API creates.
     #[arg(long, env = "DATAROOM_API_NAMESPACE", default_value = "default")]
     pub api_namespace: String,

@@ -9,6 +9,7 @@ pub mod clock;
 pub mod cloud;
 pub mod controller;
 pub mod crd;
+pub mod leader;
 pub mod metrics;
 pub mod probe;
 pub mod runner;

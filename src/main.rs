@@ -7,6 +7,9 @@ use dataroom_operator::{runner, telemetry};
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The AWS SDK and kube each enable a rustls crypto backend; with two, rustls cannot pick one
+    // for clients that do not name theirs, so the process names it once.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     telemetry::init(cli.log_json);
     let result = match cli.command {
         Command::Run(args) => runner::run(*args).await,
@@ -27,7 +30,31 @@ async fn main() -> ExitCode {
             print!("{line}");
             Ok(())
         }
-        Command::Audit { command: AuditCommand::Verify { file } } => return runner::verify(&file),
+        Command::IamPolicy(args) => {
+            let scope = dataroom_operator::cloud::iam::Scope {
+                partition: args.partition,
+                region: args.region,
+                account: args.account,
+                buckets: args.s3_buckets,
+            };
+            let policy = dataroom_operator::cloud::iam::policy(&scope);
+            println!("{}", serde_json::to_string_pretty(&policy).expect("JSON"));
+            Ok(())
+        }
+        Command::Audit { command: AuditCommand::Verify { file, checkpoint, public_key } } => {
+            let checkpoint = checkpoint.as_deref().zip(public_key.as_deref());
+            return runner::verify(&file, checkpoint);
+        }
+        Command::Audit { command: AuditCommand::Keygen } => {
+            let signer = dataroom_operator::audit::checkpoint::Signer::generate();
+            print!("{}", signer.pem());
+            eprintln!("public key (for audit verify --public-key): {}", signer.public_key());
+            Ok(())
+        }
+        Command::Audit { command: AuditCommand::PublicKey { signing_key } } => {
+            dataroom_operator::audit::checkpoint::Signer::load(&signing_key)
+                .map(|s| println!("{}", s.public_key()))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

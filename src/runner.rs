@@ -10,13 +10,16 @@ use kube::runtime::events::{Recorder, Reporter};
 
 use crate::admin::auth::AdminKeys;
 use crate::admin::{self, AdminState, HealthState};
+use crate::audit::checkpoint::{Checkpoint, Signer};
 use crate::audit::{AuditLog, verify_file};
 use crate::budget::Gate;
 use crate::cli::RunArgs;
 use crate::cloud::aws::AwsCloud;
 use crate::cloud::metered::Metered;
 use crate::cloud::pricing::PriceTable;
+use crate::controller::checkpoint::Publisher;
 use crate::controller::{self, Context, Settings};
+use crate::leader::{Election, LeaseSettings};
 use crate::metrics::Metrics;
 use crate::ssh::SshSettings;
 use crate::{clock, crd};
@@ -24,8 +27,42 @@ use crate::{clock, crd};
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let prices = load_prices(args.price_table.as_deref())?;
     let client = kube::Client::try_default().await.context("connecting to Kubernetes")?;
-    let audit = AuditLog::open(&args.audit_log)?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(admin::tls::server_config(cert, key)?),
+        _ => None,
+    };
     let metrics = Arc::new(Metrics::default());
+    let home = args.lease_namespace.clone().unwrap_or_else(|| client.default_namespace().to_string());
+    let signer = args.audit_signing_key.as_deref().map(Signer::load).transpose()?;
+    let mut election = None;
+    if args.leader_election {
+        let lease = LeaseSettings {
+            namespace: home.clone(),
+            name: args.lease_name.clone(),
+            identity: identity(),
+            duration_seconds: args.lease_duration,
+        };
+        let mut campaign = Election::start(client.clone(), &lease).await?;
+        tracing::info!(lease = %lease.name, identity = %lease.identity, "standby until this replica holds the lease");
+        let health = HealthState { ready: Arc::new(AtomicBool::new(false)), metrics: metrics.clone() };
+        let listener = admin::Listener { tls: tls.clone(), standby: true, ..Default::default() };
+        let (standby, _) = admin::serve(args.http_addr, health, None, listener)?;
+        let standby_handle = standby.handle();
+        tokio::spawn(standby);
+        tokio::select! {
+            acquired = campaign.acquired() => acquired?,
+            () = shutdown_signal() => {
+                standby_handle.stop(true).await;
+                campaign.resign().await;
+                return Ok(());
+            }
+        }
+        tracing::info!(identity = %lease.identity, "this replica holds the lease: leading");
+        standby_handle.stop(true).await;
+        election = Some(campaign);
+    }
+    // Opened only by the leader, so that it continues the chain the previous leader left.
+    let audit = AuditLog::open(&args.audit_log)?;
     let aws = AwsCloud::new(&args.region, args.endpoint_url.as_deref()).await;
     let cloud = Arc::new(Metered::new(Arc::new(aws), metrics.clone()));
     let clock = clock::system();
@@ -56,19 +93,66 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             None
         }
     };
-    let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => Some(admin::tls::server_config(cert, key)?),
-        _ => None,
-    };
-    let listener = admin::Listener { tls, cors_origins: args.cors_origins.clone() };
+    let listener = admin::Listener { tls, cors_origins: args.cors_origins.clone(), standby: false };
     let health = HealthState { ready: ready.clone(), metrics };
+    let publisher = signer.map(|signer| {
+        tracing::info!(public_key = %signer.public_key(), configmap = %args.audit_checkpoint_configmap, "signing audit checkpoints");
+        Arc::new(Publisher {
+            api: kube::Api::namespaced(ctx.client.clone(), &home),
+            name: args.audit_checkpoint_configmap.clone(),
+            signer,
+            audit: ctx.audit.clone(),
+            clock: ctx.clock.clone(),
+        })
+    });
+    let checkpoints = publisher.clone().map(|p| {
+        let every = args.audit_checkpoint_interval;
+        tokio::spawn(async move { p.run(every).await })
+    });
     let (server, bound) = admin::serve(args.http_addr, health, api, listener)?;
     tracing::info!(%bound, "serving /healthz, /readyz, /metrics and, with admin keys, /api");
     let server_handle = server.handle();
     tokio::spawn(server);
-    let result = controller::run(ctx, ready).await;
+    let result = match &mut election {
+        Some(campaign) => tokio::select! {
+            result = controller::run(ctx, ready) => result,
+            () = campaign.lost() => Err(anyhow::anyhow!(
+                "lost the leader lease; exiting so that this replica restarts as a standby"
+            )),
+        },
+        None => controller::run(ctx, ready).await,
+    };
     server_handle.stop(true).await;
+    if let (Some(task), Some(publisher)) = (checkpoints, publisher) {
+        task.abort();
+        // The tail as it is on the way out, so that nothing after the last tick goes unprotected.
+        if let Err(e) = publisher.publish(0).await {
+            tracing::warn!(error = %e, "the final audit checkpoint was not stored");
+        }
+    }
+    // Handed over on the way out, so that a standby need not wait for the lease to run out.
+    if let Some(campaign) = election {
+        campaign.resign().await;
+    }
     result
+}
+
+/// Ctrl-C or SIGTERM (what Kubernetes sends to stop a pod).
+async fn shutdown_signal() {
+    let mut term =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// This replica's name in the lease: the pod's name, or host and process ID outside a cluster.
+fn identity() -> String {
+    std::env::var("POD_NAME").unwrap_or_else(|_| {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "dataroom-operator".into());
+        format!("{host}-{}", std::process::id())
+    })
 }
 
 pub fn load_prices(overrides: Option<&Path>) -> anyhow::Result<PriceTable> {
@@ -83,8 +167,9 @@ pub fn load_prices(overrides: Option<&Path>) -> anyhow::Result<PriceTable> {
     Ok(table.with_overrides(extra))
 }
 
-/// `audit verify FILE`: prints the verdict; exit 0 when intact, 1 when not, 2 when unreadable.
-pub fn verify(file: &Path) -> ExitCode {
+/// `audit verify FILE [--checkpoint C --public-key K]`: prints the verdict; exit 0 when intact,
+/// 1 when not, 2 when unreadable.
+pub fn verify(file: &Path, checkpoint: Option<(&Path, &str)>) -> ExitCode {
     let report = match verify_file(file) {
         Ok(report) => report,
         Err(e) => {
@@ -92,18 +177,47 @@ pub fn verify(file: &Path) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    for problem in &report.problems {
-        println!("line {}: {}", problem.line, problem.message);
+    let mut problems: Vec<String> =
+        report.problems.iter().map(|p| format!("line {}: {}", p.line, p.message)).collect();
+    let mut covered = String::new();
+    if let Some((path, public_key)) = checkpoint {
+        match checked(file, path, public_key) {
+            Ok((seq, time)) => covered = format!("; checkpoint of {time} (record {seq}) holds"),
+            Err(Some(problem)) => problems.push(problem),
+            Err(None) => return ExitCode::from(2),
+        }
+    }
+    for problem in &problems {
+        println!("{problem}");
     }
     let head = match &report.head {
         Some((seq, hash)) => format!("head record {seq}, hash {hash}"),
         None => "empty".to_string(),
     };
-    if report.is_intact() {
-        println!("intact: {} records, {head}", report.records);
+    if problems.is_empty() {
+        println!("intact: {} records, {head}{covered}", report.records);
         ExitCode::SUCCESS
     } else {
-        println!("NOT intact: {} problem(s) in {} records, {head}", report.problems.len(), report.records);
+        println!("NOT intact: {} problem(s) in {} records, {head}", problems.len(), report.records);
         ExitCode::FAILURE
+    }
+}
+
+/// The checkpoint's record and time when it is genuine and the log still holds that record; the
+/// problem otherwise, or `None` (already reported) when a file cannot be read.
+fn checked(log: &Path, path: &Path, public_key: &str) -> Result<(u64, String), Option<String>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| eprintln!("error: cannot read {}: {e}", path.display()))
+        .map_err(|()| None)?;
+    let checkpoint: Checkpoint = serde_json::from_str(&text)
+        .map_err(|e| format!("checkpoint {}: not a checkpoint ({e})", path.display()))?;
+    checkpoint.verify_signature(public_key).map_err(|why| format!("checkpoint {}: {why}", path.display()))?;
+    match checkpoint.check_log(log) {
+        Ok(None) => Ok((checkpoint.seq, checkpoint.time)),
+        Ok(Some(problem)) => Err(Some(problem)),
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}", log.display());
+            Err(None)
+        }
     }
 }

@@ -47,7 +47,7 @@ async fn https_serves_the_api_with_the_given_certificate() {
         .expect("openssl runs");
     assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
     let tls = admin::tls::server_config(&cert, &key).unwrap();
-    let listener = Listener { tls: Some(tls), cors_origins: vec![] };
+    let listener = Listener { tls: Some(tls), ..Listener::default() };
     let (server, addr) =
         admin::serve("127.0.0.1:0".parse().unwrap(), health(), Some(state(&h)), listener).unwrap();
     tokio::spawn(server);
@@ -66,7 +66,7 @@ async fn https_serves_the_api_with_the_given_certificate() {
 #[actix_web::test]
 async fn cors_answers_only_configured_origins() {
     let h = Harness::start().await;
-    let listener = Listener { tls: None, cors_origins: vec!["https://console.example".into()] };
+    let listener = Listener { cors_origins: vec!["https://console.example".into()], ..Listener::default() };
     let (server, addr) =
         admin::serve("127.0.0.1:0".parse().unwrap(), health(), Some(state(&h)), listener).unwrap();
     tokio::spawn(server);

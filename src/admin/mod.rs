@@ -147,14 +147,13 @@ async fn healthz() -> impl Responder {
 }
 
 #[get("/readyz")]
-async fn readyz(state: web::Data<HealthState>) -> impl Responder {
-    if state.ready.load(Ordering::SeqCst) {
-        HttpResponse::Ok().content_type("text/plain").body("ready\n")
-    } else {
-        HttpResponse::ServiceUnavailable()
-            .content_type("text/plain")
-            .body("starting: EC2 view not primed yet\n")
-    }
+async fn readyz(state: web::Data<HealthState>, standby: web::Data<Standby>) -> impl Responder {
+    let why = match (standby.0, state.ready.load(Ordering::SeqCst)) {
+        (true, _) => "standby: another replica holds the leader lease\n",
+        (false, false) => "starting: EC2 view not primed yet\n",
+        (false, true) => return HttpResponse::Ok().content_type("text/plain").body("ready\n"),
+    };
+    HttpResponse::ServiceUnavailable().content_type("text/plain").body(why)
 }
 
 #[get("/metrics")]
@@ -164,7 +163,16 @@ async fn metrics(state: web::Data<HealthState>) -> impl Responder {
         .body(state.metrics.render())
 }
 
-async fn no_route() -> HttpResponse {
+/// Whether this replica waits for the leader lease (and serves no admin API meanwhile).
+#[derive(Clone, Copy, Debug)]
+pub struct Standby(pub bool);
+
+async fn no_route(req: actix_web::HttpRequest, standby: web::Data<Standby>) -> HttpResponse {
+    if standby.0 && req.path().starts_with("/api") {
+        let status = actix_web::http::StatusCode::SERVICE_UNAVAILABLE;
+        let why = "this replica is a standby; the leader serves the admin API (the Service routes to it)";
+        return ApiError::new(status, "not_leader", why).error_response();
+    }
     let status = actix_web::http::StatusCode::NOT_FOUND;
     ApiError::new(status, "no_route", "no such route; see /api/openapi.json").error_response()
 }
@@ -188,6 +196,8 @@ pub struct Listener {
     /// Browser origins allowed to call `/api` (CORS); none by default, so browsers refuse
     /// cross-origin calls.
     pub cors_origins: Vec<String>,
+    /// Serve only health and metrics, and answer `/api` with 503 `not_leader`.
+    pub standby: bool,
 }
 
 fn cors(origins: &[String]) -> actix_cors::Cors {
@@ -209,10 +219,12 @@ pub fn serve(
     let health = web::Data::new(health);
     let api = api.map(web::Data::new);
     let origins = listener.cors_origins;
+    let standby = web::Data::new(Standby(listener.standby));
     let server = HttpServer::new(move || {
         let app = App::new()
             .wrap(actix_web::middleware::Condition::new(!origins.is_empty(), cors(&origins)))
             .app_data(health.clone())
+            .app_data(standby.clone())
             .configure(configure)
             .default_service(web::to(no_route));
         match &api {

@@ -2,6 +2,7 @@
 //! the SHA-256 of the record before it. A record's hash covers the exact bytes written, so any
 //! edit, insertion, reordering or removal breaks the chain at a place `verify` names.
 
+pub mod checkpoint;
 mod record;
 mod verify;
 mod writer;

@@ -4,6 +4,7 @@
 pub mod aws;
 mod error;
 pub mod fake;
+pub mod iam;
 pub mod keys;
 pub mod metered;
 pub mod pricing;

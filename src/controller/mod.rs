@@ -2,6 +2,7 @@
 
 mod budget;
 mod cache;
+pub mod checkpoint;
 pub mod dataroom;
 pub mod ec2instance;
 pub mod poller;

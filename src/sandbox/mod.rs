@@ -60,7 +60,7 @@ fn state_dir(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     Ok(dir.canonicalize()?)
 }
 
-fn write_kubeconfig(path: &Path, api: SocketAddr) -> anyhow::Result<()> {
+pub fn write_kubeconfig(path: &Path, api: SocketAddr) -> anyhow::Result<()> {
     let config = format!(
         "apiVersion: v1\nkind: Config\nclusters:\n- name: sandbox\n  cluster:\n    server: http://{api}\ncontexts:\n- name: sandbox\n  context:\n    cluster: sandbox\n    user: sandbox\n    namespace: default\ncurrent-context: sandbox\nusers:\n- name: sandbox\n  user: {{}}\n"
     );

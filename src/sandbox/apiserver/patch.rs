@@ -1,7 +1,8 @@
 //! Patches: JSON merge (RFC 7386; strategic merge is treated as merge), JSON patch (RFC 6902),
 //! and server-side apply, approximated per field manager: the leaf fields a manager set in its
-//! previous apply and omits now are removed, then the applied object is merged in. Conflicts
-//! between managers are not detected (every apply behaves as `force`).
+//! previous apply and omits now are removed, then the applied object is merged in. An apply
+//! without `force` that would change a value another manager applied is refused as a conflict
+//! (ownership taken by plain updates and patches is not tracked).
 
 use serde_json::{Map, Value};
 
@@ -46,6 +47,23 @@ pub fn leaf_paths(value: &Value) -> Vec<String> {
     }
     let mut out = Vec::new();
     walk(value, String::new(), &mut out);
+    out
+}
+
+/// The paths in `applied` whose current value differs from what another manager applied there.
+pub fn conflicts(current: &Value, applied: &Value, others: &[(String, Vec<String>)]) -> Vec<String> {
+    let mut out = Vec::new();
+    for path in leaf_paths(applied) {
+        let theirs = others.iter().find(|(_, paths)| paths.contains(&path));
+        if let (Some((manager, _)), Some(now)) = (theirs, current.pointer(&path))
+            && Some(now) != applied.pointer(&path)
+        {
+            out.push(format!(
+                "conflict with \"{manager}\": .{}",
+                path.trim_start_matches('/').replace('/', ".")
+            ));
+        }
+    }
     out
 }
 

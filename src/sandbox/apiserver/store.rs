@@ -156,6 +156,13 @@ impl Store {
         inner.applied.get(&(uid.into(), manager.into(), sub.into())).cloned().unwrap_or_default()
     }
 
+    /// Other managers' applied paths on the object, for conflict checks.
+    pub fn others_applied(&self, uid: &str, manager: &str, sub: &str) -> Vec<(String, Vec<String>)> {
+        let inner = self.inner.lock().unwrap();
+        let others = inner.applied.iter().filter(|((u, m, s), _)| u == uid && m != manager && s == sub);
+        others.map(|((_, m, _), paths)| (m.clone(), paths.clone())).collect()
+    }
+
     pub fn set_applied_paths(&self, uid: &str, manager: &str, sub: &str, paths: Vec<String>) {
         self.inner.lock().unwrap().applied.insert((uid.into(), manager.into(), sub.into()), paths);
     }

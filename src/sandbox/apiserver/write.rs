@@ -354,6 +354,13 @@ pub fn patch(server: &Arc<ApiServer>, target: &Target, req: &ApiRequest) -> Repl
         let mut new = view(&target.rt, &old);
         let uid = old["metadata"]["uid"].as_str().unwrap_or_default().to_string();
         if apply {
+            let others = server.store.others_applied(&uid, &manager, &sub);
+            let conflicts = patch::conflicts(&new, &body, &others);
+            if !conflicts.is_empty() && req.query.get("force").is_none_or(|f| f != "true") {
+                let message =
+                    format!("Apply failed with {} conflict(s): {}", conflicts.len(), conflicts.join(", "));
+                return failure(409, "Conflict", message);
+            }
             let previous = server.store.applied_paths(&uid, &manager, &sub);
             patch::apply(&mut new, &body, &previous);
         } else if req.content_type.contains("json-patch") {

@@ -1,0 +1,175 @@
+//! The least-privilege IAM policy for exactly the AWS calls in `aws.rs` (a test keeps the two in
+//! step). Instance actions are limited to instances tagged `dataroom.dev/managed-by=dataroom-operator`,
+//! launches must carry that tag, and secrets are limited to the `dataroom-operator/ssh/` prefix.
+
+use serde_json::{Value, json};
+
+use super::{MANAGED_BY, TAG_MANAGED_BY};
+
+/// What to scope the policy to.
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    /// `aws`, `aws-cn` or `aws-us-gov`.
+    pub partition: String,
+    /// A region, or `*`.
+    pub region: String,
+    /// The 12-digit account ID, or `*`.
+    pub account: String,
+    /// Buckets the admin API may read files from (`s3://` sources); none means no S3 access.
+    pub buckets: Vec<String>,
+}
+
+pub fn policy(scope: &Scope) -> Value {
+    let ec2 =
+        |resource: &str| format!("arn:{}:ec2:{}:{}:{resource}", scope.partition, scope.region, scope.account);
+    let image = format!("arn:{}:ec2:{}::image/*", scope.partition, scope.region);
+    let managed = json!({ "StringEquals": { format!("aws:ResourceTag/{TAG_MANAGED_BY}"): MANAGED_BY } });
+    let mut statements = vec![
+        json!({
+            "Sid": "ReadInventory",
+            "Effect": "Allow",
+            // These Describe calls support no resource-level permissions.
+            "Action": ["ec2:DescribeInstances", "ec2:DescribeImages", "ec2:DescribeKeyPairs"],
+            "Resource": "*",
+        }),
+        json!({
+            "Sid": "LaunchOnlyTaggedInstances",
+            "Effect": "Allow",
+            "Action": "ec2:RunInstances",
+            "Resource": [ec2("instance/*")],
+            "Condition": { "StringEquals": { format!("aws:RequestTag/{TAG_MANAGED_BY}"): MANAGED_BY } },
+        }),
+        json!({
+            "Sid": "LaunchWithTheseParts",
+            "Effect": "Allow",
+            "Action": "ec2:RunInstances",
+            "Resource": [image.clone(), ec2("subnet/*"), ec2("security-group/*"), ec2("network-interface/*"),
+                         ec2("volume/*"), ec2("key-pair/*")],
+        }),
+        json!({
+            "Sid": "TagOnlyAtLaunch",
+            "Effect": "Allow",
+            "Action": "ec2:CreateTags",
+            "Resource": [ec2("instance/*"), ec2("volume/*")],
+            "Condition": { "StringEquals": { "ec2:CreateAction": "RunInstances" } },
+        }),
+        json!({
+            "Sid": "OperateManagedInstances",
+            "Effect": "Allow",
+            "Action": ["ec2:StartInstances", "ec2:StopInstances", "ec2:TerminateInstances",
+                       "ec2:GetConsoleOutput", "ec2:CreateImage"],
+            "Resource": [ec2("instance/*")],
+            "Condition": managed,
+        }),
+        json!({
+            "Sid": "ReleaseManagedInstances",
+            "Effect": "Allow",
+            "Action": "ec2:DeleteTags",
+            "Resource": [ec2("instance/*")],
+            "Condition": {
+                "StringEquals": { format!("aws:ResourceTag/{TAG_MANAGED_BY}"): MANAGED_BY },
+                "ForAllValues:StringEquals": { "aws:TagKeys": [TAG_MANAGED_BY] },
+            },
+        }),
+        json!({
+            "Sid": "Images",
+            "Effect": "Allow",
+            "Action": ["ec2:CreateImage", "ec2:DeregisterImage"],
+            "Resource": [image, ec2("snapshot/*")],
+        }),
+        json!({
+            "Sid": "KeyPairs",
+            "Effect": "Allow",
+            "Action": ["ec2:ImportKeyPair", "ec2:DeleteKeyPair"],
+            "Resource": [ec2("key-pair/*")],
+        }),
+        json!({
+            "Sid": "PrivateKeysInSecretsManager",
+            "Effect": "Allow",
+            "Action": ["secretsmanager:CreateSecret", "secretsmanager:GetSecretValue",
+                       "secretsmanager:PutSecretValue", "secretsmanager:DeleteSecret"],
+            "Resource": [format!(
+                "arn:{}:secretsmanager:{}:{}:secret:{}*",
+                scope.partition, scope.region, scope.account, super::ssh_secret_name("")
+            )],
+        }),
+    ];
+    if !scope.buckets.is_empty() {
+        let objects: Vec<String> =
+            scope.buckets.iter().map(|b| format!("arn:{}:s3:::{b}/*", scope.partition)).collect();
+        statements.push(json!({
+            "Sid": "ReadFileSources",
+            "Effect": "Allow",
+            "Action": "s3:GetObject",
+            "Resource": objects,
+        }));
+    }
+    json!({ "Version": "2012-10-17", "Statement": statements })
+}
+
+/// Every action the policy allows, as `service:Action`.
+pub fn actions(policy: &Value) -> Vec<String> {
+    let mut out: Vec<String> = policy["Statement"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|s| match &s["Action"] {
+            Value::String(a) => vec![a.clone()],
+            Value::Array(a) => a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
+            _ => vec![],
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The SDK calls in `aws.rs`, as IAM actions: a call added there without its permission here
+    /// fails this test.
+    #[test]
+    fn the_policy_allows_exactly_what_the_cloud_layer_calls() {
+        let source = include_str!("aws.rs");
+        let mut called = Vec::new();
+        for (client, service) in [(".ec2", "ec2"), (".secrets", "secretsmanager"), (".s3", "s3")] {
+            let mut rest = source;
+            while let Some(at) = rest.find(client) {
+                rest = &rest[at + client.len()..];
+                let call = rest.trim_start().strip_prefix('.').unwrap_or_default();
+                let name: String = call.chars().take_while(|c| c.is_ascii_lowercase() || *c == '_').collect();
+                if call[name.len()..].starts_with("()") && !name.is_empty() {
+                    let pascal: String = name.split('_').map(|w| w[..1].to_uppercase() + &w[1..]).collect();
+                    called.push(format!("{service}:{pascal}"));
+                }
+            }
+        }
+        // Tags are written by RunInstances' tag specifications, which IAM checks as CreateTags.
+        called.push("ec2:CreateTags".into());
+        called.sort();
+        called.dedup();
+        let scope = Scope { buckets: vec!["files".into()], ..Scope::default() };
+        assert_eq!(actions(&policy(&scope)), called);
+        assert!(called.len() > 15, "the scan found the calls: {called:?}");
+    }
+
+    #[test]
+    fn instance_actions_are_scoped_by_the_managed_by_tag() {
+        let scope =
+            Scope { partition: "aws".into(), region: "*".into(), account: "*".into(), buckets: vec![] };
+        let p = policy(&scope);
+        for s in p["Statement"].as_array().unwrap() {
+            let actions = actions(&json!({"Statement": [s]}));
+            let on_instances = s["Resource"].to_string().contains("instance/*");
+            let mutates = actions.iter().any(|a| !a.starts_with("ec2:Describe"));
+            if on_instances && mutates {
+                assert!(s["Condition"].is_object(), "{s} must carry a condition");
+            }
+            assert_ne!(s["Action"], "*");
+        }
+        assert!(!actions(&p).iter().any(|a| a.starts_with("s3:")), "no buckets, no S3");
+        assert!(p.to_string().contains("secret:dataroom-operator/ssh/*"));
+    }
+}
