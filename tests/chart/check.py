@@ -1,0 +1,149 @@
+"""Renders the Helm chart with Helm's own engine (helm-python-sdk) over several value sets,
+validates every manifest (kubernetes-validate, strict; the chart's own kinds against its CRDs),
+asserts the security policy, and writes each set's manifests to OUT/<set>.yaml for the Rust test
+to `kubectl apply` into the sandbox. Exits non-zero on any finding.
+
+usage: check.py CHART_DIR OUT_DIR
+"""
+
+import json
+import pathlib
+import sys
+
+import helm_python as helm
+import jsonschema
+import kubernetes_validate
+import yaml
+
+ROLE_ARN = "arn:aws:iam::123456789012:role/dataroom-operator"
+VALUE_SETS = {
+    "defaults": {},
+    "irsa": {"serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": ROLE_ARN}}, "watchNamespace": "rooms"},
+    "ha": {"replicas": 2, "persistence": {"accessMode": "ReadWriteMany"}, "aws": {"region": "eu-west-1", "credentialsSecret": "aws-credentials"}},
+    "metrics": {
+        "metrics": {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}},
+        "admin": {"keys": ["alice sha256:" + "ab" * 32]},
+    },
+    "trial": {"persistence": {"enabled": False}, "admin": {"enabled": False}, "networkPolicy": {"enabled": False}},
+}
+# Values the schema or the templates must refuse, and a word the refusal must contain.
+REFUSED = {
+    "replicas 0": ({"replicas": 0}, "replicas"),
+    "unknown key": ({"replicaCount": 2}, "replicaCount"),
+    "bad key line": ({"admin": {"keys": ["alice not-a-hash"]}}, "keys"),
+    "HA on ReadWriteOnce": ({"replicas": 2}, "ReadWriteMany"),
+}
+KUBE_VERSION = "1.30.0"
+
+failures = []
+
+
+def fail(where, message):
+    failures.append(f"{where}: {message}")
+
+
+def crd_schemas(chart):
+    schemas = {}
+    for doc in yaml.safe_load_all((chart / "crds" / "dataroom.dev.yaml").read_text()):
+        for version in doc["spec"]["versions"]:
+            key = (f"{doc['spec']['group']}/{version['name']}", doc["spec"]["names"]["kind"])
+            schemas[key] = version["schema"]["openAPIV3Schema"]
+    return schemas
+
+
+def validate(where, doc, schemas):
+    key = (doc["apiVersion"], doc["kind"])
+    if key in schemas:
+        try:
+            jsonschema.validate(doc, schemas[key])
+        except jsonschema.ValidationError as e:
+            fail(where, f"{doc['kind']} breaks its CRD schema: {e.message}")
+        return
+    if doc["apiVersion"].startswith("monitoring.coreos.com/"):
+        # No schema offline for prometheus-operator's kinds: check what they cannot work without.
+        spec = doc.get("spec", {})
+        ok = spec.get("endpoints") if doc["kind"] == "ServiceMonitor" else all(
+            r.get("expr") for g in spec.get("groups", []) for r in g.get("rules", []))
+        if not ok:
+            fail(where, f"{doc['kind']} {doc['metadata']['name']} is missing its endpoints or rule expressions")
+        return
+    try:
+        kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
+    except kubernetes_validate.ValidationError as e:
+        fail(where, f"{doc['kind']} {doc['metadata']['name']}: {str(e).splitlines()[0]}")
+
+
+def check_rbac(where, doc):
+    if doc["kind"] not in ("Role", "ClusterRole"):
+        return
+    for rule in doc.get("rules", []):
+        for field in ("verbs", "resources", "apiGroups", "resourceNames"):
+            if "*" in rule.get(field, []):
+                fail(where, f"{doc['kind']} {doc['metadata']['name']} has a wildcard in {field}")
+        if "secrets" in rule.get("resources", []) and {"list", "watch"} & set(rule["verbs"]):
+            fail(where, "Secrets may be read by name only, never listed or watched")
+
+
+def check_pod(where, doc):
+    if doc["kind"] != "Deployment":
+        return
+    pod = doc["spec"]["template"]["spec"]
+    if pod.get("securityContext", {}).get("seccompProfile", {}).get("type") != "RuntimeDefault":
+        fail(where, "the pod has no RuntimeDefault seccomp profile")
+    for c in pod.get("containers", []) + pod.get("initContainers", []):
+        sc = c.get("securityContext", {})
+        expected = {"runAsNonRoot": True, "readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False}
+        for field, value in expected.items():
+            if sc.get(field) is not value:
+                fail(where, f"container {c['name']}: securityContext.{field} must be {value}")
+        if sc.get("capabilities", {}).get("drop") != ["ALL"]:
+            fail(where, f"container {c['name']}: capabilities must drop ALL")
+        if sc.get("seccompProfile", {}).get("type") != "RuntimeDefault":
+            fail(where, f"container {c['name']}: seccompProfile must be RuntimeDefault")
+
+
+def main():
+    chart, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+    out.mkdir(parents=True, exist_ok=True)
+    schemas = crd_schemas(chart)
+    loaded = helm.Chart.load(chart)
+    for name, values in VALUE_SETS.items():
+        lint = helm.lint(chart, values, strict=True, namespace="dataroom", kube_version=f"v{KUBE_VERSION}")
+        for m in lint["messages"]:
+            if m["severity"] >= 2:
+                fail(name, f"helm lint: {m['path']}: {m['error']}")
+        rendered = loaded.render(values, name="dr", namespace="dataroom", is_install=True)
+        docs, kinds = [], []
+        for path, text in sorted(rendered.items()):
+            if path.endswith("NOTES.txt"):
+                warned = "AUDIT LOG" in text
+                if warned != (values.get("persistence", {}).get("enabled") is False):
+                    fail(name, "NOTES must warn loudly exactly when the audit log is on an emptyDir")
+                continue
+            for doc in yaml.safe_load_all(text):
+                if not doc:
+                    continue
+                validate(f"{name} {path}", doc, schemas)
+                check_rbac(f"{name} {path}", doc)
+                check_pod(f"{name} {path}", doc)
+                docs.append(doc)
+                kinds.append(doc["kind"])
+        for kind in ("Deployment", "ServiceAccount", "Service", "Ec2Budget"):
+            if kind not in kinds:
+                fail(name, f"no {kind} rendered")
+        (out / f"{name}.yaml").write_text(yaml.safe_dump_all(docs, sort_keys=False))
+        print(f"{name}: {len(docs)} manifests valid ({', '.join(sorted(set(kinds)))})")
+    for name, (values, word) in REFUSED.items():
+        try:
+            loaded.render(values, name="dr", namespace="dataroom", is_install=True)
+            fail(name, "rendered, but must be refused")
+        except helm.HelmError as e:
+            if word not in str(e):
+                fail(name, f"refused without naming {word}: {e}")
+    if failures:
+        print("\n".join(failures), file=sys.stderr)
+        sys.exit(1)
+    print(json.dumps({"value_sets": len(VALUE_SETS), "refused": len(REFUSED)}))
+
+
+main()
