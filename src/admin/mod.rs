@@ -147,8 +147,8 @@ async fn healthz() -> impl Responder {
 }
 
 #[get("/readyz")]
-async fn readyz(state: web::Data<HealthState>, standby: web::Data<Standby>) -> impl Responder {
-    let why = match (standby.0, state.ready.load(Ordering::SeqCst)) {
+async fn readyz(state: web::Data<HealthState>, req: actix_web::HttpRequest) -> impl Responder {
+    let why = match (is_standby(&req), state.ready.load(Ordering::SeqCst)) {
         (true, _) => "standby: another replica holds the leader lease\n",
         (false, false) => "starting: EC2 view not primed yet\n",
         (false, true) => return HttpResponse::Ok().content_type("text/plain").body("ready\n"),
@@ -167,8 +167,12 @@ async fn metrics(state: web::Data<HealthState>) -> impl Responder {
 #[derive(Clone, Copy, Debug)]
 pub struct Standby(pub bool);
 
-async fn no_route(req: actix_web::HttpRequest, standby: web::Data<Standby>) -> HttpResponse {
-    if standby.0 && req.path().starts_with("/api") {
+fn is_standby(req: &actix_web::HttpRequest) -> bool {
+    req.app_data::<web::Data<Standby>>().is_some_and(|s| s.0)
+}
+
+async fn no_route(req: actix_web::HttpRequest) -> HttpResponse {
+    if is_standby(&req) && req.path().starts_with("/api") {
         let status = actix_web::http::StatusCode::SERVICE_UNAVAILABLE;
         let why = "this replica is a standby; the leader serves the admin API (the Service routes to it)";
         return ApiError::new(status, "not_leader", why).error_response();

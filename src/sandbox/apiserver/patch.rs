@@ -108,6 +108,18 @@ mod tests {
     }
 
     #[test]
+    fn an_apply_conflicts_only_where_another_manager_applied_a_different_value() {
+        let current = json!({ "spec": { "holder": "a", "renew": "t1" } });
+        let others = vec![("lease-a".to_string(), vec!["/spec/holder".to_string()])];
+        let taken = conflicts(&current, &json!({ "spec": { "holder": "b" } }), &others);
+        assert_eq!(taken, vec![r#"conflict with "lease-a": .spec.holder"#.to_string()]);
+        assert!(conflicts(&current, &json!({ "spec": { "holder": "a" } }), &others).is_empty(), "same value");
+        assert!(conflicts(&current, &json!({ "spec": { "renew": "t2" } }), &others).is_empty(), "not theirs");
+        let released = json!({ "spec": {} });
+        assert!(conflicts(&released, &json!({ "spec": { "holder": "b" } }), &others).is_empty(), "cleared");
+    }
+
+    #[test]
     fn apply_removes_what_the_manager_stopped_setting() {
         let mut obj = json!({ "status": { "state": "running", "publicIp": "1.2.3.4", "other": "kept" } });
         let previous = leaf_paths(&json!({ "status": { "state": "running", "publicIp": "1.2.3.4" } }));
