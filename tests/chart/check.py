@@ -87,6 +87,8 @@ def check_rbac(where, doc):
 def check_pod(where, doc):
     if doc["kind"] != "Deployment":
         return
+    if doc["spec"].get("strategy", {}).get("type") != "Recreate":
+        fail(where, "only the leader is Ready, so a rolling update would never finish: use Recreate")
     pod = doc["spec"]["template"]["spec"]
     if pod.get("securityContext", {}).get("seccompProfile", {}).get("type") != "RuntimeDefault":
         fail(where, "the pod has no RuntimeDefault seccomp profile")
