@@ -153,6 +153,12 @@ pub struct RunArgs {
     /// Seconds between checkpoints (taken only when the log grew).
     #[arg(long, env = "DATAROOM_AUDIT_CHECKPOINT_INTERVAL", default_value = "60", value_parser = parse_seconds)]
     pub audit_checkpoint_interval: Duration,
+    /// Seconds a managed instance whose Ec2Instance is gone may live before it is terminated
+    /// (audited as gc.terminate); 0 turns this off. Keep one operator per AWS account and region,
+    /// or give each its own namespace scope (--namespace): orphans are judged by this operator's
+    /// view only.
+    #[arg(long, env = "DATAROOM_ORPHAN_GRACE", default_value = "300", value_parser = parse_grace)]
+    pub orphan_grace: Duration,
     /// Elect a leader through a Lease, so that several replicas are safe: only the leader works.
     #[arg(long, env = "DATAROOM_LEADER_ELECTION")]
     pub leader_election: bool,
@@ -179,6 +185,13 @@ fn parse_key_name(s: &str) -> Result<String, String> {
 fn parse_image_id(s: &str) -> Result<String, String> {
     let ok = crate::crd::is_image_id(s);
     if ok { Ok(s.to_string()) } else { Err("expected an AMI id like ami-0123456789abcdef0".into()) }
+}
+
+fn parse_grace(s: &str) -> Result<Duration, String> {
+    match s.parse::<u64>() {
+        Ok(n) if n <= 86_400 => Ok(Duration::from_secs(n)),
+        _ => Err("expected whole seconds between 0 (off) and 86400".into()),
+    }
 }
 
 fn parse_seconds(s: &str) -> Result<Duration, String> {

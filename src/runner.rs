@@ -42,24 +42,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             identity: identity(),
             duration_seconds: args.lease_duration,
         };
-        let mut campaign = Election::start(client.clone(), &lease).await?;
-        tracing::info!(lease = %lease.name, identity = %lease.identity, "standby until this replica holds the lease");
-        let health = HealthState { ready: Arc::new(AtomicBool::new(false)), metrics: metrics.clone() };
         let listener = admin::Listener { tls: tls.clone(), standby: true, ..Default::default() };
-        let (standby, _) = admin::serve(args.http_addr, health, None, listener)?;
-        let standby_handle = standby.handle();
-        tokio::spawn(standby);
-        tokio::select! {
-            acquired = campaign.acquired() => acquired?,
-            () = shutdown_signal() => {
-                standby_handle.stop(true).await;
-                campaign.resign().await;
-                return Ok(());
-            }
+        match stand_by(&client, &lease, args.http_addr, listener, metrics.clone()).await? {
+            Some(campaign) => election = Some(campaign),
+            None => return Ok(()),
         }
-        tracing::info!(identity = %lease.identity, "this replica holds the lease: leading");
-        standby_handle.stop(true).await;
-        election = Some(campaign);
     }
     // Opened only by the leader, so that it continues the chain the previous leader left.
     let audit = AuditLog::open(&args.audit_log)?;
@@ -75,6 +62,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         default_security_group_ids: args.default_security_group_ids,
         poll_interval: args.poll_interval,
         namespace: args.namespace,
+        orphan_grace: (!args.orphan_grace.is_zero()).then_some(args.orphan_grace),
         ssh: SshSettings { port: args.ssh_port, user: args.ssh_user.clone(), ..Default::default() },
         health_host_override: None,
     };
@@ -95,20 +83,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let listener = admin::Listener { tls, cors_origins: args.cors_origins.clone(), standby: false };
     let health = HealthState { ready: ready.clone(), metrics };
-    let publisher = signer.map(|signer| {
-        tracing::info!(public_key = %signer.public_key(), configmap = %args.audit_checkpoint_configmap, "signing audit checkpoints");
-        Arc::new(Publisher {
-            api: kube::Api::namespaced(ctx.client.clone(), &home),
-            name: args.audit_checkpoint_configmap.clone(),
-            signer,
-            audit: ctx.audit.clone(),
-            clock: ctx.clock.clone(),
-        })
-    });
-    let checkpoints = publisher.clone().map(|p| {
-        let every = args.audit_checkpoint_interval;
-        tokio::spawn(async move { p.run(every).await })
-    });
+    let (name, every) = (args.audit_checkpoint_configmap, args.audit_checkpoint_interval);
+    let checkpoints = signer.map(|signer| checkpoints(signer, &ctx, &home, name, every));
     let (server, bound) = admin::serve(args.http_addr, health, api, listener)?;
     tracing::info!(%bound, "serving /healthz, /readyz, /metrics and, with admin keys, /api");
     let server_handle = server.handle();
@@ -123,7 +99,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         None => controller::run(ctx, ready).await,
     };
     server_handle.stop(true).await;
-    if let (Some(task), Some(publisher)) = (checkpoints, publisher) {
+    if let Some((publisher, task)) = checkpoints {
         task.abort();
         // The tail as it is on the way out, so that nothing after the last tick goes unprotected.
         if let Err(e) = publisher.publish(0).await {
@@ -135,6 +111,55 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         campaign.resign().await;
     }
     result
+}
+
+/// Starts signing checkpoints of the audit log's head into the checkpoint ConfigMap.
+fn checkpoints(
+    signer: Signer,
+    ctx: &Context,
+    namespace: &str,
+    name: String,
+    every: std::time::Duration,
+) -> (Arc<Publisher>, tokio::task::JoinHandle<()>) {
+    tracing::info!(public_key = %signer.public_key(), configmap = %name, "signing audit checkpoints");
+    let api = kube::Api::namespaced(ctx.client.clone(), namespace);
+    let publisher =
+        Arc::new(Publisher { api, name, signer, audit: ctx.audit.clone(), clock: ctx.clock.clone() });
+    let running = publisher.clone();
+    (publisher, tokio::spawn(async move { running.run(every).await }))
+}
+
+/// Serves health (not ready) and 503 `not_leader` on `addr` until this replica holds the lease;
+/// `None` if it was told to stop first.
+async fn stand_by(
+    client: &kube::Client,
+    lease: &LeaseSettings,
+    addr: std::net::SocketAddr,
+    listener: admin::Listener,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<Option<Election>> {
+    let mut campaign = Election::start(client.clone(), lease).await?;
+    tracing::info!(lease = %lease.name, identity = %lease.identity, "standby until this replica holds the lease");
+    let health = HealthState { ready: Arc::new(AtomicBool::new(false)), metrics };
+    let (standby, _) = admin::serve(addr, health, None, listener)?;
+    let handle = standby.handle();
+    tokio::spawn(standby);
+    let acquired = tokio::select! {
+        acquired = campaign.acquired() => Some(acquired),
+        () = shutdown_signal() => None,
+    };
+    handle.stop(true).await;
+    match acquired {
+        Some(acquired) => {
+            acquired?;
+            tracing::info!(identity = %lease.identity, "this replica holds the lease: leading");
+            Ok(Some(campaign))
+        }
+        None => {
+            campaign.resign().await;
+            Ok(None)
+        }
+    }
 }
 
 /// Ctrl-C or SIGTERM (what Kubernetes sends to stop a pod).

@@ -188,8 +188,8 @@ async fn one_replica_leads_and_a_standby_takes_over() {
     let (intact, report) = verify(dir.path(), &signer.public_key());
     assert!(intact, "one chain across both leaders, covered by the checkpoint: {report}");
     let text = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
-    let launches = text.lines().filter(|l| l.contains(r#""action":"launch""#)).count();
-    assert_eq!(launches, 2, "{text}");
+    let launched = |l: &&str| l.contains(r#""action":"launch""#) && l.contains(r#""outcome":"success""#);
+    assert_eq!(text.lines().filter(launched).count(), 2, "{text}");
 
     // Cutting the newest records leaves a consistent chain, which the checkpoint exposes.
     let kept: Vec<&str> = text.lines().collect();

@@ -95,9 +95,9 @@ async fn create_adds_the_finalizer_then_launches_under_the_launch_policy() {
     assert_eq!(f.fake.total_calls(), 0);
 
     let audit = f.audit_lines();
-    assert_eq!(audit.len(), 1);
-    assert_eq!(audit[0]["action"], "launch");
-    assert_eq!(audit[0]["outcome"], "success");
+    assert_eq!(audit.len(), 2, "the launch, before EC2 is asked and after");
+    assert_eq!((&audit[0]["action"], &audit[0]["outcome"]), (&json!("launch"), &json!("started")));
+    assert_eq!((&audit[1]["action"], &audit[1]["outcome"]), (&json!("launch"), &json!("success")));
     assert!(!audit[0].to_string().contains("PRIVATE KEY"));
 }
 
@@ -168,7 +168,7 @@ async fn power_state_is_converged_both_ways() {
         (Some("running"), Some(id.as_str()))
     );
     let actions: Vec<_> = f.audit_lines().iter().map(|r| r["action"].as_str().unwrap().to_string()).collect();
-    assert_eq!(actions, ["launch", "stop", "start"]);
+    assert_eq!(actions, ["launch", "launch", "stop", "start"], "the launch is recorded before and after");
 }
 
 #[tokio::test]

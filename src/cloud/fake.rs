@@ -76,6 +76,9 @@ pub struct FakeCloud {
     delays: Delays,
     /// Instances get public addresses 127.BLOCK.x.y.
     block: u8,
+    /// How long launches and terminations take to answer after they took effect: a caller that
+    /// dies meanwhile has changed EC2 without hearing so.
+    reply_delay: Duration,
 }
 
 impl Default for FakeCloud {
@@ -86,7 +89,7 @@ impl Default for FakeCloud {
 
 impl FakeCloud {
     pub fn new(delays: Delays) -> Self {
-        Self { state: Mutex::new(State::default()), delays, block: 0 }
+        Self { state: Mutex::new(State::default()), delays, block: 0, reply_delay: Duration::ZERO }
     }
 
     /// Gives instances public addresses in 127.BLOCK.0.0/16, so that several sandboxes on one
@@ -94,6 +97,49 @@ impl FakeCloud {
     pub fn with_address_block(mut self, block: u8) -> Self {
         self.block = block;
         self
+    }
+
+    fn launch(&self, req: &LaunchRequest) -> Result<Instance> {
+        let mut state = self.state.lock().unwrap();
+        if let Some(f) = state.instances.values().find(|f| f.client_token == req.client_token) {
+            return Ok(f.instance.clone());
+        }
+        if !req.image_id.starts_with("ami-") {
+            return Err(CloudError::new(ErrorKind::Terminal, "InvalidAMIID.Malformed", "Invalid id"));
+        }
+        let id = next_id(&mut state, "i");
+        let n = state.next_id;
+        let instance = Instance {
+            id: id.clone(),
+            state: InstanceState::Pending,
+            instance_type: req.instance_type.clone(),
+            image_id: req.image_id.clone(),
+            key_name: Some(req.key_name.clone()),
+            public_ip: Some(loopback_ip(self.block, n)),
+            private_ip: Some(private_ip(n)),
+            launch_time: Some(Timestamp::now()),
+            tags: req.tags(),
+        };
+        let fake = FakeInstance {
+            instance: instance.clone(),
+            since: Instant::now(),
+            client_token: req.client_token.clone(),
+        };
+        state.instances.insert(id, fake);
+        Ok(instance)
+    }
+
+    /// Answers launches and terminations `delay` after they took effect.
+    pub fn with_reply_delay(mut self, delay: Duration) -> Self {
+        self.reply_delay = delay;
+        self
+    }
+
+    async fn reply<T>(&self, answer: T) -> T {
+        if !self.reply_delay.is_zero() {
+            tokio::time::sleep(self.reply_delay).await;
+        }
+        answer
     }
 
     /// Makes the next `times` calls of `operation` (any operation when `None`) fail or slow down.
@@ -319,33 +365,8 @@ fn incorrect_state(id: &str, state: InstanceState) -> CloudError {
 impl Cloud for FakeCloud {
     async fn run_instance(&self, req: &LaunchRequest) -> Result<Instance> {
         self.enter("RunInstances").await?;
-        let mut state = self.state.lock().unwrap();
-        if let Some(f) = state.instances.values().find(|f| f.client_token == req.client_token) {
-            return Ok(f.instance.clone());
-        }
-        if !req.image_id.starts_with("ami-") {
-            return Err(CloudError::new(ErrorKind::Terminal, "InvalidAMIID.Malformed", "Invalid id"));
-        }
-        let id = next_id(&mut state, "i");
-        let n = state.next_id;
-        let instance = Instance {
-            id: id.clone(),
-            state: InstanceState::Pending,
-            instance_type: req.instance_type.clone(),
-            image_id: req.image_id.clone(),
-            key_name: Some(req.key_name.clone()),
-            public_ip: Some(loopback_ip(self.block, n)),
-            private_ip: Some(private_ip(n)),
-            launch_time: Some(Timestamp::now()),
-            tags: req.tags(),
-        };
-        let fake = FakeInstance {
-            instance: instance.clone(),
-            since: Instant::now(),
-            client_token: req.client_token.clone(),
-        };
-        state.instances.insert(id, fake);
-        Ok(instance)
+        let launched = self.launch(req);
+        self.reply(launched).await
     }
 
     async fn describe_managed(&self) -> Result<Vec<Instance>> {
@@ -410,13 +431,14 @@ impl Cloud for FakeCloud {
 
     async fn terminate_instance(&self, id: &str) -> Result<()> {
         self.enter("TerminateInstances").await?;
-        self.with_instance(id, |f| {
+        let done = self.with_instance(id, |f| {
             if !f.instance.state.is_gone() {
                 f.instance.state = InstanceState::ShuttingDown;
                 f.since = Instant::now();
             }
             Ok(())
-        })
+        });
+        self.reply(done).await
     }
 
     async fn unmanage_instance(&self, id: &str) -> Result<()> {

@@ -5,6 +5,7 @@ mod cache;
 pub mod checkpoint;
 pub mod dataroom;
 pub mod ec2instance;
+pub mod gc;
 pub mod poller;
 pub mod reach;
 mod run;

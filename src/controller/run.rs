@@ -27,6 +27,9 @@ pub struct Settings {
     pub namespace: Option<String>,
     /// How to reach instances over SSH (DataRoom configuration pushes and the admin API).
     pub ssh: SshSettings,
+    /// How long a managed instance without its Ec2Instance lives before it is terminated; `None`
+    /// turns the orphan collector off.
+    pub orphan_grace: Option<Duration>,
     /// Test-only: send DataRoom health checks to this host instead of the instance's address.
     pub health_host_override: Option<String>,
 }
@@ -60,6 +63,7 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) -> anyhow::Result<()
         tokio::spawn(budget::watch_limits(ctx.client.clone(), ctx.gate.clone())),
         tokio::spawn(budget::persist(ctx.client.clone(), ctx.gate.clone(), ctx.metrics.clone())),
         tokio::spawn(retry_blocked(ctx.clone(), trigger)),
+        tokio::spawn(orphans(ctx.clone())),
     ];
     let writer = ctx.writer.lock().unwrap().take().expect("the controller runs once per context");
     let objects =
@@ -96,6 +100,13 @@ where
 async fn log_result<T, E: std::fmt::Display>(result: Result<T, E>) {
     if let Err(e) = result {
         tracing::debug!(error = %e, "reconcile request ended in error");
+    }
+}
+
+async fn orphans(ctx: Arc<Context>) {
+    if let Some(grace) = ctx.settings.orphan_grace {
+        let grace = jiff::SignedDuration::try_from(grace).unwrap_or(jiff::SignedDuration::MAX);
+        super::gc::run(ctx.clone(), grace, ctx.settings.poll_interval).await;
     }
 }
 

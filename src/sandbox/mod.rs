@@ -135,6 +135,7 @@ pub async fn run(args: SandboxArgs) -> anyhow::Result<()> {
         region: "us-east-1".into(),
         default_image_id: Some(SANDBOX_IMAGE.into()),
         poll_interval: Duration::from_secs(5),
+        orphan_grace: Some(Duration::from_secs(60)),
         ssh: SshSettings { port: instances::SSH_PORT, ..Default::default() },
         ..Default::default()
     };

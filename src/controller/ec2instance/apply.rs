@@ -135,6 +135,13 @@ async fn launch(
         ctx.cloud.run_instance(&request).await
     };
     let params = json!({ "instance_type": instance_type, "image_id": image, "replaces": replaces });
+    // Recorded before EC2 is asked: a crash after the launch took effect and before its answer
+    // still leaves the launch in the log (a restart repeats the call with the same client token).
+    let intent = Entry::new(ACTOR, "launch", &target(obj), Outcome::Started).params(params.clone());
+    if let Err(e) = ctx.append(intent).await {
+        ctx.gate.release(uid);
+        return Err(e.into());
+    }
     match launched.await {
         Ok(instance) => {
             ctx.cache.put(instance.clone());
