@@ -5,7 +5,7 @@ SHELL := /bin/bash
 VENV := .venv
 export DATAROOM_MOTO_SERVER := $(CURDIR)/$(VENV)/bin/moto_server
 
-.PHONY: test peers lint unit bench crds
+.PHONY: test peers lint unit bench scale crds
 
 test: peers lint unit bench
 
@@ -33,8 +33,15 @@ lint:
 unit: peers
 	cargo test
 
+# CI runs the scale suite at SCALE_ROOMS rooms; `make scale` runs it at full size.
+SCALE_ROOMS ?= 200
+
 bench:
 	cargo bench --bench poll --bench sandbox --bench admin
+	DATAROOM_SCALE_ROOMS=$(SCALE_ROOMS) cargo bench --bench scale
+
+scale:
+	DATAROOM_SCALE_ROOMS=1000 cargo bench --bench scale
 
 # Regenerate the committed CRDs after changing src/crd/.
 crds:
