@@ -3,10 +3,8 @@
 
 mod support;
 
-use std::collections::BTreeMap;
-
 use dataroom_operator::clock;
-use dataroom_operator::cloud::{Cloud, InstanceState, LaunchRequest};
+use dataroom_operator::cloud::{Cloud, InstanceState};
 use dataroom_operator::controller::gc::{Orphans, collect};
 use jiff::SignedDuration;
 use serde_json::json;
@@ -19,25 +17,8 @@ async fn an_orphaned_instance_is_terminated_after_the_grace_period() {
     h.create("web", json!({"instanceType": "t3.micro"})).await;
     h.state("web", "running").await;
     // Launched for an object that no longer exists (as after a crash before its status write).
-    let orphan = h
-        .fake
-        .run_instance(&LaunchRequest {
-            owner_uid: "00000000-0000-4000-8000-00000000dead".into(),
-            client_token: "gone".into(),
-            namespace: "default".into(),
-            name: "gone".into(),
-            data_room: None,
-            instance_type: "t3.micro".into(),
-            image_id: support::IMAGE.into(),
-            subnet_id: None,
-            security_group_ids: vec![],
-            user_data: None,
-            root_volume_gib: None,
-            key_name: "gone".into(),
-            extra_tags: BTreeMap::new(),
-        })
-        .await
-        .unwrap();
+    let request = support::launch_request("00000000-0000-4000-8000-00000000dead", "default", "gone");
+    let orphan = h.fake.run_instance(&request).await.unwrap();
     h.ctx.cache.put(orphan.clone());
     let grace = SignedDuration::from_mins(5);
     let mut orphans = Orphans::default();

@@ -4,7 +4,7 @@
 mod support;
 
 use dataroom_operator::cloud::fake::Fault;
-use dataroom_operator::cloud::{Cloud, LaunchRequest, TAG_MANAGED_BY};
+use dataroom_operator::cloud::{Cloud, TAG_MANAGED_BY};
 use dataroom_operator::crd::Ec2Instance;
 use serde_json::json;
 use support::{Fixture, NS, path, sweep, uid};
@@ -106,21 +106,7 @@ async fn an_instance_launched_before_a_crash_is_adopted_not_duplicated() {
     let f = Fixture::new();
     f.object("web", json!({}), true);
     // The previous run launched the instance and died before writing status.
-    let request = LaunchRequest {
-        owner_uid: uid("web"),
-        client_token: "from-before-the-crash".into(),
-        namespace: NS.into(),
-        name: "web".into(),
-        data_room: None,
-        instance_type: "t3.micro".into(),
-        image_id: support::IMAGE.into(),
-        subnet_id: None,
-        security_group_ids: vec![],
-        user_data: None,
-        root_volume_gib: None,
-        key_name: format!("dataroom-{}", uid("web")),
-        extra_tags: Default::default(),
-    };
+    let request = support::launch_request(&uid("web"), NS, "web");
     let before = f.fake.run_instance(&request).await.unwrap();
 
     f.reconcile("web").await.unwrap();

@@ -123,6 +123,30 @@ pub async fn sweep(f: &Fixture) {
     f.ctx.cache.replace(f.ctx.cloud.describe_managed().await.unwrap());
 }
 
+/// What the controller would ask EC2 for on behalf of `namespace/name` (owned by `owner_uid`), as
+/// a test plants it directly: an instance from before a crash, or an orphan.
+pub fn launch_request(
+    owner_uid: &str,
+    namespace: &str,
+    name: &str,
+) -> dataroom_operator::cloud::LaunchRequest {
+    dataroom_operator::cloud::LaunchRequest {
+        owner_uid: owner_uid.into(),
+        client_token: format!("planted-{name}"),
+        namespace: namespace.into(),
+        name: name.into(),
+        data_room: None,
+        instance_type: "t3.micro".into(),
+        image_id: IMAGE.into(),
+        subnet_id: None,
+        security_group_ids: vec![],
+        user_data: None,
+        root_volume_gib: None,
+        key_name: format!("dataroom-{owner_uid}"),
+        extra_tags: Default::default(),
+    }
+}
+
 pub fn uid(name: &str) -> String {
     let mut hex: String = name.bytes().map(|b| format!("{b:02x}")).collect();
     hex.truncate(12);
