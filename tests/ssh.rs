@@ -122,3 +122,24 @@ async fn the_host_key_is_pinned_on_first_use_and_a_changed_one_is_refused() {
         page["records"].as_array().unwrap().iter().map(|r| r["outcome"].as_str().unwrap()).collect();
     assert_eq!(outcomes, ["started", "success", "refused"], "the refused command never started");
 }
+
+/// A pooled connection unused for the idle timeout is closed; the next call dials again and
+/// checks the pinned host key without pinning anew.
+#[actix_web::test]
+async fn idle_connections_are_closed_and_the_next_call_dials_again() {
+    let rig = Rig::start().await;
+    let mut state = rig.state();
+    let settings = SshSettings { port: rig.ssh_port, idle_timeout: Duration::ZERO, ..Default::default() };
+    let pool = std::sync::Arc::new(dataroom_operator::ssh::Pool::new(rig.h.ctx.cloud.clone(), settings));
+    state.ssh = pool.clone();
+    let app = support::admin::app(state).await;
+    running(&app, "web").await;
+    let exec =
+        |command: &str| call(&app, "POST", "/api/ec2/instances/web/exec", Some(json!({"command": command})));
+    assert_eq!(exec("echo one").await.0, 200);
+    assert_eq!(pool.evict_idle(), 0, "the idle connection is closed");
+    let (status, two) = exec("echo two").await;
+    assert_eq!((status, two["stdout"].as_str()), (200, Some("two\n")), "{two}");
+    let (_, pins) = call(&app, "GET", "/api/audit?action=ssh.host_key.pinned", None).await;
+    assert_eq!(pins["records"].as_array().unwrap().len(), 1, "pinned once: {pins}");
+}

@@ -64,6 +64,7 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) -> anyhow::Result<()
         tokio::spawn(budget::persist(ctx.client.clone(), ctx.gate.clone(), ctx.metrics.clone())),
         tokio::spawn(retry_blocked(ctx.clone(), trigger)),
         tokio::spawn(orphans(ctx.clone())),
+        tokio::spawn(close_idle_connections(ctx.clone())),
     ];
     let writer = ctx.writer.lock().unwrap().take().expect("the controller runs once per context");
     let objects =
@@ -100,6 +101,14 @@ where
 async fn log_result<T, E: std::fmt::Display>(result: Result<T, E>) {
     if let Err(e) = result {
         tracing::debug!(error = %e, "reconcile request ended in error");
+    }
+}
+
+async fn close_idle_connections(ctx: Arc<Context>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(15));
+    loop {
+        tick.tick().await;
+        ctx.ssh.evict_idle();
     }
 }
 

@@ -28,6 +28,9 @@ pub struct SshSettings {
     pub port: u16,
     pub user: String,
     pub connect_timeout: Duration,
+    /// A pooled connection unused this long is closed, so that a large fleet does not keep one
+    /// open (with keepalives) per instance it ever configured.
+    pub idle_timeout: Duration,
     /// Test-only: connect here instead of the instance's address.
     pub address_override: Option<SocketAddr>,
 }
@@ -38,6 +41,7 @@ impl Default for SshSettings {
             port: 22,
             user: "ec2-user".into(),
             connect_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(120),
             address_override: None,
         }
     }
@@ -140,6 +144,8 @@ pub struct Pool {
     settings: SshSettings,
     /// One slot per instance, so that a slow dial to one instance never holds up another.
     connections: Mutex<HashMap<String, Slot>>,
+    /// When each pooled connection was last handed out.
+    used: Mutex<HashMap<String, Instant>>,
     keys: Mutex<HashMap<String, (Instant, Arc<PrivateKey>)>>,
     /// Host keys trusted on first use, by instance ID (the caller also persists them).
     pins: Mutex<HashMap<String, String>>,
@@ -151,6 +157,7 @@ impl Pool {
             cloud,
             settings,
             connections: Default::default(),
+            used: Default::default(),
             keys: Default::default(),
             pins: Default::default(),
         }
@@ -162,6 +169,7 @@ impl Pool {
         let pinned =
             target.pinned.clone().or_else(|| self.pins.lock().unwrap().get(&target.instance_id).cloned());
         let slot = self.connections.lock().unwrap().entry(target.instance_id.clone()).or_default().clone();
+        self.used.lock().unwrap().insert(target.instance_id.clone(), Instant::now());
         let mut slot = slot.lock().await;
         if let Some(open) = slot.as_ref().filter(|c| !c.is_closed())
             && pinned.as_deref().is_none_or(|p| key_material(p) == key_material(&open.host_key))
@@ -181,6 +189,21 @@ impl Pool {
     /// Drops the pooled connection to an instance (after a failure, or when it stops).
     pub fn forget(&self, instance_id: &str) {
         self.connections.lock().unwrap().remove(instance_id);
+        self.used.lock().unwrap().remove(instance_id);
+    }
+
+    /// Closes the pooled connections unused for `idle_timeout` (calls still holding one finish
+    /// on it); returns how many are left open.
+    pub fn evict_idle(&self) -> usize {
+        let idle: Vec<String> = {
+            let used = self.used.lock().unwrap();
+            used.iter()
+                .filter(|(_, at)| at.elapsed() >= self.settings.idle_timeout)
+                .map(|(id, _)| id.clone())
+                .collect()
+        };
+        idle.iter().for_each(|id| self.forget(id));
+        self.connections.lock().unwrap().len()
     }
 
     async fn dial(&self, target: &Target, pinned: Option<String>) -> Result<Connection, SshError> {
