@@ -32,21 +32,8 @@ impl client::Handler for AnyHost {
 async fn launch(fake: &FakeCloud, name: &str) -> (String, String) {
     let key_name = format!("kp-{name}");
     let (_, secret) = keys::ensure_key_pair(fake, &key_name).await.unwrap();
-    let request = LaunchRequest {
-        owner_uid: format!("uid-{name}"),
-        client_token: format!("uid-{name}"),
-        namespace: "default".into(),
-        name: name.into(),
-        data_room: None,
-        instance_type: "t3.micro".into(),
-        image_id: "ami-0000000000000000a".into(),
-        subnet_id: None,
-        security_group_ids: vec![],
-        user_data: None,
-        root_volume_gib: None,
-        key_name,
-        extra_tags: Default::default(),
-    };
+    let request =
+        LaunchRequest { key_name, ..support::launch_request(&format!("uid-{name}"), "default", name) };
     let ip = fake.run_instance(&request).await.unwrap().public_ip.unwrap();
     (ip, fake.get_secret(&secret).await.unwrap().unwrap().expose().to_string())
 }

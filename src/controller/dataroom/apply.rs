@@ -15,12 +15,13 @@ use serde_json::json;
 use super::content::{self, Content};
 use super::plan::{Child, Facts, Phase, Step, health_phase, plan};
 use super::status::{self, Seen};
-use super::{Boot, Memory, instance_name, key, target};
+use super::{Boot, Memory, instance_name, key};
 use crate::audit::{Entry, Outcome};
 use crate::controller::reach::{self, ReachError};
 use crate::controller::{ACTOR, Context, Error, Result};
 use crate::crd::{
     ACTIVITY_ANNOTATION, DEFAULT_INSTANCE_TYPE, DataRoom, DataRoomState, Ec2Instance, PowerState,
+    audit_target,
 };
 use crate::probe;
 use crate::ssh::SshError;
@@ -247,7 +248,7 @@ async fn create(room: &DataRoom, ctx: &Context, name: &str) -> Result<()> {
         Err(e) => return Err(e.into()),
     }
     let params = json!({ "instance": name, "instance_type": object.spec.instance_type, "image_id": object.spec.image_id });
-    let entry = Entry::new(ACTOR, "boot", &target(room), Outcome::Success)
+    let entry = Entry::new(ACTOR, "boot", &audit_target(room), Outcome::Success)
         .params(params)
         .detail(format!("created Ec2Instance {name}"));
     ctx.record(room, entry, Some((EventType::Normal, "Booting"))).await
@@ -261,7 +262,7 @@ async fn power(room: &DataRoom, ctx: &Context, name: &str, power: PowerState) ->
         PowerState::Running => ("start", "Starting"),
         PowerState::Stopped => ("stop", "Stopping"),
     };
-    let entry = Entry::new(ACTOR, action, &target(room), Outcome::Success)
+    let entry = Entry::new(ACTOR, action, &audit_target(room), Outcome::Success)
         .params(json!({ "instance": name }))
         .detail(format!("set Ec2Instance {name} to {power:?}"));
     ctx.record(room, entry, Some((EventType::Normal, reason))).await
@@ -274,7 +275,7 @@ async fn terminate(room: &DataRoom, ctx: &Context, name: &str) -> Result<()> {
         Err(kube::Error::Api(e)) if e.code == 404 => return Ok(()),
         Err(e) => return Err(e.into()),
     }
-    let entry = Entry::new(ACTOR, "terminate", &target(room), Outcome::Success)
+    let entry = Entry::new(ACTOR, "terminate", &audit_target(room), Outcome::Success)
         .params(json!({ "instance": name }))
         .detail(format!("deleted Ec2Instance {name}, which terminates its instance"));
     ctx.record(room, entry, Some((EventType::Normal, "Terminating"))).await
@@ -286,7 +287,7 @@ async fn idle_stop(room: &DataRoom, ctx: &Context, idle: f64, timeout: u32) -> R
     let patch = json!({ "spec": { "state": "Stopped" } });
     api.patch(&room.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
     let detail = format!("no activity for {idle:.0} minutes (timeout {timeout}); stopping the room");
-    let entry = Entry::new(ACTOR, "idle-stop", &target(room), Outcome::Success)
+    let entry = Entry::new(ACTOR, "idle-stop", &audit_target(room), Outcome::Success)
         .params(json!({ "idle_minutes": (idle * 10.0).round() / 10.0, "timeout_minutes": timeout }))
         .detail(detail.clone());
     ctx.record(room, entry, Some((EventType::Normal, "IdleTimeout"))).await?;
@@ -337,7 +338,7 @@ async fn push(room: &DataRoom, ctx: &Context, object: &Ec2Instance, content: &Co
         }
         Err(e) => (Outcome::Failure, e.to_string(), (EventType::Warning, "ConfigureFailed")),
     };
-    let entry = Entry::new(ACTOR, "configure", &target(room), outcome).params(params).detail(detail);
+    let entry = Entry::new(ACTOR, "configure", &audit_target(room), outcome).params(params).detail(detail);
     ctx.record(room, entry, Some(event)).await?;
     result
 }
@@ -431,6 +432,7 @@ async fn transition(room: &DataRoom, ctx: &Context, seen: &Seen, memory: &Memory
             "health_seconds": step(boot.configured, boot.ready),
         });
     }
-    let entry = Entry::new(ACTOR, action, &target(room), outcome).params(params).detail(seen.reason.clone());
+    let entry =
+        Entry::new(ACTOR, action, &audit_target(room), outcome).params(params).detail(seen.reason.clone());
     ctx.record(room, entry, Some(event)).await
 }

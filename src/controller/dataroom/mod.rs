@@ -25,11 +25,6 @@ pub fn instance_name(room: &str) -> String {
     format!("dr-{room}")
 }
 
-/// The room's name in audit records.
-pub fn target(room: &DataRoom) -> String {
-    crate::crd::audit_target(room)
-}
-
 /// `namespace/name`: how budgets and activity name a room.
 pub fn key(room: &DataRoom) -> String {
     crate::crd::qualified_name(room)

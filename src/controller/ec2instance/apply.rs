@@ -14,15 +14,11 @@ use crate::audit::{Entry, Outcome};
 use crate::budget::{Purpose, Refusal};
 use crate::cloud::{Instance, InstanceState, LaunchRequest, keys};
 use crate::controller::{ACTOR, Context, Error, Result};
-use crate::crd::Ec2Instance;
+use crate::crd::{Ec2Instance, audit_target};
 
 const STEADY_REQUEUE: Duration = Duration::from_secs(300);
 const WAIT_REQUEUE: Duration = Duration::from_secs(5);
 const BLOCKED_REQUEUE: Duration = Duration::from_secs(60);
-
-pub fn target(obj: &Ec2Instance) -> String {
-    crate::crd::audit_target(obj)
-}
 
 /// Brings EC2 in line with the spec, then writes status once.
 pub async fn converge(obj: &Ec2Instance, ctx: &Context) -> Result<Action> {
@@ -85,13 +81,13 @@ async fn adopt(obj: &Ec2Instance, ctx: &Context, uid: &str) -> Result<Option<Ins
     };
     for extra in live {
         ctx.cloud.terminate_instance(&extra.id).await?;
-        let entry = Entry::new(ACTOR, "terminate-duplicate", &target(obj), Outcome::Success)
+        let entry = Entry::new(ACTOR, "terminate-duplicate", &audit_target(obj), Outcome::Success)
             .params(json!({ "instance_id": extra.id, "kept": keep.id }))
             .detail(format!("terminated {} because {} already serves this object", extra.id, keep.id));
         ctx.record(obj, entry, Some((EventType::Warning, "DuplicateTerminated"))).await?;
     }
     ctx.cache.put(keep.clone());
-    let entry = Entry::new(ACTOR, "adopt", &target(obj), Outcome::Success)
+    let entry = Entry::new(ACTOR, "adopt", &audit_target(obj), Outcome::Success)
         .params(json!({ "instance_id": keep.id, "state": keep.state.as_str() }))
         .detail(format!("found existing instance {} by its owner tag", keep.id));
     ctx.record(obj, entry, Some((EventType::Normal, "Adopted"))).await?;
@@ -137,7 +133,7 @@ async fn launch(
     let params = json!({ "instance_type": instance_type, "image_id": image, "replaces": replaces });
     // Recorded before EC2 is asked: a crash after the launch took effect and before its answer
     // still leaves the launch in the log (a restart repeats the call with the same client token).
-    let intent = Entry::new(ACTOR, "launch", &target(obj), Outcome::Started).params(params.clone());
+    let intent = Entry::new(ACTOR, "launch", &audit_target(obj), Outcome::Started).params(params.clone());
     if let Err(e) = ctx.append(intent).await {
         ctx.gate.release(uid);
         return Err(e.into());
@@ -145,7 +141,7 @@ async fn launch(
     match launched.await {
         Ok(instance) => {
             ctx.cache.put(instance.clone());
-            let entry = Entry::new(ACTOR, "launch", &target(obj), Outcome::Success)
+            let entry = Entry::new(ACTOR, "launch", &audit_target(obj), Outcome::Success)
                 .params(with_instance(params, &instance.id))
                 .detail(format!("launched {} ({instance_type})", instance.id));
             observed.instance = Some(instance);
@@ -154,7 +150,7 @@ async fn launch(
         }
         Err(e) => {
             ctx.gate.release(uid);
-            let entry = Entry::new(ACTOR, "launch", &target(obj), Outcome::Failure)
+            let entry = Entry::new(ACTOR, "launch", &audit_target(obj), Outcome::Failure)
                 .params(params)
                 .detail(e.to_string());
             ctx.record(obj, entry, Some((EventType::Warning, "LaunchFailed"))).await?;
@@ -200,8 +196,9 @@ async fn power(
     };
     let params = with_instance(json!({}), &instance.id);
     if let Err(e) = call {
-        let entry =
-            Entry::new(ACTOR, action, &target(obj), Outcome::Failure).params(params).detail(e.to_string());
+        let entry = Entry::new(ACTOR, action, &audit_target(obj), Outcome::Failure)
+            .params(params)
+            .detail(e.to_string());
         ctx.record(obj, entry, Some((EventType::Warning, "PowerChangeFailed"))).await?;
         return Err(e.into());
     }
@@ -209,7 +206,7 @@ async fn power(
     updated.state = state;
     ctx.cache.put(updated.clone());
     observed.instance = Some(updated);
-    let entry = Entry::new(ACTOR, action, &target(obj), Outcome::Success)
+    let entry = Entry::new(ACTOR, action, &audit_target(obj), Outcome::Success)
         .params(params)
         .detail(format!("{action} requested for {}", instance.id));
     ctx.record(obj, entry, Some((EventType::Normal, reason))).await?;
@@ -228,7 +225,7 @@ async fn refused(
     ctx.metrics.budget_refusals.get_or_create(&vec![("limit", refusal.limit())]).inc();
     let message = refusal.to_string();
     if status::budget_message(obj).as_deref() != Some(message.as_str()) {
-        let entry = Entry::new(ACTOR, action, &target(obj), Outcome::Refused)
+        let entry = Entry::new(ACTOR, action, &audit_target(obj), Outcome::Refused)
             .params(json!({ "limit": refusal.limit(), "instance_type": obj.spec.instance_type }))
             .detail(message.clone());
         ctx.record(obj, entry, Some((EventType::Warning, "BudgetExceeded"))).await?;

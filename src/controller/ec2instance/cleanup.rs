@@ -6,12 +6,11 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use serde_json::json;
 
-use super::apply::target;
 use super::plan::key_pair_name;
 use crate::audit::{Entry, Outcome};
 use crate::cloud::{keys, ssh_secret_name};
 use crate::controller::{ACTOR, Context, Error, Result};
-use crate::crd::{DeletionPolicy, Ec2Instance};
+use crate::crd::{DeletionPolicy, Ec2Instance, audit_target};
 
 pub async fn cleanup(obj: &Ec2Instance, ctx: &Context) -> Result<Action> {
     let uid = obj.uid().ok_or(Error::MissingField("metadata.uid"))?;
@@ -33,7 +32,7 @@ pub async fn cleanup(obj: &Ec2Instance, ctx: &Context) -> Result<Action> {
                 true => "no instance was running; key pair and secret removed".to_string(),
                 false => format!("terminated {}; key pair and secret removed", ids.join(", ")),
             };
-            let entry = Entry::new(ACTOR, "terminate", &target(obj), Outcome::Success)
+            let entry = Entry::new(ACTOR, "terminate", &audit_target(obj), Outcome::Success)
                 .params(json!({ "instance_ids": ids, "key_pair": key_name }))
                 .detail(detail);
             ctx.record(obj, entry, Some((EventType::Normal, "Terminated"))).await?;
@@ -42,7 +41,7 @@ pub async fn cleanup(obj: &Ec2Instance, ctx: &Context) -> Result<Action> {
             for instance in &live {
                 ctx.cloud.unmanage_instance(&instance.id).await?;
             }
-            let entry = Entry::new(ACTOR, "retain", &target(obj), Outcome::Success)
+            let entry = Entry::new(ACTOR, "retain", &audit_target(obj), Outcome::Success)
                 .params(json!({
                     "instance_ids": ids,
                     "key_pair": key_name,
