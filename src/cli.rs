@@ -112,6 +112,12 @@ pub struct RunArgs {
     /// Seconds between full EC2 sweeps.
     #[arg(long, env = "DATAROOM_POLL_INTERVAL", default_value = "15", value_parser = parse_seconds)]
     pub poll_interval: Duration,
+    /// Seconds before a failed reconcile is retried; the wait doubles with each consecutive failure.
+    #[arg(long, env = "DATAROOM_RETRY_BASE", default_value = "5", value_parser = parse_seconds)]
+    pub retry_base: Duration,
+    /// Longest wait between retries of a failing object, in seconds.
+    #[arg(long, env = "DATAROOM_RETRY_MAX", default_value = "300", value_parser = parse_seconds)]
+    pub retry_max: Duration,
     /// YAML price overrides: `{region: {instance-type: usd-per-hour}}`.
     #[arg(long, env = "DATAROOM_PRICE_TABLE")]
     pub price_table: Option<PathBuf>,

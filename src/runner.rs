@@ -18,7 +18,7 @@ use crate::cloud::aws::AwsCloud;
 use crate::cloud::metered::Metered;
 use crate::cloud::pricing::PriceTable;
 use crate::controller::checkpoint::Publisher;
-use crate::controller::{self, Context, Settings};
+use crate::controller::{self, Backoff, Context, Settings};
 use crate::leader::{Election, LeaseSettings};
 use crate::metrics::Metrics;
 use crate::ssh::SshSettings;
@@ -65,6 +65,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         orphan_grace: (!args.orphan_grace.is_zero()).then_some(args.orphan_grace),
         ssh: SshSettings { port: args.ssh_port, user: args.ssh_user.clone(), ..Default::default() },
         health_host_override: None,
+        backoff: Backoff { base: args.retry_base, max: args.retry_max.max(args.retry_base) },
     };
     let recorder = Recorder::new(client.clone(), reporter);
     let ctx = Arc::new(Context::new(client, cloud, gate, audit, recorder, metrics.clone(), settings, clock));

@@ -69,6 +69,7 @@ async fn a_room_on_moto_and_openssh_is_configured_idles_out_and_waits_for_budget
         ssh: SshSettings { user: user(), address_override: Some(sshd.address()), ..Default::default() },
         health_host_override: Some("127.0.0.1".into()),
         clock,
+        ..Default::default()
     };
     let h = Harness::start_on_with(cloud.clone(), &moto.image().await, options).await;
     let app = support::admin::app(support::admin::state(&h)).await;

@@ -151,14 +151,24 @@ impl FakeCloud {
         });
     }
 
-    /// Calls made to `operation` (AWS operation names: "RunInstances", "DescribeInstances", …).
+    /// Ends every injected fault (an outage injected with `times = usize::MAX`, say).
+    pub fn heal(&self) {
+        self.state.lock().unwrap().faults.clear();
+    }
+
     /// Stores an S3 object (the fake has no PutObject in the port: only tests and the sandbox write).
     pub fn put_object(&self, bucket: &str, key: &str, body: &[u8]) {
         self.state.lock().unwrap().objects.insert((bucket.to_string(), key.to_string()), body.to_vec());
     }
 
+    /// Calls made to `operation` (AWS operation names: "RunInstances", "DescribeInstances", …).
     pub fn calls(&self, operation: &str) -> u64 {
         self.state.lock().unwrap().calls.get(operation).copied().unwrap_or(0)
+    }
+
+    /// Calls made so far, by operation.
+    pub fn call_counts(&self) -> BTreeMap<String, u64> {
+        self.state.lock().unwrap().calls.iter().map(|(op, n)| (op.clone(), *n)).collect()
     }
 
     pub fn total_calls(&self) -> u64 {

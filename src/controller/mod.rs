@@ -22,7 +22,7 @@ use rand::Rng;
 use thiserror::Error;
 
 pub use cache::InstanceCache;
-pub use run::{Settings, run};
+pub use run::{Backoff, Settings, run};
 
 use crate::audit::{AuditError, AuditLog, Entry};
 use crate::budget::Gate;
@@ -188,17 +188,18 @@ impl Context {
         self.failures.lock().unwrap().remove(uid);
     }
 
-    /// Exponential backoff with jitter per object: 5 s doubling to 5 min; terminal errors wait 10 min.
+    /// Exponential backoff with jitter per object (see `Backoff`); terminal errors wait twice the
+    /// longest retry, since retrying will not help until someone changes something.
     fn backoff(&self, uid: &str, terminal: bool) -> Duration {
+        let Backoff { base, max } = self.settings.backoff;
         if terminal {
-            return Duration::from_secs(600);
+            return max * 2;
         }
         let mut failures = self.failures.lock().unwrap();
         let n = failures.entry(uid.to_string()).or_default();
         *n = n.saturating_add(1);
-        let base = 5.0 * 2f64.powi((*n - 1).min(6) as i32);
-        let jitter = rand::thread_rng().gen_range(0.8..1.2);
-        Duration::from_secs_f64((base * jitter).min(300.0))
+        let delay = base.saturating_mul(1 << (*n - 1).min(20)).min(max);
+        delay.mul_f64(rand::thread_rng().gen_range(0.8..1.2))
     }
 }
 

@@ -53,10 +53,21 @@ impl Poller {
     }
 
     /// Sweeps forever; a failed sweep keeps the previous view and is retried next interval.
-    pub async fn run(self) {
+    /// `recovered` is called on the first good sweep after failed ones.
+    pub async fn run(self, recovered: impl Fn()) {
+        let mut failing = false;
         loop {
-            if let Err(e) = self.sweep().await {
-                tracing::warn!(error = %e, "EC2 sweep failed; keeping the previous view");
+            match self.sweep().await {
+                Ok(_) if failing => {
+                    tracing::info!("EC2 answers again");
+                    failing = false;
+                    recovered();
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "EC2 sweep failed; keeping the previous view");
+                    failing = true;
+                }
             }
             let busy = self.cache.any(|i| !is_settled(i));
             tokio::time::sleep(if busy { self.busy_interval } else { self.interval }).await;

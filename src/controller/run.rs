@@ -1,14 +1,18 @@
 //! Wires the controller together: budget, cache priming, poller, retries of refused objects, and
 //! the kube-runtime `Controller` for Ec2Instance.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
+
 use futures::channel::mpsc;
-use kube::Api;
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, WatchStreamExt, watcher};
+use kube::{Api, ResourceExt};
+use tokio::sync::Notify;
 
 use super::poller::Poller;
 use super::{Context, budget, dataroom, ec2instance, error_policy};
@@ -32,6 +36,22 @@ pub struct Settings {
     pub orphan_grace: Option<Duration>,
     /// Test-only: send DataRoom health checks to this host instead of the instance's address.
     pub health_host_override: Option<String>,
+    /// How long a failed reconcile waits before it is retried.
+    pub backoff: Backoff,
+}
+
+/// Retry delays after failed reconciles: `base`, doubling with each consecutive failure up to
+/// `max`, each with ±20 % jitter so that objects that failed together do not retry together.
+#[derive(Clone, Copy, Debug)]
+pub struct Backoff {
+    pub base: Duration,
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self { base: Duration::from_secs(5), max: Duration::from_secs(300) }
+    }
 }
 
 /// Runs until Ctrl-C / SIGTERM. `ready` turns true once the first EC2 sweep has primed the view.
@@ -58,8 +78,14 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) -> anyhow::Result<()
     ready.store(true, Ordering::SeqCst);
     tracing::info!(instances = ctx.cache.len(), "EC2 view primed; starting the controller");
 
+    let recovered = Arc::new(Notify::new());
+    let (room_trigger, room_triggers) = mpsc::unbounded();
     let tasks = [
-        tokio::spawn(poller.run()),
+        tokio::spawn(poller.run({
+            let recovered = recovered.clone();
+            move || recovered.notify_one()
+        })),
+        tokio::spawn(retry_after_outage(ctx.clone(), recovered, trigger.clone(), room_trigger)),
         tokio::spawn(budget::watch_limits(ctx.client.clone(), ctx.gate.clone())),
         tokio::spawn(budget::persist(ctx.client.clone(), ctx.gate.clone(), ctx.metrics.clone())),
         tokio::spawn(retry_blocked(ctx.clone(), trigger)),
@@ -79,6 +105,7 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) -> anyhow::Result<()
     // A room wakes when its instance changes (state, status, deletion).
     let rooms = Controller::for_stream(rooms.applied_objects(), ctx.rooms.clone())
         .owns(api::<Ec2Instance>(&ctx), watcher::Config::default())
+        .reconcile_on(room_triggers)
         .shutdown_on_signal()
         .run(dataroom::reconcile, error_policy, ctx.clone())
         .for_each(log_result);
@@ -119,11 +146,29 @@ async fn orphans(ctx: Arc<Context>) {
     }
 }
 
-/// Re-queues every object the budget refused as soon as usage or limits change.
-async fn retry_blocked(
+/// When EC2 answers again after failed sweeps, retries every object that is backing off at once,
+/// rather than when backoffs grown long during the outage run out.
+async fn retry_after_outage(
     ctx: Arc<Context>,
-    trigger: mpsc::UnboundedSender<kube::runtime::reflector::ObjectRef<Ec2Instance>>,
+    recovered: Arc<Notify>,
+    instances: mpsc::UnboundedSender<ObjectRef<Ec2Instance>>,
+    rooms: mpsc::UnboundedSender<ObjectRef<DataRoom>>,
 ) {
+    loop {
+        recovered.notified().await;
+        let failing: HashSet<String> = ctx.failures.lock().unwrap().keys().cloned().collect();
+        let backing_off = |uid: Option<String>| uid.is_some_and(|uid| failing.contains(&uid));
+        for object in ctx.instances.state().iter().filter(|o| backing_off(o.uid())) {
+            let _ = instances.unbounded_send(ObjectRef::from_obj(object.as_ref()));
+        }
+        for room in ctx.rooms.state().iter().filter(|r| backing_off(r.uid())) {
+            let _ = rooms.unbounded_send(ObjectRef::from_obj(room.as_ref()));
+        }
+    }
+}
+
+/// Re-queues every object the budget refused as soon as usage or limits change.
+async fn retry_blocked(ctx: Arc<Context>, trigger: mpsc::UnboundedSender<ObjectRef<Ec2Instance>>) {
     let mut changed = ctx.gate.subscribe();
     while changed.changed().await.is_ok() {
         let blocked: Vec<_> = ctx.blocked.lock().unwrap().drain().collect();

@@ -10,7 +10,7 @@ use dataroom_operator::clock::{self, Clock};
 use dataroom_operator::cloud::Cloud;
 use dataroom_operator::cloud::fake::{Delays, FakeCloud};
 use dataroom_operator::cloud::pricing::PriceTable;
-use dataroom_operator::controller::{self, Context, Settings};
+use dataroom_operator::controller::{self, Backoff, Context, Settings};
 use dataroom_operator::crd::Ec2Instance;
 use dataroom_operator::metrics::Metrics;
 use dataroom_operator::sandbox::apiserver::ApiServer;
@@ -23,6 +23,7 @@ use serde_json::json;
 pub struct Harness {
     pub api: Api<Ec2Instance>,
     pub client: kube::Client,
+    pub server: Arc<ApiServer>,
     /// The cloud, when it is the fake (`start`); an unused fake with `start_on`.
     pub fake: Arc<FakeCloud>,
     pub ctx: Arc<Context>,
@@ -35,11 +36,17 @@ pub struct Options {
     pub ssh: SshSettings,
     pub health_host_override: Option<String>,
     pub clock: Clock,
+    pub backoff: Backoff,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { ssh: SshSettings::default(), health_host_override: None, clock: clock::system() }
+        Options {
+            ssh: SshSettings::default(),
+            health_host_override: None,
+            clock: clock::system(),
+            backoff: Backoff::default(),
+        }
     }
 }
 
@@ -81,6 +88,7 @@ impl Harness {
             poll_interval: Duration::from_secs(1),
             ssh: options.ssh,
             health_host_override: options.health_host_override,
+            backoff: options.backoff,
             ..Default::default()
         };
         let metrics = Arc::new(Metrics::default());
@@ -88,7 +96,7 @@ impl Harness {
         let ctx = Arc::new(ctx);
         let task = tokio::spawn(controller::run(ctx.clone(), Arc::new(AtomicBool::new(false))));
         let api = Api::namespaced(client.clone(), "default");
-        Self { api, client, fake, ctx, task, audit_dir }
+        Self { api, client, server, fake, ctx, task, audit_dir }
     }
 
     pub async fn create(&self, name: &str, spec: serde_json::Value) {

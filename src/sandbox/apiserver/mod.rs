@@ -38,6 +38,10 @@ pub struct ApiServer {
     types: RwLock<Vec<ResourceType>>,
     /// Seconds between watch bookmarks (when the client allows them).
     bookmark_interval: std::time::Duration,
+    /// False while the server is down for a fault test: requests get 503 and open watches end.
+    available: tokio::sync::watch::Sender<bool>,
+    /// Requests handled, for tests that bound a client's retries.
+    requests: std::sync::atomic::AtomicU64,
 }
 
 /// A request, as the handlers see it.
@@ -71,6 +75,8 @@ impl ApiServer {
             store: Store::new(history),
             types: RwLock::new(types::builtins()),
             bookmark_interval: bookmarks,
+            available: tokio::sync::watch::Sender::new(true),
+            requests: Default::default(),
         });
         for ns in ["default", "kube-system"] {
             let namespace = json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": ns } });
@@ -110,7 +116,21 @@ impl ApiServer {
     }
 
     pub async fn handle(self: &Arc<Self>, req: ApiRequest) -> Reply {
+        self.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if !*self.available.borrow() {
+            return failure(503, "ServiceUnavailable", "the API server is down (fault injection)");
+        }
         read::route(self, req).await
+    }
+
+    /// Takes the server down (every request gets 503, open watches end) or brings it back.
+    pub fn set_available(&self, up: bool) {
+        self.available.send_replace(up);
+    }
+
+    /// Requests handled so far, refused ones included.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 

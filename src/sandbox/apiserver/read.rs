@@ -201,6 +201,7 @@ fn watch(server: &Arc<ApiServer>, target: &Target, req: &ApiRequest) -> Reply {
     };
     let target_rt = target.rt.clone();
     let interval = server.bookmark_interval;
+    let mut available = server.available.subscribe();
     tokio::spawn(async move {
         let rt = target_rt;
         let mut last = start;
@@ -227,6 +228,7 @@ fn watch(server: &Arc<ApiServer>, target: &Target, req: &ApiRequest) -> Reply {
         loop {
             let out = tokio::select! {
                 _ = &mut deadline => return,
+                _ = available.wait_for(|up| !*up) => return,
                 _ = ticks.tick(), if bookmarks => bookmark(last.max(start), false),
                 event = live.recv() => match event {
                     Ok(e) if e.rv > last && wanted(&e) => {
