@@ -5,9 +5,9 @@ SHELL := /bin/bash
 VENV := .venv
 export DATAROOM_MOTO_SERVER := $(CURDIR)/$(VENV)/bin/moto_server
 
-.PHONY: test peers lint unit bench scale crds
+.PHONY: test peers lint unit bench scale fuzz crds
 
-test: peers lint unit bench
+test: peers lint unit fuzz bench
 
 # Python test peers in a venv inside the repo; re-installed when requirements change.
 $(VENV)/.installed: requirements-test.txt
@@ -18,6 +18,7 @@ $(VENV)/.installed: requirements-test.txt
 peers: $(VENV)/.installed /usr/sbin/sshd /usr/bin/wrk
 	@test -x $(DATAROOM_MOTO_SERVER) || { echo "moto_server missing after install"; exit 1; }
 	@$(VENV)/bin/python -c "import helm_python, kubernetes_validate" || { echo "helm-python-sdk or kubernetes-validate missing after install"; exit 1; }
+	@test -x $(VENV)/bin/schemathesis || { echo "schemathesis missing after install"; exit 1; }
 
 # OpenSSH's sshd (the SSH/SFTP test peer) and wrk (the load generator), from Debian; CI runs as root.
 /usr/sbin/sshd:
@@ -33,11 +34,28 @@ lint:
 unit: peers
 	cargo test
 
+# cargo-fuzz from crates.io. The machine has only a stable toolchain: RUSTC_BOOTSTRAP lets it take
+# the nightly flags libFuzzer's instrumentation needs. No sanitizer (the code under test is safe Rust), and
+# unoptimised (--dev): the build is minutes shorter, which matters more here than executions per second.
+CARGO_FUZZ := $(HOME)/.cargo/bin/cargo-fuzz
+FUZZ_SECONDS ?= 60
+
+$(CARGO_FUZZ):
+	cargo install --locked cargo-fuzz@0.13.2
+
+# Each target runs FUZZ_SECONDS from the committed seeds; new inputs go to a scratch corpus.
+fuzz: $(CARGO_FUZZ)
+	cd fuzz && for target in audit_log remote_path config; do \
+		corpus=$$(mktemp -d) && \
+		RUSTC_BOOTSTRAP=1 cargo fuzz run --dev --sanitizer none $$target $$corpus seeds/$$target -- \
+			-max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 || exit 1; \
+	done
+
 # CI runs the scale suite at SCALE_ROOMS rooms; `make scale` runs it at full size.
 SCALE_ROOMS ?= 200
 
 bench:
-	cargo bench --bench poll --bench sandbox --bench admin
+	cargo bench --bench poll --bench sandbox --bench admin --bench outage
 	DATAROOM_SCALE_ROOMS=$(SCALE_ROOMS) cargo bench --bench scale
 
 scale:

@@ -101,4 +101,47 @@ fn rooms(sandbox: &sandbox::Sandbox) {
         println!("      {label:<30} {p50:>6.2} / {max:>6.2}");
     }
     println!("    all {ROOMS} Ready after:              {:>6.2}", started.elapsed().as_secs_f64());
+    fan_out(sandbox);
+}
+
+/// `echo` through the admin API on one room's instance at a time, then on all 20 at once: the
+/// fan-out's wall time against a single exec's.
+fn fan_out(sandbox: &sandbox::Sandbox) {
+    let key = std::fs::read_to_string(sandbox.dir.path().join("admin-key")).unwrap();
+    let auth = format!("Authorization: Bearer {}\r\n", key.trim());
+    let exec = |n: usize| {
+        let started = Instant::now();
+        let url = format!("{}/api/ec2/instances/dr-room-{n:02}/exec", sandbox.admin);
+        let (status, body) = sandbox::http_post_json(&url, &auth, r#"{"command": "echo fan-out"}"#).unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("fan-out"), "{body}");
+        started.elapsed().as_secs_f64() * 1000.0
+    };
+    let exec = &exec;
+    let p50 = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    (0..ROOMS).for_each(|n| {
+        exec(n);
+    });
+    let single = p50((0..5).flat_map(|_| (0..ROOMS).map(exec)).collect());
+    let rounds: Vec<f64> = (0..10)
+        .map(|_| {
+            let started = Instant::now();
+            std::thread::scope(|s| {
+                (0..ROOMS).map(|n| s.spawn(move || exec(n))).for_each(|t| {
+                    t.join().unwrap();
+                })
+            });
+            started.elapsed().as_secs_f64() * 1000.0
+        })
+        .collect();
+    let fan = p50(rounds);
+    println!("  exec fan-out to {ROOMS} instances (p50 over 10 rounds, pooled connections):");
+    println!("    one exec:                        {single:>6.2} ms");
+    println!(
+        "    {ROOMS} at once, wall time:          {fan:>6.2} ms   ({:.1}× one exec; {ROOMS}× if serialised)",
+        fan / single
+    );
 }

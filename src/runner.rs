@@ -187,9 +187,7 @@ pub fn load_prices(overrides: Option<&Path>) -> anyhow::Result<PriceTable> {
         return Ok(table);
     };
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let extra: PriceTable = serde_yaml::from_str(&text).with_context(|| {
-        format!("{}: expected {{region: {{instance-type: usd-per-hour}}}}", path.display())
-    })?;
+    let extra = PriceTable::parse(&text).map_err(|why| anyhow::anyhow!("{}: {why}", path.display()))?;
     Ok(table.with_overrides(extra))
 }
 

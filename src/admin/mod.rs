@@ -177,6 +177,14 @@ async fn no_route(req: actix_web::HttpRequest) -> HttpResponse {
         let why = "this replica is a standby; the leader serves the admin API (the Service routes to it)";
         return ApiError::new(status, "not_leader", why).error_response();
     }
+    if let Some(allowed) = openapi::methods(req.path()) {
+        let status = actix_web::http::StatusCode::METHOD_NOT_ALLOWED;
+        let why = format!("{} is not served here; the route serves {allowed}", req.method());
+        let mut response = ApiError::new(status, "method_not_allowed", why).error_response();
+        let allow = actix_web::http::header::HeaderValue::from_str(&allowed).expect("method names are ASCII");
+        response.headers_mut().insert(actix_web::http::header::ALLOW, allow);
+        return response;
+    }
     let status = actix_web::http::StatusCode::NOT_FOUND;
     ApiError::new(status, "no_route", "no such route; see /api/openapi.json").error_response()
 }

@@ -68,6 +68,11 @@ impl InstanceState {
     pub fn is_gone(self) -> bool {
         matches!(self, Self::ShuttingDown | Self::Terminated)
     }
+
+    /// Not between states: running, stopped or terminated.
+    pub fn is_settled(self) -> bool {
+        matches!(self, Self::Running | Self::Stopped | Self::Terminated)
+    }
 }
 
 /// One EC2 instance as the operator sees it.

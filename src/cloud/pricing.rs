@@ -90,11 +90,41 @@ impl PriceTable {
     pub fn hourly(&self, region: &str, instance_type: &str) -> Option<f64> {
         self.0.get(region)?.get(instance_type).copied()
     }
+
+    /// Every price in the table.
+    pub fn prices(&self) -> impl Iterator<Item = f64> + '_ {
+        self.0.values().flat_map(|types| types.values().copied())
+    }
+
+    /// Parses overrides (YAML `{region: {instance-type: usd-per-hour}}`). A price must be a finite
+    /// number of dollars, 0 or more: a negative or NaN price would open the spend cap.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let table: Self = serde_yaml::from_str(text)
+            .map_err(|e| format!("expected {{region: {{instance-type: usd-per-hour}}}}: {e}"))?;
+        for (region, types) in &table.0 {
+            if let Some((kind, price)) = types.iter().find(|(_, p)| !(p.is_finite() && **p >= 0.0)) {
+                return Err(format!("{region}/{kind}: {price} is not a price (a finite number, 0 or more)"));
+            }
+        }
+        Ok(table)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parse_refuses_what_is_not_a_price() {
+        let table = PriceTable::parse("us-east-1: {t3.micro: 0.02}").unwrap();
+        assert_eq!(table.hourly("us-east-1", "t3.micro"), Some(0.02));
+        for bad in ["us-east-1: {t3.micro: -1}", "us-east-1: {t3.micro: .nan}", "us-east-1: {t3.micro: .inf}"]
+        {
+            let why = PriceTable::parse(bad).unwrap_err();
+            assert!(why.contains("us-east-1/t3.micro") && why.contains("not a price"), "{why}");
+        }
+        assert!(PriceTable::parse("us-east-1: [1, 2]").unwrap_err().contains("expected {region"));
+    }
 
     #[test]
     fn lookup_and_override() {

@@ -9,6 +9,9 @@ use crate::cloud::Instance;
 #[derive(Default)]
 pub struct InstanceCache {
     by_owner: RwLock<HashMap<String, Instance>>,
+    /// Woken when the controller puts an instance that is between states (it launched, started,
+    /// stopped or terminated one), so that a poller in its steady interval looks again soon.
+    pub transition: tokio::sync::Notify,
 }
 
 impl InstanceCache {
@@ -23,7 +26,11 @@ impl InstanceCache {
 
     pub fn put(&self, instance: Instance) {
         if let Some(uid) = instance.owner_uid().map(str::to_string) {
+            let settled = instance.state.is_settled();
             self.by_owner.write().unwrap().insert(uid, instance);
+            if !settled {
+                self.transition.notify_one();
+            }
         }
     }
 

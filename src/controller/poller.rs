@@ -69,15 +69,16 @@ impl Poller {
                     failing = true;
                 }
             }
-            let busy = self.cache.any(|i| !is_settled(i));
-            tokio::time::sleep(if busy { self.busy_interval } else { self.interval }).await;
+            if self.cache.any(|i| !i.state.is_settled()) {
+                tokio::time::sleep(self.busy_interval).await;
+            } else {
+                tokio::select! {
+                    _ = tokio::time::sleep(self.interval) => {}
+                    _ = self.cache.transition.notified() => tokio::time::sleep(self.busy_interval).await,
+                }
+            }
         }
     }
-}
-
-fn is_settled(instance: &Instance) -> bool {
-    use crate::cloud::InstanceState::*;
-    matches!(instance.state, Running | Stopped | Terminated)
 }
 
 /// The Ec2Instance an instance belongs to, from its tags.

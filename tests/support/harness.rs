@@ -37,6 +37,7 @@ pub struct Options {
     pub health_host_override: Option<String>,
     pub clock: Clock,
     pub backoff: Backoff,
+    pub poll_interval: Duration,
 }
 
 impl Default for Options {
@@ -46,6 +47,7 @@ impl Default for Options {
             health_host_override: None,
             clock: clock::system(),
             backoff: Backoff::default(),
+            poll_interval: Duration::from_secs(1),
         }
     }
 }
@@ -85,7 +87,7 @@ impl Harness {
         let settings = Settings {
             region: "us-east-1".into(),
             default_image_id: Some(image.into()),
-            poll_interval: Duration::from_secs(1),
+            poll_interval: options.poll_interval,
             ssh: options.ssh,
             health_host_override: options.health_host_override,
             backoff: options.backoff,

@@ -33,15 +33,25 @@ pub fn http_get(url: &str) -> Option<(u16, String)> {
 
 /// A plain HTTP/1.0 GET with extra header lines (each ending in CRLF).
 pub fn http_get_with(url: &str, headers: &str) -> Option<(u16, String)> {
+    http_request("GET", url, headers, "")
+}
+
+fn http_request(method: &str, url: &str, headers: &str, body: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let rest = url.strip_prefix("http://")?;
     let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}")))?;
     let mut stream = std::net::TcpStream::connect(host).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n{headers}\r\n").ok()?;
+    write!(stream, "{method} {path} HTTP/1.0\r\nHost: {host}\r\n{headers}\r\n{body}").ok()?;
     let mut reply = String::new();
     stream.read_to_string(&mut reply).ok()?;
     let status = reply.split_whitespace().nth(1)?.parse().ok()?;
     Some((status, reply.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()))
+}
+
+/// A plain HTTP/1.0 POST of a JSON body with extra header lines: the status code and the body.
+pub fn http_post_json(url: &str, headers: &str, body: &str) -> Option<(u16, String)> {
+    let headers = format!("{headers}Content-Type: application/json\r\nContent-Length: {}\r\n", body.len());
+    http_request("POST", url, &headers, body)
 }
 
 fn http_status(url: &str) -> Option<u16> {
@@ -53,6 +63,21 @@ impl Sandbox {
         Self::start_in(std::sync::Arc::new(tempfile::tempdir().unwrap()))
     }
 
+    /// The sandbox as the user `nobody`, from a copy of the binary in its state directory: for
+    /// fuzzing the admin API, whose exec routes run commands on this machine in the sandbox.
+    pub fn start_unprivileged() -> Self {
+        use std::os::unix::process::CommandExt;
+        const NOBODY: u32 = 65534;
+        let dir = tempfile::tempdir().unwrap();
+        let binary = dir.path().join("dataroom-operator");
+        std::fs::copy(env!("CARGO_BIN_EXE_dataroom-operator"), &binary).unwrap();
+        std::os::unix::fs::chown(dir.path(), Some(NOBODY), Some(NOBODY)).unwrap();
+        std::os::unix::fs::chown(&binary, Some(NOBODY), Some(NOBODY)).unwrap();
+        let mut command = Command::new(&binary);
+        command.uid(NOBODY).gid(NOBODY).env("HOME", dir.path());
+        Self::spawn(command, std::sync::Arc::new(dir))
+    }
+
     /// Stops this sandbox with Ctrl-C and starts a new one on the same state directory.
     pub fn restart(mut self) -> Self {
         assert!(self.interrupt(), "Ctrl-C stops the sandbox cleanly");
@@ -60,9 +85,13 @@ impl Sandbox {
     }
 
     fn start_in(dir: std::sync::Arc<tempfile::TempDir>) -> Self {
+        Self::spawn(Command::new(env!("CARGO_BIN_EXE_dataroom-operator")), dir)
+    }
+
+    fn spawn(mut command: Command, dir: std::sync::Arc<tempfile::TempDir>) -> Self {
         let (api, admin) = (free_port(), free_port());
         let started = Instant::now();
-        let child = Command::new(env!("CARGO_BIN_EXE_dataroom-operator"))
+        let child = command
             .args(["sandbox", "--state-dir"])
             .arg(dir.path())
             .args(["--api-port", &api.to_string(), "--admin-port", &admin.to_string()])

@@ -77,6 +77,9 @@ fn time(field: &str, value: &Option<String>) -> Result<Option<jiff::Timestamp>, 
 }
 
 fn page(path: &std::path::Path, query: &AuditQuery) -> Result<AuditPage, ApiError> {
+    if query.after.is_some_and(|after| after > i64::MAX as u64) {
+        return Err(ApiError::bad_request("invalid_query", "after is a sequence number, 0 to 2^63-1"));
+    }
     let limit = query.limit.unwrap_or(100);
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(ApiError::bad_request("invalid_query", format!("limit is between 1 and {MAX_PAGE}")));

@@ -257,11 +257,18 @@ pub async fn push_files(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PushConfig {
-    /// Inline JSON (an object, or JSON text), or `s3://bucket/key` of a JSON document.
-    #[schema(value_type = Object)]
+    /// Inline JSON (an object or array, or JSON text in a string), or `s3://bucket/key` of a JSON
+    /// document.
+    #[schema(schema_with = config_source_schema)]
     pub config_source: serde_json::Value,
     /// Where to write it (default `/etc/dataroom/config.json`); written with mode 0600.
     pub path: Option<String>,
+}
+
+fn config_source_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+    let types: SchemaType = [Type::Object, Type::Array, Type::String].into_iter().collect();
+    ObjectBuilder::new().schema_type(types).build()
 }
 
 /// The configuration's bytes: inline JSON as given, or the S3 object, which must be JSON too.
