@@ -17,25 +17,12 @@ use dataroom_operator::controller::Backoff;
 use dataroom_operator::crd::Ec2Budget;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::json;
+use support::attempts;
 use support::harness::{Harness, Options};
 
 fn outage() -> Duration {
     let secs = std::env::var("DATAROOM_OUTAGE_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(300);
     Duration::from_secs(secs)
-}
-
-/// The most reconciles one object failing throughout `window` can start: the first, one after
-/// each backoff at its shortest jitter (0.8×), and one woken by its own status write.
-fn attempts(backoff: Backoff, window: Duration) -> u64 {
-    let (mut elapsed, mut n, mut delay) = (Duration::ZERO, 1, backoff.base);
-    loop {
-        elapsed += delay.min(backoff.max).mul_f64(0.8);
-        if elapsed > window {
-            return n + 1;
-        }
-        n += 1;
-        delay *= 2;
-    }
 }
 
 async fn all_state(h: &Harness, names: &[String], state: &str) -> bool {

@@ -16,6 +16,7 @@ use dataroom_operator::cloud::{Cloud, TAG_OWNER_UID};
 use dataroom_operator::controller::Backoff;
 use kube::api::DeleteParams;
 use serde_json::json;
+use support::attempts;
 use support::harness::{Harness, Options};
 use support::rig::{Rig, free_port};
 use support::rooms::{create_room, in_phase, phase, rooms};
@@ -25,20 +26,6 @@ const WINDOW: Duration = Duration::from_secs(8);
 
 fn backoff(base_ms: u64, max_secs: u64) -> Backoff {
     Backoff { base: Duration::from_millis(base_ms), max: Duration::from_secs(max_secs) }
-}
-
-/// The most reconciles one failing object can start within `window`: the first, then one after
-/// each backoff at its shortest jitter (0.8×), plus one woken by its own status write.
-fn attempts(backoff: Backoff, window: Duration) -> u64 {
-    let (mut elapsed, mut n, mut delay) = (Duration::ZERO, 1, backoff.base);
-    loop {
-        elapsed += delay.min(backoff.max).mul_f64(0.8);
-        if elapsed > window {
-            return n + 1;
-        }
-        n += 1;
-        delay *= 2;
-    }
 }
 
 /// Calls per operation since `before`.

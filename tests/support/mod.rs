@@ -19,7 +19,7 @@ use dataroom_operator::clock;
 use dataroom_operator::cloud::Cloud;
 use dataroom_operator::cloud::fake::{Delays, FakeCloud};
 use dataroom_operator::cloud::pricing::PriceTable;
-use dataroom_operator::controller::{Context, Settings};
+use dataroom_operator::controller::{Backoff, Context, Settings};
 use dataroom_operator::crd::{Ec2BudgetSpec, Ec2Instance};
 use dataroom_operator::metrics::Metrics;
 use kube::runtime::events::{Recorder, Reporter};
@@ -144,6 +144,21 @@ pub fn launch_request(
         root_volume_gib: None,
         key_name: format!("dataroom-{owner_uid}"),
         extra_tags: Default::default(),
+    }
+}
+
+/// The most reconciles one object failing throughout `window` can start under `backoff`: the
+/// first, one after each backoff at its shortest jitter (0.8×), and one woken by its own status
+/// write. Fault tests bound the calls made during a fault with it.
+pub fn attempts(backoff: Backoff, window: Duration) -> u64 {
+    let (mut elapsed, mut n, mut delay) = (Duration::ZERO, 1, backoff.base);
+    loop {
+        elapsed += delay.min(backoff.max).mul_f64(0.8);
+        if elapsed > window {
+            return n + 1;
+        }
+        n += 1;
+        delay *= 2;
     }
 }
 
