@@ -5,7 +5,6 @@
 //! its retry quota runs dry) and the time to converge once EC2 answers again.
 //! `DATAROOM_OUTAGE_SECS` sets the outage's length (default 300). Run with `cargo bench --bench outage`.
 
-#[allow(dead_code)]
 #[path = "../tests/support/mod.rs"]
 mod support;
 

@@ -94,6 +94,10 @@ pub struct RunArgs {
     /// AWS endpoint override (moto, LocalStack, a VPC endpoint).
     #[arg(long, env = "DATAROOM_AWS_ENDPOINT_URL")]
     pub endpoint_url: Option<String>,
+    /// Test aid: use the simulated EC2 of a `sandbox --external-operator` at this address instead
+    /// of AWS (to measure the operator apart from the sandbox).
+    #[arg(long, hide = true)]
+    pub sandbox_cloud: Option<std::net::SocketAddr>,
     /// AMI for Ec2Instances that do not name one.
     #[arg(long, env = "DATAROOM_DEFAULT_IMAGE_ID", value_parser = parse_image_id)]
     pub default_image_id: Option<String>,

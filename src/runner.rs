@@ -14,6 +14,7 @@ use crate::audit::checkpoint::{Checkpoint, Signer};
 use crate::audit::{AuditLog, verify_file};
 use crate::budget::Gate;
 use crate::cli::RunArgs;
+use crate::cloud::Cloud;
 use crate::cloud::aws::AwsCloud;
 use crate::cloud::metered::Metered;
 use crate::cloud::pricing::PriceTable;
@@ -21,6 +22,7 @@ use crate::controller::checkpoint::Publisher;
 use crate::controller::{self, Backoff, Context, Settings};
 use crate::leader::{Election, LeaseSettings};
 use crate::metrics::Metrics;
+use crate::sandbox::remote::RemoteCloud;
 use crate::ssh::SshSettings;
 use crate::{clock, crd};
 
@@ -50,8 +52,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     // Opened only by the leader, so that it continues the chain the previous leader left.
     let audit = AuditLog::open(&args.audit_log)?;
-    let aws = AwsCloud::new(&args.region, args.endpoint_url.as_deref()).await;
-    let cloud = Arc::new(Metered::new(Arc::new(aws), metrics.clone()));
+    let backend: Arc<dyn Cloud> = match args.sandbox_cloud {
+        Some(addr) => Arc::new(RemoteCloud::new(addr)),
+        None => Arc::new(AwsCloud::new(&args.region, args.endpoint_url.as_deref()).await),
+    };
+    let cloud = Arc::new(Metered::new(backend, metrics.clone()));
     let clock = clock::system();
     let gate = Arc::new(Gate::new(prices, &args.region, clock.clone()));
     let reporter = Reporter { controller: crd::MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
@@ -164,7 +169,8 @@ async fn stand_by(
 }
 
 /// Ctrl-C or SIGTERM (what Kubernetes sends to stop a pod).
-async fn shutdown_signal() {
+/// Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
     let mut term =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("a SIGTERM handler");
     tokio::select! {

@@ -1,7 +1,7 @@
 use thiserror::Error;
 
 /// How the caller should treat a failure.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ErrorKind {
     /// Retrying cannot help until someone changes the request (bad AMI, unknown type, no permission).
     Terminal,
@@ -11,7 +11,7 @@ pub enum ErrorKind {
     NotFound,
 }
 
-#[derive(Debug, Error)]
+#[derive(Debug, Error, serde::Serialize, serde::Deserialize)]
 #[error("{code}: {message}")]
 pub struct CloudError {
     pub kind: ErrorKind,

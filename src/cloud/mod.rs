@@ -107,7 +107,7 @@ impl Instance {
 
 /// Everything a launch needs. The launch policy (tags, IMDSv2, encrypted root volume, no instance
 /// profile) is not optional and so is not a field: every implementation applies it.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LaunchRequest {
     pub owner_uid: String,
     pub client_token: String,

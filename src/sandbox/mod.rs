@@ -5,6 +5,7 @@
 pub mod apiserver;
 mod health;
 pub mod instances;
+pub mod remote;
 mod sftp;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -44,6 +45,10 @@ pub struct SandboxArgs {
     /// Port of the operator's HTTP endpoints (/healthz, /readyz, /metrics) on 127.0.0.1.
     #[arg(long, default_value_t = 8080)]
     pub admin_port: u16,
+    /// Run everything but the operator, and serve the simulated EC2 on 127.0.0.1:PORT to an
+    /// operator in another process (`run --sandbox-cloud 127.0.0.1:PORT`): to measure it alone.
+    #[arg(long, value_name = "PORT")]
+    pub external_operator: Option<u16>,
 }
 
 fn state_dir(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
@@ -126,6 +131,21 @@ pub async fn run(args: SandboxArgs) -> anyhow::Result<()> {
         health_port: instances::HEALTH_PORT,
     };
     let simulated = tokio::spawn(simulator.run());
+    if let Some(port) = args.external_operator {
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let (addr, cloud_task) = remote::serve(fake, addr)
+            .await
+            .with_context(|| format!("binding the simulated EC2 to {addr}"))?;
+        println!(
+            "dataroom-operator sandbox without its operator\n  kubeconfig:  {}\n  EC2:         run --sandbox-cloud {addr}",
+            kubeconfig.display()
+        );
+        crate::runner::shutdown_signal().await;
+        for task in [cloud_task, periodic, simulated, api_task] {
+            task.abort();
+        }
+        return saver.save();
+    }
     let cloud = Arc::new(Metered::new(fake, metrics.clone()));
     let clock = clock::system();
     let gate = Arc::new(Gate::new(PriceTable::default(), "us-east-1", clock.clone()));

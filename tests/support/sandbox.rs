@@ -75,7 +75,16 @@ impl Sandbox {
         std::os::unix::fs::chown(&binary, Some(NOBODY), Some(NOBODY)).unwrap();
         let mut command = Command::new(&binary);
         command.uid(NOBODY).gid(NOBODY).env("HOME", dir.path());
-        Self::spawn(command, std::sync::Arc::new(dir))
+        Self::spawn(command, std::sync::Arc::new(dir), None)
+    }
+
+    /// The sandbox without its operator, serving its simulated EC2 on the returned port to an
+    /// operator started apart (`run --sandbox-cloud`).
+    pub fn start_without_operator() -> (Self, u16) {
+        let cloud = free_port();
+        let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+        let sandbox = Self::spawn(Command::new(env!("CARGO_BIN_EXE_dataroom-operator")), dir, Some(cloud));
+        (sandbox, cloud)
     }
 
     /// Stops this sandbox with Ctrl-C and starts a new one on the same state directory.
@@ -85,23 +94,31 @@ impl Sandbox {
     }
 
     fn start_in(dir: std::sync::Arc<tempfile::TempDir>) -> Self {
-        Self::spawn(Command::new(env!("CARGO_BIN_EXE_dataroom-operator")), dir)
+        Self::spawn(Command::new(env!("CARGO_BIN_EXE_dataroom-operator")), dir, None)
     }
 
-    fn spawn(mut command: Command, dir: std::sync::Arc<tempfile::TempDir>) -> Self {
+    /// Starts the sandbox and waits until it serves: its operator's `/readyz`, or with
+    /// `external_operator` its simulated EC2's port.
+    fn spawn(
+        mut command: Command,
+        dir: std::sync::Arc<tempfile::TempDir>,
+        external_operator: Option<u16>,
+    ) -> Self {
         let (api, admin) = (free_port(), free_port());
         let started = Instant::now();
-        let child = command
-            .args(["sandbox", "--state-dir"])
-            .arg(dir.path())
-            .args(["--api-port", &api.to_string(), "--admin-port", &admin.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        command.args(["sandbox", "--state-dir"]).arg(dir.path());
+        command.args(["--api-port", &api.to_string(), "--admin-port", &admin.to_string()]);
+        if let Some(port) = external_operator {
+            command.args(["--external-operator", &port.to_string()]);
+        }
+        let child = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
         let admin = format!("http://127.0.0.1:{admin}");
+        let serving = || match external_operator {
+            Some(port) => std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+            None => http_status(&format!("{admin}/readyz")) == Some(200),
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while http_status(&format!("{admin}/readyz")) != Some(200) {
+        while !serving() {
             assert!(Instant::now() < deadline, "the sandbox did not become ready within 30 s");
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -152,17 +169,7 @@ impl Sandbox {
 
     /// Resident memory of the sandbox process, in MiB.
     pub fn rss_mib(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
-        let kib: f64 = status
-            .lines()
-            .find(|l| l.starts_with("VmRSS:"))
-            .unwrap()
-            .split_whitespace()
-            .nth(1)
-            .unwrap()
-            .parse()
-            .unwrap();
-        kib / 1024.0
+        rss_mib(self.pid())
     }
 
     /// Stops the sandbox with SIGINT (Ctrl-C) and returns whether it exited cleanly within 10 s.
@@ -184,4 +191,12 @@ impl Drop for Sandbox {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Resident memory of process `pid`, in MiB.
+pub fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    let kib: f64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib / 1024.0
 }
