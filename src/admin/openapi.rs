@@ -108,7 +108,7 @@ pub fn methods(path: &str) -> Option<String> {
         // `{path}` (a file's path) takes the rest, slashes included.
         let rest = template.last().is_some_and(|s| s == "{path}");
         (segments.len() == template.len() || rest && segments.len() > template.len())
-            && template.iter().zip(&segments).all(|(t, s)| t.starts_with('{') && !s.is_empty() || t == s)
+            && template.iter().zip(&segments).all(|(t, s)| (t.starts_with('{') && !s.is_empty()) || t == s)
     };
     ROUTES.iter().find(|(template, _)| matches(template)).map(|(_, methods)| methods.clone())
 }
@@ -116,4 +116,17 @@ pub fn methods(path: &str) -> Option<String> {
 /// The document as JSON (also `dataroom-operator openapi`).
 pub fn document() -> String {
     ApiDoc::openapi().to_pretty_json().expect("the document serialises")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::methods;
+
+    #[test]
+    fn methods_of_documented_routes() {
+        assert_eq!(methods("/api/ec2/instances").as_deref(), Some("GET, POST"));
+        assert_eq!(methods("/api/ec2/instances/web/files/etc/dataroom/config.json").as_deref(), Some("GET"));
+        assert_eq!(methods("/api/ec2/instances//start"), None, "an empty name matches no route");
+        assert_eq!(methods("/api/nothing"), None);
+    }
 }

@@ -1,5 +1,5 @@
-//! Wires the controller together: budget, cache priming, poller, retries of refused objects, and
-//! the kube-runtime `Controller` for Ec2Instance.
+//! Wires the controller together: budget, cache priming, poller, retries of refused objects and
+//! of objects backing off when EC2 answers again, and the kube-runtime `Controller`s.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
-
 use futures::channel::mpsc;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, WatchStreamExt, watcher};
@@ -93,17 +92,24 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) -> anyhow::Result<()
         tokio::spawn(close_idle_connections(ctx.clone())),
     ];
     let writer = ctx.writer.lock().unwrap().take().expect("the controller runs once per context");
-    let objects =
-        watcher(api::<Ec2Instance>(&ctx), watcher::Config::default()).default_backoff().reflect(writer);
+    let objects = watcher(api::<Ec2Instance>(&ctx), watcher::Config::default())
+        .default_backoff()
+        .modify(forget_managed_fields)
+        .reflect(writer);
     let instances = Controller::for_stream(objects.applied_objects(), ctx.instances.clone())
+        .with_config(limits())
         .reconcile_on(triggers)
         .shutdown_on_signal()
         .run(ec2instance::reconcile, error_policy, ctx.clone())
         .for_each(log_result);
     let writer = ctx.rooms_writer.lock().unwrap().take().expect("the controller runs once per context");
-    let rooms = watcher(api::<DataRoom>(&ctx), watcher::Config::default()).default_backoff().reflect(writer);
+    let rooms = watcher(api::<DataRoom>(&ctx), watcher::Config::default())
+        .default_backoff()
+        .modify(forget_managed_fields)
+        .reflect(writer);
     // A room wakes when its instance changes (state, status, deletion).
     let rooms = Controller::for_stream(rooms.applied_objects(), ctx.rooms.clone())
+        .with_config(limits())
         .owns(api::<Ec2Instance>(&ctx), watcher::Config::default())
         .reconcile_on(room_triggers)
         .shutdown_on_signal()
@@ -112,6 +118,21 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) -> anyhow::Result<()
     futures::join!(instances, rooms);
     tasks.iter().for_each(|t| t.abort());
     Ok(())
+}
+
+/// At most this many reconciles of one kind run at once. A burst of 1,000 rooms otherwise opens
+/// 1,000 SSH sessions and 1,000 EC2 calls together: the memory peak stays with the process, and
+/// EC2 throttles such bursts anyway.
+const CONCURRENT_RECONCILES: u16 = 32;
+
+fn limits() -> kube::runtime::controller::Config {
+    kube::runtime::controller::Config::default().concurrency(CONCURRENT_RECONCILES)
+}
+
+/// Server-side apply's bookkeeping is most of an object's metadata and nothing here reads it:
+/// the caches hold every watched object, so they go without.
+fn forget_managed_fields<K: kube::Resource>(object: &mut K) {
+    object.managed_fields_mut().clear();
 }
 
 /// The watched kind in the operator's namespace, or in all of them.

@@ -327,9 +327,9 @@ async fn push(room: &DataRoom, ctx: &Context, object: &Ec2Instance, content: &Co
         Ok(())
     }
     .await;
-    if result.is_err()
-        && let Some(id) = object.status.as_ref().and_then(|s| s.instance_id.as_deref())
-    {
+    // A room is configured once per boot: its connection is not kept for later (a failed one
+    // must not be reused, and a fleet's worth of idle sessions would stay in memory).
+    if let Some(id) = object.status.as_ref().and_then(|s| s.instance_id.as_deref()) {
         ctx.ssh.forget(id);
     }
     let (outcome, detail, event) = match &result {
