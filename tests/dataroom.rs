@@ -177,7 +177,9 @@ async fn an_image_that_cannot_launch_fails_until_the_spec_is_fixed() {
 
 #[tokio::test]
 async fn an_unreachable_instance_fails_the_push_and_recovers() {
-    let rig = Rig::start().await;
+    // No grace for sshd to start: the first refused connection is a failure.
+    let ssh = dataroom_operator::ssh::SshSettings { boot_grace: Duration::ZERO, ..Default::default() };
+    let rig = Rig::start_with(Options { ssh, ..Default::default() }).await;
     let h = &rig.h;
     rig.simulator.abort();
     config_map(h, "alpha-config", json!({ "config.json": "{}", "motd": "hi" })).await;

@@ -31,6 +31,9 @@ pub struct SshSettings {
     /// A pooled connection unused this long is closed, so that a large fleet does not keep one
     /// open (with keepalives) per instance it ever configured.
     pub idle_timeout: Duration,
+    /// How long after an instance is first seen running its SSH may go unanswered before that
+    /// counts as a failure: sshd starts some time after the instance does.
+    pub boot_grace: Duration,
     /// Test-only: connect here instead of the instance's address.
     pub address_override: Option<SocketAddr>,
 }
@@ -42,6 +45,7 @@ impl Default for SshSettings {
             user: "ec2-user".into(),
             connect_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(120),
+            boot_grace: Duration::from_secs(120),
             address_override: None,
         }
     }

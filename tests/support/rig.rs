@@ -3,7 +3,6 @@
 
 use dataroom_operator::admin::AdminState;
 use dataroom_operator::sandbox::instances::Simulator;
-use dataroom_operator::ssh::SshSettings;
 use serde_json::{Value, json};
 
 use super::admin::{call, state};
@@ -30,7 +29,7 @@ impl Rig {
     /// The rig with harness options (a manual clock, say); its SSH settings are the rig's.
     pub async fn start_with(mut options: Options) -> Self {
         let (ssh_port, health_port) = (free_port(), free_port());
-        options.ssh = SshSettings { port: ssh_port, ..Default::default() };
+        options.ssh.port = ssh_port;
         let h = Harness::start_with(options).await;
         let root = tempfile::tempdir().unwrap();
         let simulator = Self::simulate(&h, root.path(), ssh_port, health_port);

@@ -121,7 +121,21 @@ async fn drive(
                     (object.as_deref().expect("a child"), content.as_ref().expect("content"));
                 mark(memory, |b| &mut b.running);
                 seen.set(Phase::Configuring, "pushing the configuration");
-                push(room, ctx, object, content).await?;
+                match push(
+                    room,
+                    ctx,
+                    object,
+                    content,
+                    ssh_may_be_starting(memory, ctx.settings.ssh.boot_grace),
+                )
+                .await
+                {
+                    Err(Error::Step(SSH_STARTING, why)) => {
+                        seen.set(Phase::Configuring, why);
+                        return Ok(Action::requeue(WAIT_REQUEUE));
+                    }
+                    other => other?,
+                }
                 mark(memory, |b| &mut b.configured);
                 configured = true;
                 memory.pushed = hash.clone();
@@ -297,8 +311,24 @@ async fn idle_stop(room: &DataRoom, ctx: &Context, idle: f64, timeout: u32) -> R
     ))
 }
 
-/// Writes every payload to the instance over SFTP (each one whole or not at all).
-async fn push(room: &DataRoom, ctx: &Context, object: &Ec2Instance, content: &Content) -> Result<()> {
+/// The push found SSH not answering yet within `SshSettings::boot_grace` of the instance running.
+const SSH_STARTING: &str = "SshStarting";
+
+fn ssh_may_be_starting(memory: &Memory, grace: Duration) -> bool {
+    let boot = memory.boot.as_ref();
+    let up = boot.and_then(|b| Some(b.started.elapsed().as_secs_f64() - b.running?));
+    up.is_some_and(|up| up < grace.as_secs_f64())
+}
+
+/// Writes every payload to the instance over SFTP (each one whole or not at all). While SSH may
+/// still be starting, an unanswered connection is `Step(SSH_STARTING, …)` and not audited.
+async fn push(
+    room: &DataRoom,
+    ctx: &Context,
+    object: &Ec2Instance,
+    content: &Content,
+    ssh_starting: bool,
+) -> Result<()> {
     let paths: Vec<&str> = content.payloads.iter().map(|p| p.path.as_str()).collect();
     let params = json!({ "instance": object.name_any(), "paths": paths, "bytes": content.bytes() });
     let result = async {
@@ -308,6 +338,9 @@ async fn push(room: &DataRoom, ctx: &Context, object: &Ec2Instance, content: &Co
                 "Configure",
                 format!("{e}; if the instance was rebuilt on purpose, remove status.sshHostKey from its Ec2Instance"),
             ),
+            ReachError::Ssh(e @ SshError::Unreachable { .. }) if ssh_starting => {
+                Error::Step(SSH_STARTING, format!("waiting for SSH to answer ({e})"))
+            }
             ReachError::Ssh(e @ (SshError::Unreachable { .. } | SshError::AuthRejected)) => Error::Step(
                 "Configure",
                 format!("{e}; the operator must reach the instance's SSH port and log in with its key pair (check security groups and the image's SSH user)"),
@@ -331,6 +364,9 @@ async fn push(room: &DataRoom, ctx: &Context, object: &Ec2Instance, content: &Co
     // must not be reused, and a fleet's worth of idle sessions would stay in memory).
     if let Some(id) = object.status.as_ref().and_then(|s| s.instance_id.as_deref()) {
         ctx.ssh.forget(id);
+    }
+    if matches!(&result, Err(Error::Step(SSH_STARTING, _))) {
+        return result;
     }
     let (outcome, detail, event) = match &result {
         Ok(()) => {
