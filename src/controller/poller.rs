@@ -74,7 +74,8 @@ impl Poller {
             } else {
                 tokio::select! {
                     _ = tokio::time::sleep(self.interval) => {}
-                    _ = self.cache.transition.notified() => tokio::time::sleep(self.busy_interval).await,
+                    // Soon, but not at once: the instance has only just been asked to change.
+                    _ = self.cache.transition.notified() => tokio::time::sleep(self.busy_interval / 4).await,
                 }
             }
         }

@@ -41,7 +41,9 @@ fn http_request(method: &str, url: &str, headers: &str, body: &str) -> Option<(u
     let rest = url.strip_prefix("http://")?;
     let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}")))?;
     let mut stream = std::net::TcpStream::connect(host).ok()?;
-    write!(stream, "{method} {path} HTTP/1.0\r\nHost: {host}\r\n{headers}\r\n{body}").ok()?;
+    // One write: a request in pieces meets Nagle and delayed ACKs, 40 ms a request.
+    let request = format!("{method} {path} HTTP/1.0\r\nHost: {host}\r\n{headers}\r\n{body}");
+    stream.write_all(request.as_bytes()).ok()?;
     let mut reply = String::new();
     stream.read_to_string(&mut reply).ok()?;
     let status = reply.split_whitespace().nth(1)?.parse().ok()?;

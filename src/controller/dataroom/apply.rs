@@ -121,15 +121,8 @@ async fn drive(
                     (object.as_deref().expect("a child"), content.as_ref().expect("content"));
                 mark(memory, |b| &mut b.running);
                 seen.set(Phase::Configuring, "pushing the configuration");
-                match push(
-                    room,
-                    ctx,
-                    object,
-                    content,
-                    ssh_may_be_starting(memory, ctx.settings.ssh.boot_grace),
-                )
-                .await
-                {
+                let starting = ssh_may_be_starting(memory, ctx.settings.ssh.boot_grace);
+                match push(room, ctx, object, content, starting).await {
                     Err(Error::Step(SSH_STARTING, why)) => {
                         seen.set(Phase::Configuring, why);
                         return Ok(Action::requeue(WAIT_REQUEUE));
