@@ -15,7 +15,6 @@ use crate::audit::{AuditLog, verify_file};
 use crate::budget::Gate;
 use crate::cli::RunArgs;
 use crate::cloud::Cloud;
-use crate::cloud::aws::AwsCloud;
 use crate::cloud::metered::Metered;
 use crate::cloud::pricing::PriceTable;
 use crate::controller::checkpoint::Publisher;
@@ -54,7 +53,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let audit = AuditLog::open(&args.audit_log)?;
     let backend: Arc<dyn Cloud> = match args.sandbox_cloud {
         Some(addr) => Arc::new(RemoteCloud::new(addr)),
-        None => Arc::new(AwsCloud::new(&args.region, args.endpoint_url.as_deref()).await),
+        None => aws_cloud(&args.region, args.endpoint_url.as_deref()).await?,
     };
     let cloud = Arc::new(Metered::new(backend, metrics.clone()));
     let clock = clock::system();
@@ -180,6 +179,16 @@ pub async fn shutdown_signal() {
 }
 
 /// This replica's name in the lease: the pod's name, or host and process ID outside a cluster.
+#[cfg(feature = "aws")]
+async fn aws_cloud(region: &str, endpoint_url: Option<&str>) -> anyhow::Result<Arc<dyn Cloud>> {
+    Ok(Arc::new(crate::cloud::aws::AwsCloud::new(region, endpoint_url).await))
+}
+
+#[cfg(not(feature = "aws"))]
+async fn aws_cloud(_region: &str, _endpoint_url: Option<&str>) -> anyhow::Result<Arc<dyn Cloud>> {
+    anyhow::bail!("this build has no AWS backend (built without the `aws` feature)")
+}
+
 fn identity() -> String {
     std::env::var("POD_NAME").unwrap_or_else(|_| {
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "dataroom-operator".into());

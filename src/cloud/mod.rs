@@ -1,6 +1,7 @@
 //! The narrow port to the cloud: exactly the EC2 and Secrets Manager operations the controller and
 //! the admin API use. `aws` implements it over the AWS SDK, `fake` in memory for tests and the sandbox.
 
+#[cfg(feature = "aws")]
 pub mod aws;
 mod error;
 pub mod fake;
