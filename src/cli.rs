@@ -122,6 +122,11 @@ pub struct RunArgs {
     /// Longest wait between retries of a failing object, in seconds.
     #[arg(long, env = "DATAROOM_RETRY_MAX", default_value = "300", value_parser = parse_seconds)]
     pub retry_max: Duration,
+    /// Reconciles of one kind (Ec2Instance, DataRoom) that run at once (1–1000). Each holds at
+    /// most one EC2 call or SSH session; more spends memory and EC2's request rate faster.
+    #[arg(long, env = "DATAROOM_MAX_CONCURRENT_RECONCILES", default_value = "32",
+          value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub max_concurrent_reconciles: u16,
     /// YAML price overrides: `{region: {instance-type: usd-per-hour}}`.
     #[arg(long, env = "DATAROOM_PRICE_TABLE")]
     pub price_table: Option<PathBuf>,

@@ -70,6 +70,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         ssh: SshSettings { port: args.ssh_port, user: args.ssh_user.clone(), ..Default::default() },
         health_host_override: None,
         backoff: Backoff { base: args.retry_base, max: args.retry_max.max(args.retry_base) },
+        concurrent_reconciles: Some(args.max_concurrent_reconciles),
     };
     let recorder = Recorder::new(client.clone(), reporter);
     let ctx = Arc::new(Context::new(client, cloud, gate, audit, recorder, metrics.clone(), settings, clock));

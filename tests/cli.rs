@@ -21,6 +21,9 @@ fn bad_settings_are_refused_before_anything_starts() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("expected an AMI id"));
     let out = operator(&["run", "--poll-interval", "0"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("between 1 and 3600"));
+    let out = operator(&["run", "--max-concurrent-reconciles", "0"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1..=1000"), "{:?}", out.stderr);
 }
 
 #[test]

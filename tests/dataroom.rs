@@ -12,7 +12,9 @@ use serde_json::json;
 use support::admin::call;
 use support::harness::Options;
 use support::rig::Rig;
-use support::rooms::{condition, config_map, create_room, in_phase, patch_room, phase, room_until, rooms};
+use support::rooms::{
+    condition, condition_and_message, config_map, create_room, in_phase, patch_room, phase, room_until, rooms,
+};
 
 fn audit_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(path).unwrap();
@@ -66,13 +68,20 @@ async fn a_room_boots_configures_idles_out_and_boots_again() {
     let now = (h.ctx.clock)().to_string();
     patch_room(h, "alpha", json!({ "metadata": { "annotations": { "dataroom.dev/last-activity": now } } }))
         .await;
+    // The controller must have seen the annotation before the clock jumps again (real clocks do
+    // not move 20 minutes while a watch event is on its way).
+    room_until(h, "alpha", "the annotation recorded", 30, |r| {
+        r.status.as_ref().and_then(|s| s.last_activity_time.as_deref()) == Some(now.as_str())
+    })
+    .await;
     hands.advance(jiff::SignedDuration::from_mins(20));
     let (code, out) =
         call(&app, "POST", "/api/ec2/instances/dr-alpha/exec", Some(json!({"command": "true"}))).await;
     assert_eq!(code, 200, "{out}");
     hands.advance(jiff::SignedDuration::from_mins(20));
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert_eq!(phase(&rooms(h).get("alpha").await.unwrap()), "Ready", "60 minutes up, 20 idle");
+    let room = rooms(h).get("alpha").await.unwrap();
+    assert_eq!(phase(&room), "Ready", "60 minutes up, 20 idle: {:?}", room.status);
 
     // Thirty idle minutes later the room is stopped and its instance terminated.
     hands.advance(jiff::SignedDuration::from_mins(11));
@@ -190,7 +199,9 @@ async fn an_unreachable_instance_fails_the_push_and_recovers() {
         "{}",
         reason(&room)
     );
-    assert_eq!(condition(&room, "Configured"), "False");
+    let (configured, message) = condition_and_message(&room, "Configured");
+    assert_eq!(configured, "False");
+    assert_eq!(message, reason(&room), "Configured says why the push failed");
     let _simulator = Rig::simulate(h, rig.root.path(), rig.ssh_port, rig.health_port);
     room_until(h, "alpha", "Ready once SSH answers", 40, |r| phase(r) == "Ready").await;
     assert!(rig.home().join("etc/dataroom/config.json").exists());

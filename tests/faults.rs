@@ -19,7 +19,7 @@ use serde_json::json;
 use support::attempts;
 use support::harness::{Harness, Options};
 use support::rig::{Rig, free_port};
-use support::rooms::{create_room, in_phase, phase, rooms};
+use support::rooms::{condition_and_message, create_room, in_phase, phase, rooms};
 
 /// How long each fault lasts.
 const WINDOW: Duration = Duration::from_secs(8);
@@ -52,8 +52,14 @@ fn synced(obj: &dataroom_operator::crd::Ec2Instance) -> (String, String) {
 }
 
 /// Four objects are created and one running object is deleted while `operation` (every
-/// operation when `None`) fails with `fault`; then the fault ends.
-async fn ec2_outage(operation: Option<&str>, fault: Fault, code: &str, backoff: Backoff) -> Duration {
+/// operation when `None`) fails with `fault`; then the fault ends. Returns how long convergence
+/// took after it, and the calls made while it lasted.
+async fn ec2_outage(
+    operation: Option<&str>,
+    fault: Fault,
+    code: &str,
+    backoff: Backoff,
+) -> (Duration, BTreeMap<String, u64>) {
     let h = Harness::start_with(Options { backoff, ..Default::default() }).await;
     let spec = json!({ "instanceType": "t3.micro" });
     h.create("steady", spec.clone()).await;
@@ -108,27 +114,32 @@ async fn ec2_outage(operation: Option<&str>, fault: Fault, code: &str, backoff: 
         operation.unwrap_or("every operation"),
         recovery.as_secs_f64()
     );
-    recovery
+    (recovery, calls)
 }
 
 #[tokio::test]
 async fn a_throttling_storm_is_waited_out() {
     // The objects' next tries are at least 4.4 s after the storm (0.5 s doubling, shortest
     // jitter), but the first good sweep retries every object at once.
-    let recovery = ec2_outage(None, Fault::Throttle, "RequestLimitExceeded", backoff(500, 60)).await;
+    let (recovery, _) = ec2_outage(None, Fault::Throttle, "RequestLimitExceeded", backoff(500, 60)).await;
     assert!(recovery < Duration::from_secs(4), "converged {recovery:?} after the storm");
 }
 
 #[tokio::test]
 async fn an_ec2_server_error_outage_is_waited_out() {
-    let recovery = ec2_outage(None, Fault::ServerError, "InternalError", backoff(500, 60)).await;
+    let (recovery, _) = ec2_outage(None, Fault::ServerError, "InternalError", backoff(500, 60)).await;
     assert!(recovery < Duration::from_secs(4), "converged {recovery:?} after the outage");
 }
 
 #[tokio::test]
 async fn insufficient_capacity_is_retried_with_backoff() {
     let code = "InsufficientInstanceCapacity";
-    ec2_outage(Some("RunInstances"), Fault::InsufficientCapacity, code, backoff(200, 4)).await;
+    let (_, calls) =
+        ec2_outage(Some("RunInstances"), Fault::InsufficientCapacity, code, backoff(200, 4)).await;
+    // Each new object's key pair is made once, not looked up again on every launch attempt.
+    for op in ["DescribeKeyPairs", "GetSecretValue", "ImportKeyPair"] {
+        assert_eq!(calls.get(op), Some(&4), "{op} once per object: {calls:?}");
+    }
 }
 
 fn room_spec(health_port: u16) -> serde_json::Value {
@@ -173,6 +184,7 @@ async fn a_room_waits_for_ssh_that_does_not_answer_yet_and_is_configured_once_it
     let reason = room.status.as_ref().and_then(|s| s.reason.clone()).unwrap_or_default();
     assert_eq!(phase(&room), "Configuring", "{:?}", room.status);
     assert!(reason.contains("waiting for SSH"), "the room says why: {reason}");
+    assert_eq!(condition_and_message(&room, "Configured"), ("False".into(), reason.clone()));
     let audit = std::fs::read_to_string(h.audit_dir.path().join("audit.jsonl")).unwrap();
     assert!(!audit.lines().any(|l| l.contains("\"configure\"")), "a boot-time wait was audited");
     assert_eq!(h.fake.calls("RunInstances"), 1);

@@ -4,7 +4,7 @@
 mod support;
 
 use dataroom_operator::clock;
-use dataroom_operator::cloud::{Cloud, InstanceState};
+use dataroom_operator::cloud::InstanceState;
 use dataroom_operator::controller::gc::{Orphans, collect};
 use jiff::SignedDuration;
 use serde_json::json;
@@ -17,8 +17,8 @@ async fn an_orphaned_instance_is_terminated_after_the_grace_period() {
     h.create("web", json!({"instanceType": "t3.micro"})).await;
     h.state("web", "running").await;
     // Launched for an object that no longer exists (as after a crash before its status write).
-    let request = support::launch_request("00000000-0000-4000-8000-00000000dead", "default", "gone");
-    let orphan = h.fake.run_instance(&request).await.unwrap();
+    let orphan =
+        support::plant(h.fake.as_ref(), "00000000-0000-4000-8000-00000000dead", "default", "gone").await;
     h.ctx.cache.put(orphan.clone());
     let grace = SignedDuration::from_mins(5);
     let mut orphans = Orphans::default();

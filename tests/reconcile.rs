@@ -106,8 +106,7 @@ async fn an_instance_launched_before_a_crash_is_adopted_not_duplicated() {
     let f = Fixture::new();
     f.object("web", json!({}), true);
     // The previous run launched the instance and died before writing status.
-    let request = support::launch_request(&uid("web"), NS, "web");
-    let before = f.fake.run_instance(&request).await.unwrap();
+    let before = support::plant(f.fake.as_ref(), &uid("web"), NS, "web").await;
 
     f.reconcile("web").await.unwrap();
     assert_eq!(f.fake.calls("RunInstances"), 1, "only the launch from before the crash");
@@ -286,4 +285,21 @@ async fn failures_show_in_synced_and_release_the_reservation() {
     let (synced, reason, _) = condition(&f.fetch("bad"), "Synced");
     assert_eq!((synced.as_str(), reason.as_str()), ("False", "InvalidSpec"));
     assert_eq!(f.fake.live_instances().len(), 1);
+}
+
+#[tokio::test]
+async fn a_key_pair_removed_behind_the_operators_back_is_made_again() {
+    let f = Fixture::new();
+    f.object("web", json!({}), true);
+    f.fake.inject(Some("RunInstances"), Fault::InsufficientCapacity, 1);
+    f.reconcile("web").await.unwrap_err();
+    // Someone deletes the key pair between two launch attempts: the operator believed it ready.
+    let key_name = format!("dataroom-{}", uid("web"));
+    f.fake.delete_key_pair(&key_name).await.unwrap();
+    let err = f.reconcile("web").await.unwrap_err();
+    assert!(err.to_string().contains("InvalidKeyPair.NotFound"), "{err}");
+    f.reconcile("web").await.unwrap();
+    assert_eq!(f.fake.live_instances().len(), 1);
+    assert_eq!(f.fake.calls("DescribeKeyPairs"), 2, "looked up on the first try and after the loss only");
+    assert_eq!(f.fake.describe_key_pairs(&[key_name]).await.unwrap().len(), 1, "made again");
 }

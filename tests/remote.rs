@@ -15,7 +15,7 @@ async fn the_remote_cloud_answers_as_the_fake_it_forwards_to() {
     let (addr, server) = serve(fake.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
     let remote = RemoteCloud::new(addr);
 
-    let launched = remote.run_instance(&support::launch_request("uid-1", "default", "web")).await.unwrap();
+    let launched = support::plant(&remote, "uid-1", "default", "web").await;
     assert_eq!(launched.state, InstanceState::Pending);
     assert_eq!(remote.describe_managed().await.unwrap(), fake.instances());
     assert_eq!(remote.describe_by_owner("uid-1").await.unwrap()[0].id, launched.id);

@@ -107,6 +107,10 @@ impl FakeCloud {
         if !req.image_id.starts_with("ami-") {
             return Err(CloudError::new(ErrorKind::Terminal, "InvalidAMIID.Malformed", "Invalid id"));
         }
+        if !state.key_pairs.contains_key(&req.key_name) {
+            let message = format!("The key pair '{}' does not exist", req.key_name);
+            return Err(CloudError::new(ErrorKind::NotFound, "InvalidKeyPair.NotFound", message));
+        }
         let id = next_id(&mut state, "i");
         let n = state.next_id;
         let instance = Instance {

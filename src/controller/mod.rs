@@ -109,6 +109,9 @@ pub struct Context {
     activity: Mutex<HashMap<String, jiff::Timestamp>>,
     /// Per DataRoom UID: boot step times and health check history (see `dataroom::Memory`).
     pub room_memory: Mutex<HashMap<String, dataroom::Memory>>,
+    /// Key pairs this process made or found whole (in EC2, with their secret): a launch retried
+    /// after a capacity error or an outage does not look them up again.
+    pub key_pairs: Mutex<HashSet<String>>,
 }
 
 impl Context {
@@ -145,6 +148,7 @@ impl Context {
             ssh,
             activity: Mutex::default(),
             room_memory: Mutex::default(),
+            key_pairs: Mutex::default(),
         }
     }
 

@@ -37,6 +37,8 @@ pub struct Settings {
     pub health_host_override: Option<String>,
     /// How long a failed reconcile waits before it is retried.
     pub backoff: Backoff,
+    /// Reconciles of one kind that run at once; `None` is `DEFAULT_CONCURRENT_RECONCILES`.
+    pub concurrent_reconciles: Option<u16>,
 }
 
 /// Retry delays after failed reconciles: `base`, doubling with each consecutive failure up to
@@ -97,7 +99,7 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) -> anyhow::Result<()
         .modify(forget_managed_fields)
         .reflect(writer);
     let instances = Controller::for_stream(objects.applied_objects(), ctx.instances.clone())
-        .with_config(limits())
+        .with_config(limits(&ctx.settings))
         .reconcile_on(triggers)
         .shutdown_on_signal()
         .run(ec2instance::reconcile, error_policy, ctx.clone())
@@ -109,7 +111,7 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) -> anyhow::Result<()
         .reflect(writer);
     // A room wakes when its instance changes (state, status, deletion).
     let rooms = Controller::for_stream(rooms.applied_objects(), ctx.rooms.clone())
-        .with_config(limits())
+        .with_config(limits(&ctx.settings))
         .owns(api::<Ec2Instance>(&ctx), watcher::Config::default())
         .reconcile_on(room_triggers)
         .shutdown_on_signal()
@@ -120,13 +122,14 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) -> anyhow::Result<()
     Ok(())
 }
 
-/// At most this many reconciles of one kind run at once. A burst of 1,000 rooms otherwise opens
-/// 1,000 SSH sessions and 1,000 EC2 calls together: the memory peak stays with the process, and
-/// EC2 throttles such bursts anyway.
-const CONCURRENT_RECONCILES: u16 = 32;
+/// At most this many reconciles of one kind run at once unless configured. A burst of 1,000 rooms
+/// otherwise opens 1,000 SSH sessions and 1,000 EC2 calls together: the memory peak stays with the
+/// process, and EC2 throttles such bursts anyway.
+pub const DEFAULT_CONCURRENT_RECONCILES: u16 = 32;
 
-fn limits() -> kube::runtime::controller::Config {
-    kube::runtime::controller::Config::default().concurrency(CONCURRENT_RECONCILES)
+fn limits(settings: &Settings) -> kube::runtime::controller::Config {
+    let most = settings.concurrent_reconciles.unwrap_or(DEFAULT_CONCURRENT_RECONCILES);
+    kube::runtime::controller::Config::default().concurrency(most)
 }
 
 /// Server-side apply's bookkeeping is most of an object's metadata and nothing here reads it:

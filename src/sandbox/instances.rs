@@ -110,10 +110,12 @@ impl InstanceServer {
             keys: vec![self.host_key.clone()],
             auth_rejection_time: Duration::from_millis(50),
             inactivity_timeout: Some(Duration::from_secs(600)),
-            nodelay: true,
             ..Default::default()
         });
         while let Ok((stream, _)) = listener.accept().await {
+            // `run_stream` does not apply `Config::nodelay`: without this, every exec reply met
+            // Nagle and a delayed ACK, 40 ms a command.
+            let _ = stream.set_nodelay(true);
             let handler =
                 Connection { server: self.clone(), channels: HashMap::new(), running: HashMap::new() };
             let config = config.clone();

@@ -123,8 +123,20 @@ pub async fn sweep(f: &Fixture) {
     f.ctx.cache.replace(f.ctx.cloud.describe_managed().await.unwrap());
 }
 
-/// What the controller would ask EC2 for on behalf of `namespace/name` (owned by `owner_uid`), as
-/// a test plants it directly: an instance from before a crash, or an orphan.
+/// An instance launched straight in `cloud` as the controller would for `namespace/name`, key pair
+/// included: one from before a crash, or an orphan.
+pub async fn plant(
+    cloud: &dyn dataroom_operator::cloud::Cloud,
+    owner_uid: &str,
+    namespace: &str,
+    name: &str,
+) -> dataroom_operator::cloud::Instance {
+    let request = launch_request(owner_uid, namespace, name);
+    dataroom_operator::cloud::keys::ensure_key_pair(cloud, &request.key_name).await.unwrap();
+    cloud.run_instance(&request).await.unwrap()
+}
+
+/// What the controller would ask EC2 for on behalf of `namespace/name` (owned by `owner_uid`).
 pub fn launch_request(
     owner_uid: &str,
     namespace: &str,

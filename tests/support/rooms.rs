@@ -65,6 +65,12 @@ pub async fn in_phase(h: &Harness, name: &str, want: &str) -> DataRoom {
 }
 
 pub fn condition(room: &DataRoom, type_: &str) -> String {
+    condition_and_message(room, type_).0
+}
+
+/// The status (`True`/`False`) and the message of the room's condition `type_`.
+pub fn condition_and_message(room: &DataRoom, type_: &str) -> (String, String) {
     let conditions = room.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
-    conditions.iter().find(|c| c.type_ == type_).map(|c| c.status.clone()).unwrap_or_default()
+    let found = conditions.iter().find(|c| c.type_ == type_);
+    found.map(|c| (c.status.clone(), c.message.clone())).unwrap_or_default()
 }

@@ -121,13 +121,21 @@ async fn drive(
                     (object.as_deref().expect("a child"), content.as_ref().expect("content"));
                 mark(memory, |b| &mut b.running);
                 seen.set(Phase::Configuring, "pushing the configuration");
-                let starting = ssh_may_be_starting(memory, ctx.settings.ssh.boot_grace);
-                match push(room, ctx, object, content, starting).await {
-                    Err(Error::Step(SSH_STARTING, why)) => {
+                let launched = object.uid().and_then(|uid| ctx.cache.get(&uid)).and_then(|i| i.launch_time);
+                let up = seconds_up(memory, launched, (ctx.clock)());
+                let starting = up.is_some_and(|up| up < ctx.settings.ssh.boot_grace.as_secs_f64());
+                if let Err(e) = push(room, ctx, object, content, starting).await {
+                    // `Configured` says why the push did not happen, not what the room lacked before it.
+                    let why = match &e {
+                        Error::Step(_, why) => why.clone(),
+                        other => other.to_string(),
+                    };
+                    seen.configured = (false, why.clone());
+                    if matches!(e, Error::Step(SSH_STARTING, _)) {
                         seen.set(Phase::Configuring, why);
                         return Ok(Action::requeue(WAIT_REQUEUE));
                     }
-                    other => other?,
+                    return Err(e);
                 }
                 mark(memory, |b| &mut b.configured);
                 configured = true;
@@ -307,10 +315,12 @@ async fn idle_stop(room: &DataRoom, ctx: &Context, idle: f64, timeout: u32) -> R
 /// The push found SSH not answering yet within `SshSettings::boot_grace` of the instance running.
 const SSH_STARTING: &str = "SshStarting";
 
-fn ssh_may_be_starting(memory: &Memory, grace: Duration) -> bool {
+/// Seconds since the instance was seen running in this boot; after an operator restart, which
+/// forgets boots, since EC2 last launched or started it.
+fn seconds_up(memory: &Memory, launched: Option<Timestamp>, now: Timestamp) -> Option<f64> {
     let boot = memory.boot.as_ref();
-    let up = boot.and_then(|b| Some(b.started.elapsed().as_secs_f64() - b.running?));
-    up.is_some_and(|up| up < grace.as_secs_f64())
+    let running = boot.and_then(|b| Some(b.started.elapsed().as_secs_f64() - b.running?));
+    running.or_else(|| launched.map(|t| now.duration_since(t).as_secs_f64()))
 }
 
 /// Writes every payload to the instance over SFTP (each one whole or not at all). While SSH may
@@ -464,4 +474,24 @@ async fn transition(room: &DataRoom, ctx: &Context, seen: &Seen, memory: &Memory
     let entry =
         Entry::new(ACTOR, action, &audit_target(room), outcome).params(params).detail(seen.reason.clone());
     ctx.record(room, entry, Some(event)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use jiff::{SignedDuration, Timestamp};
+
+    use super::{Boot, Memory, seconds_up};
+
+    #[test]
+    fn time_up_comes_from_this_boot_or_after_a_restart_from_ec2s_launch_time() {
+        let now = Timestamp::now();
+        let launched = Some(now - SignedDuration::from_secs(90));
+        let fresh = Memory::default();
+        assert_eq!(seconds_up(&fresh, launched, now), Some(90.0), "a restarted operator asks EC2");
+        assert_eq!(seconds_up(&fresh, None, now), None);
+        let mut seen = Memory { boot: Some(Boot::new()), ..Memory::default() };
+        seen.boot.as_mut().unwrap().running = Some(0.0);
+        let up = seconds_up(&seen, launched, now).unwrap();
+        assert!(up < 1.0, "this boot saw it running just now, whatever EC2's launch time says: {up}");
+    }
 }

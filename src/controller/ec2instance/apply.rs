@@ -108,7 +108,10 @@ async fn launch(
     }
     let launched = async {
         let key_name = key_pair_name(uid);
-        keys::ensure_key_pair(ctx.cloud.as_ref(), &key_name).await?;
+        if !ctx.key_pairs.lock().unwrap().contains(&key_name) {
+            keys::ensure_key_pair(ctx.cloud.as_ref(), &key_name).await?;
+            ctx.key_pairs.lock().unwrap().insert(key_name.clone());
+        }
         let request = LaunchRequest {
             owner_uid: uid.to_string(),
             client_token: client_token(uid, replaces),
@@ -150,6 +153,10 @@ async fn launch(
         }
         Err(e) => {
             ctx.gate.release(uid);
+            if e.code.starts_with("InvalidKeyPair") {
+                // Removed behind our back: the next attempt makes it again.
+                ctx.key_pairs.lock().unwrap().remove(&key_pair_name(uid));
+            }
             let entry = Entry::new(ACTOR, "launch", &audit_target(obj), Outcome::Failure)
                 .params(params)
                 .detail(e.to_string());

@@ -53,5 +53,6 @@ pub async fn cleanup(obj: &Ec2Instance, ctx: &Context) -> Result<Action> {
     }
     ctx.gate.release(&uid);
     ctx.cache.remove(&uid);
+    ctx.key_pairs.lock().unwrap().remove(&key_name);
     Ok(Action::await_change())
 }
