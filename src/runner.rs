@@ -179,7 +179,6 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// This replica's name in the lease: the pod's name, or host and process ID outside a cluster.
 #[cfg(feature = "aws")]
 async fn aws_cloud(region: &str, endpoint_url: Option<&str>) -> anyhow::Result<Arc<dyn Cloud>> {
     Ok(Arc::new(crate::cloud::aws::AwsCloud::new(region, endpoint_url).await))
@@ -190,6 +189,7 @@ async fn aws_cloud(_region: &str, _endpoint_url: Option<&str>) -> anyhow::Result
     anyhow::bail!("this build has no AWS backend (built without the `aws` feature)")
 }
 
+/// This replica's name in the lease: the pod's name, or host and process ID outside a cluster.
 fn identity() -> String {
     std::env::var("POD_NAME").unwrap_or_else(|_| {
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "dataroom-operator".into());

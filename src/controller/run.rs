@@ -125,7 +125,7 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) -> anyhow::Result<()
 /// At most this many reconciles of one kind run at once unless configured. A burst of 1,000 rooms
 /// otherwise opens 1,000 SSH sessions and 1,000 EC2 calls together: the memory peak stays with the
 /// process, and EC2 throttles such bursts anyway.
-pub const DEFAULT_CONCURRENT_RECONCILES: u16 = 32;
+const DEFAULT_CONCURRENT_RECONCILES: u16 = 32;
 
 fn limits(settings: &Settings) -> kube::runtime::controller::Config {
     let most = settings.concurrent_reconciles.unwrap_or(DEFAULT_CONCURRENT_RECONCILES);

@@ -121,15 +121,10 @@ async fn drive(
                     (object.as_deref().expect("a child"), content.as_ref().expect("content"));
                 mark(memory, |b| &mut b.running);
                 seen.set(Phase::Configuring, "pushing the configuration");
-                let launched = object.uid().and_then(|uid| ctx.cache.get(&uid)).and_then(|i| i.launch_time);
-                let up = seconds_up(memory, launched, (ctx.clock)());
-                let starting = up.is_some_and(|up| up < ctx.settings.ssh.boot_grace.as_secs_f64());
+                let starting = ssh_may_be_starting(ctx, object, memory);
                 if let Err(e) = push(room, ctx, object, content, starting).await {
                     // `Configured` says why the push did not happen, not what the room lacked before it.
-                    let why = match &e {
-                        Error::Step(_, why) => why.clone(),
-                        other => other.to_string(),
-                    };
+                    let why = e.to_string();
                     seen.configured = (false, why.clone());
                     if matches!(e, Error::Step(SSH_STARTING, _)) {
                         seen.set(Phase::Configuring, why);
@@ -314,6 +309,13 @@ async fn idle_stop(room: &DataRoom, ctx: &Context, idle: f64, timeout: u32) -> R
 
 /// The push found SSH not answering yet within `SshSettings::boot_grace` of the instance running.
 const SSH_STARTING: &str = "SshStarting";
+
+/// Whether sshd may still be starting: the instance has been up less than the boot grace.
+fn ssh_may_be_starting(ctx: &Context, object: &Ec2Instance, memory: &Memory) -> bool {
+    let launched = object.uid().and_then(|uid| ctx.cache.get(&uid)).and_then(|i| i.launch_time);
+    let up = seconds_up(memory, launched, (ctx.clock)());
+    up.is_some_and(|up| up < ctx.settings.ssh.boot_grace.as_secs_f64())
+}
 
 /// Seconds since the instance was seen running in this boot; after an operator restart, which
 /// forgets boots, since EC2 last launched or started it.
