@@ -3,15 +3,12 @@
 
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
-# Dependencies first, so that source edits do not rebuild them.
-# (benches/ only because Cargo.toml declares its targets; they are not built.)
 COPY Cargo.toml Cargo.lock ./
-COPY benches ./benches
-RUN mkdir src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
-    && cargo build --release --locked \
-    && rm -rf src
+COPY crates ./crates
 COPY src ./src
-RUN touch src/main.rs src/lib.rs && cargo build --release --locked --bin dataroom-operator
+# benches/ and tests/ only because Cargo.toml declares their targets; they are not built.
+COPY benches ./benches
+RUN cargo build --release --locked --bin dataroom-operator
 
 # glibc and CA certificates, no shell, no package manager; runs as uid 65532.
 FROM gcr.io/distroless/cc-debian12:nonroot

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dataroom_operator::budget::Gate;
+use dataroom_operator::budget::pricing::PriceTable;
 use dataroom_operator::clock;
-use dataroom_operator::cloud::Cloud;
+use dataroom_operator::cloud::Lifecycle;
 use dataroom_operator::cloud::fake::{Delays, FakeCloud};
-use dataroom_operator::cloud::pricing::PriceTable;
 use dataroom_operator::controller::InstanceCache;
 use dataroom_operator::controller::poller::Poller;
 use dataroom_operator::metrics::Metrics;

@@ -1,8 +1,6 @@
 //! Command line: `run`, `sandbox`, `crdgen`, `openapi`, `admin-key NAME`, `iam-policy`, `audit verify FILE`.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -23,9 +21,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the controller against the cluster in the current kubeconfig (or in-cluster config).
-    Run(Box<RunArgs>),
+    Run(Box<dataroom_operator::config::RunArgs>),
     /// Run the whole system on this machine: a Kubernetes API emulator, simulated EC2, the controller.
-    Sandbox(crate::sandbox::SandboxArgs),
+    Sandbox(dataroom_sandbox::SandboxArgs),
     /// Print every CRD as YAML (what is committed under crds/).
     Crdgen,
     /// Print the admin API's OpenAPI document (JSON).
@@ -86,132 +84,8 @@ fn parse_account(s: &str) -> Result<String, String> {
     if ok { Ok(s.to_string()) } else { Err("expected a 12-digit account ID or *".into()) }
 }
 
-#[derive(Debug, Args)]
-pub struct RunArgs {
-    /// AWS region.
-    #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
-    pub region: String,
-    /// AWS endpoint override (moto, LocalStack, a VPC endpoint).
-    #[arg(long, env = "DATAROOM_AWS_ENDPOINT_URL")]
-    pub endpoint_url: Option<String>,
-    /// Test aid: use the simulated EC2 of a `sandbox --external-operator` at this address instead
-    /// of AWS (to measure the operator apart from the sandbox).
-    #[arg(long, hide = true)]
-    pub sandbox_cloud: Option<std::net::SocketAddr>,
-    /// AMI for Ec2Instances that do not name one.
-    #[arg(long, env = "DATAROOM_DEFAULT_IMAGE_ID", value_parser = parse_image_id)]
-    pub default_image_id: Option<String>,
-    /// Subnet for Ec2Instances that do not name one.
-    #[arg(long, env = "DATAROOM_DEFAULT_SUBNET_ID")]
-    pub default_subnet_id: Option<String>,
-    /// Security groups (comma-separated) for Ec2Instances that do not name any.
-    #[arg(long, env = "DATAROOM_DEFAULT_SECURITY_GROUP_IDS", value_delimiter = ',')]
-    pub default_security_group_ids: Vec<String>,
-    /// Audit log file (JSON Lines, append-only).
-    #[arg(long, env = "DATAROOM_AUDIT_LOG", default_value = "/var/lib/dataroom-operator/audit.jsonl")]
-    pub audit_log: PathBuf,
-    /// Address of /healthz, /readyz and /metrics.
-    #[arg(long, env = "DATAROOM_HTTP_ADDR", default_value = "0.0.0.0:8080")]
-    pub http_addr: SocketAddr,
-    /// Seconds between full EC2 sweeps.
-    #[arg(long, env = "DATAROOM_POLL_INTERVAL", default_value = "15", value_parser = parse_seconds)]
-    pub poll_interval: Duration,
-    /// Seconds before a failed reconcile is retried; the wait doubles with each consecutive failure.
-    #[arg(long, env = "DATAROOM_RETRY_BASE", default_value = "5", value_parser = parse_seconds)]
-    pub retry_base: Duration,
-    /// Longest wait between retries of a failing object, in seconds.
-    #[arg(long, env = "DATAROOM_RETRY_MAX", default_value = "300", value_parser = parse_seconds)]
-    pub retry_max: Duration,
-    /// Reconciles of one kind (Ec2Instance, DataRoom) that run at once (1–1000). Each holds at
-    /// most one EC2 call or SSH session; more spends memory and EC2's request rate faster.
-    #[arg(long, env = "DATAROOM_MAX_CONCURRENT_RECONCILES", default_value = "32",
-          value_parser = clap::value_parser!(u16).range(1..=1000))]
-    pub max_concurrent_reconciles: u16,
-    /// YAML price overrides: `{region: {instance-type: usd-per-hour}}`.
-    #[arg(long, env = "DATAROOM_PRICE_TABLE")]
-    pub price_table: Option<PathBuf>,
-    /// Watch only this namespace (all namespaces when absent).
-    #[arg(long, env = "DATAROOM_NAMESPACE")]
-    pub namespace: Option<String>,
-    /// File of admin keys (`NAME sha256:HEX` lines, from `admin-key`); without it there is no
-    /// admin API, only /healthz, /readyz and /metrics.
-    #[arg(long, env = "DATAROOM_ADMIN_KEYS")]
-    pub admin_keys: Option<PathBuf>,
-    /// Port of the instances' sshd.
-    #[arg(long, env = "DATAROOM_SSH_PORT", default_value_t = 22)]
-    pub ssh_port: u16,
-    /// User the admin API logs in as on instances.
-    #[arg(long, env = "DATAROOM_SSH_USER", default_value = "ec2-user")]
-    pub ssh_user: String,
-    /// Serve HTTPS with this PEM certificate chain (with --tls-key).
-    #[arg(long, env = "DATAROOM_TLS_CERT", requires = "tls_key")]
-    pub tls_cert: Option<PathBuf>,
-    /// The PEM private key of --tls-cert.
-    #[arg(long, env = "DATAROOM_TLS_KEY", requires = "tls_cert")]
-    pub tls_key: Option<PathBuf>,
-    /// A browser origin allowed to call the admin API (repeatable; none by default).
-    #[arg(long = "cors-origin", env = "DATAROOM_CORS_ORIGINS", value_delimiter = ',')]
-    pub cors_origins: Vec<String>,
-    /// Largest file the admin API accepts in one upload, in MiB.
-    #[arg(long, env = "DATAROOM_MAX_UPLOAD_MIB", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=102400))]
-    pub max_upload_mib: u64,
-    /// Ed25519 key (PKCS#8 PEM) that signs audit checkpoints; without it no checkpoints are kept.
-    #[arg(long, env = "DATAROOM_AUDIT_SIGNING_KEY")]
-    pub audit_signing_key: Option<PathBuf>,
-    /// ConfigMap (in the lease namespace) that holds the latest signed checkpoint.
-    #[arg(
-        long,
-        env = "DATAROOM_AUDIT_CHECKPOINT_CONFIGMAP",
-        default_value = "dataroom-operator-audit-checkpoint"
-    )]
-    pub audit_checkpoint_configmap: String,
-    /// Seconds between checkpoints (taken only when the log grew).
-    #[arg(long, env = "DATAROOM_AUDIT_CHECKPOINT_INTERVAL", default_value = "60", value_parser = parse_seconds)]
-    pub audit_checkpoint_interval: Duration,
-    /// Seconds a managed instance whose Ec2Instance is gone may live before it is terminated
-    /// (audited as gc.terminate); 0 turns this off. Keep one operator per AWS account and region,
-    /// or give each its own namespace scope (--namespace): orphans are judged by this operator's
-    /// view only.
-    #[arg(long, env = "DATAROOM_ORPHAN_GRACE", default_value = "300", value_parser = parse_grace)]
-    pub orphan_grace: Duration,
-    /// Elect a leader through a Lease, so that several replicas are safe: only the leader works.
-    #[arg(long, env = "DATAROOM_LEADER_ELECTION")]
-    pub leader_election: bool,
-    /// Name of the Lease.
-    #[arg(long, env = "DATAROOM_LEASE_NAME", default_value = "dataroom-operator")]
-    pub lease_name: String,
-    /// Namespace of the Lease and the checkpoint ConfigMap (default: the client's namespace, in a pod its own).
-    #[arg(long, env = "DATAROOM_LEASE_NAMESPACE")]
-    pub lease_namespace: Option<String>,
-    /// Seconds a leader keeps the lease without renewing it: how long a standby waits after a crash.
-    #[arg(long, env = "DATAROOM_LEASE_DURATION", default_value_t = 15, value_parser = clap::value_parser!(u64).range(2..=300))]
-    pub lease_duration: u64,
-    /// Namespace of the Ec2Instances the admin API creates.
-    #[arg(long, env = "DATAROOM_API_NAMESPACE", default_value = "default")]
-    pub api_namespace: String,
-}
-
 fn parse_key_name(s: &str) -> Result<String, String> {
     let ok =
         (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b));
     if ok { Ok(s.to_string()) } else { Err("letters, digits and - _ . @ only, at most 64".into()) }
-}
-
-fn parse_image_id(s: &str) -> Result<String, String> {
-    let ok = crate::crd::is_image_id(s);
-    if ok { Ok(s.to_string()) } else { Err("expected an AMI id like ami-0123456789abcdef0".into()) }
-}
-
-fn parse_grace(s: &str) -> Result<Duration, String> {
-    match s.parse::<u64>() {
-        Ok(n) if n <= 86_400 => Ok(Duration::from_secs(n)),
-        _ => Err("expected whole seconds between 0 (off) and 86400".into()),
-    }
-}
-
-fn parse_seconds(s: &str) -> Result<Duration, String> {
-    match s.parse::<u64>() {
-        Ok(n) if (1..=3600).contains(&n) => Ok(Duration::from_secs(n)),
-        _ => Err("expected whole seconds between 1 and 3600".into()),
-    }
 }

@@ -1,7 +1,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use dataroom_operator::cli::{AuditCommand, Cli, Command};
+mod cli;
+
+use cli::{AuditCommand, Cli, Command};
 use dataroom_operator::{runner, telemetry};
 
 #[tokio::main]
@@ -13,7 +15,7 @@ async fn main() -> ExitCode {
     telemetry::init(cli.log_json);
     let result = match cli.command {
         Command::Run(args) => runner::run(*args).await,
-        Command::Sandbox(args) => dataroom_operator::sandbox::run(args).await,
+        Command::Sandbox(args) => dataroom_sandbox::run(args).await,
         Command::Crdgen => {
             print!("{}", dataroom_operator::crd::crds_yaml());
             Ok(())

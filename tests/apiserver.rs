@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use dataroom_operator::sandbox::apiserver::ApiServer;
-use dataroom_operator::sandbox::install_crds;
+use dataroom_sandbox::install_crds;
 use http_body_util::BodyExt;
+use kube_emulator::ApiServer;
 use serde_json::{Value, json};
 
 const EC2: &str = "/apis/dataroom.dev/v1alpha1/namespaces/default/ec2instances";

@@ -5,7 +5,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use dataroom_operator::cloud::{Cloud, TAG_MANAGED_BY};
+use dataroom_operator::cloud::{Lifecycle, TAG_MANAGED_BY};
 use dataroom_operator::crd::{Ec2Budget, Ec2Instance};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::json;

@@ -18,17 +18,17 @@ use std::time::{Duration, Instant};
 
 use dataroom_operator::audit::AuditLog;
 use dataroom_operator::budget::Gate;
+use dataroom_operator::budget::pricing::PriceTable;
 use dataroom_operator::cloud::fake::{Delays, FakeCloud};
-use dataroom_operator::cloud::pricing::PriceTable;
 use dataroom_operator::controller::{self, Context, Settings};
 use dataroom_operator::crd::Ec2Instance;
 use dataroom_operator::metrics::Metrics;
-use dataroom_operator::sandbox::apiserver::{ApiServer, serve};
-use dataroom_operator::sandbox::{install_crds, write_kubeconfig};
 use dataroom_operator::{clock, crd};
+use dataroom_sandbox::{install_crds, write_kubeconfig};
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::{Resource, ResourceExt};
+use kube_emulator::{ApiServer, serve};
 use rand::Rng;
 use support::moto::Moto;
 

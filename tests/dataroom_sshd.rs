@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dataroom_operator::clock;
-use dataroom_operator::cloud::Cloud;
 use dataroom_operator::cloud::aws::AwsCloud;
+use dataroom_operator::cloud::Cloud;
 use dataroom_operator::ssh::SshSettings;
 use serde_json::json;
 use ssh_key::{Algorithm, PrivateKey, rand_core::OsRng};

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use dataroom_operator::cloud::fake::Fault;
-use dataroom_operator::cloud::{Cloud, TAG_OWNER_UID};
+use dataroom_operator::cloud::{Lifecycle, TAG_OWNER_UID};
 use dataroom_operator::controller::Backoff;
 use kube::api::DeleteParams;
 use serde_json::json;

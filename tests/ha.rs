@@ -11,12 +11,12 @@ use std::time::{Duration, Instant};
 
 use dataroom_operator::audit::checkpoint::Signer;
 use dataroom_operator::crd::Ec2Instance;
-use dataroom_operator::sandbox::apiserver::{ApiServer, serve};
-use dataroom_operator::sandbox::{install_crds, write_kubeconfig};
+use dataroom_sandbox::{install_crds, write_kubeconfig};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
 use kube::api::PostParams;
+use kube_emulator::{ApiServer, serve};
 use support::moto::Moto;
 use support::sandbox::http_get;
 

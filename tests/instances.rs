@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dataroom_operator::cloud::fake::{Delays, FakeCloud};
-use dataroom_operator::cloud::{Cloud, LaunchRequest, keys};
-use dataroom_operator::sandbox::instances::Simulator;
+use dataroom_operator::cloud::{Imperative, LaunchRequest, Lifecycle, keys};
+use dataroom_sandbox::instances::Simulator;
 use russh::keys::{PrivateKey, PrivateKeyWithHashAlg};
 use russh::{ChannelMsg, client};
 use russh_sftp::client::SftpSession;
@@ -34,7 +34,7 @@ async fn launch(fake: &FakeCloud, name: &str) -> (String, String) {
     let (_, secret) = keys::ensure_key_pair(fake, &key_name).await.unwrap();
     let request =
         LaunchRequest { key_name, ..support::launch_request(&format!("uid-{name}"), "default", name) };
-    let ip = fake.run_instance(&request).await.unwrap().public_ip.unwrap();
+    let ip = fake.run_instance(&request, &support::reservation("sim")).await.unwrap().public_ip.unwrap();
     (ip, fake.get_secret(&secret).await.unwrap().unwrap().expose().to_string())
 }
 

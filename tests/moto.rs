@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dataroom_operator::cloud::aws::AwsCloud;
-use dataroom_operator::cloud::{Cloud, InstanceState, LaunchRequest, SecretValue, keys};
+use dataroom_operator::cloud::{Imperative, InstanceState, LaunchRequest, Lifecycle, SecretValue, keys};
 use dataroom_operator::controller::poller::Poller;
 use serde_json::json;
 use support::moto::Moto;
@@ -43,7 +43,8 @@ async fn launch_applies_the_whole_launch_policy() {
     let image = moto.image().await;
     let (pair, secret) = keys::ensure_key_pair(aws.as_ref(), "kp-web").await.unwrap();
     assert_eq!(pair.name, "kp-web");
-    let launched = aws.run_instance(&request("web", &image, "kp-web")).await.unwrap();
+    let launched =
+        aws.run_instance(&request("web", &image, "kp-web"), &support::reservation("moto")).await.unwrap();
 
     let ec2 = aws_sdk_ec2::Client::new(&moto.config().await);
     let out = ec2.describe_instances().instance_ids(&launched.id).send().await.unwrap();
@@ -107,13 +108,13 @@ async fn stop_start_terminate_and_classified_errors() {
     let aws = cloud(&moto).await;
     let image = moto.image().await;
     keys::ensure_key_pair(aws.as_ref(), "kp").await.unwrap();
-    let id = aws.run_instance(&request("web", &image, "kp")).await.unwrap().id;
+    let id = aws.run_instance(&request("web", &image, "kp"), &support::reservation("moto")).await.unwrap().id;
     let state =
         |aws: Arc<AwsCloud>| async move { aws.describe_by_owner(&uid("web")).await.unwrap()[0].state };
     assert_eq!(state(aws.clone()).await, InstanceState::Running);
     aws.stop_instance(&id).await.unwrap();
     assert_eq!(state(aws.clone()).await, InstanceState::Stopped);
-    aws.start_instance(&id).await.unwrap();
+    aws.start_instance(&id, &support::reservation("moto")).await.unwrap();
     assert_eq!(state(aws.clone()).await, InstanceState::Running);
     aws.terminate_instance(&id).await.unwrap();
     assert_eq!(state(aws.clone()).await, InstanceState::Terminated);
@@ -121,7 +122,10 @@ async fn stop_start_terminate_and_classified_errors() {
 
     let missing = aws.stop_instance("i-00000000000000000").await.unwrap_err();
     assert!(missing.is_not_found(), "{missing:?}");
-    let bad_image = aws.run_instance(&request("x", "ami-00000000", "kp")).await.unwrap_err();
+    let bad_image = aws
+        .run_instance(&request("x", "ami-00000000", "kp"), &support::reservation("moto"))
+        .await
+        .unwrap_err();
     assert_eq!(bad_image.kind, dataroom_operator::cloud::ErrorKind::Terminal, "{bad_image:?}");
 }
 
@@ -135,7 +139,7 @@ async fn the_controller_adopts_after_a_crash_and_the_poller_catches_drift() {
     // Crash after RunInstances, before the status write: the instance exists, status does not.
     let key = format!("dataroom-{}", uid("web"));
     keys::ensure_key_pair(aws.as_ref(), &key).await.unwrap();
-    let first = aws.run_instance(&request("web", &image, &key)).await.unwrap();
+    let first = aws.run_instance(&request("web", &image, &key), &support::reservation("moto")).await.unwrap();
     f.reconcile("web").await.unwrap();
     f.reconcile("web").await.unwrap();
     let live: Vec<_> = aws

@@ -4,7 +4,7 @@
 mod support;
 
 use dataroom_operator::cloud::fake::Fault;
-use dataroom_operator::cloud::{Cloud, TAG_MANAGED_BY};
+use dataroom_operator::cloud::{Imperative, Lifecycle, TAG_MANAGED_BY};
 use dataroom_operator::crd::Ec2Instance;
 use serde_json::json;
 use support::{Fixture, NS, path, sweep, uid};

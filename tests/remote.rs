@@ -6,8 +6,9 @@ mod support;
 use std::sync::Arc;
 
 use dataroom_operator::cloud::fake::{FakeCloud, Fault};
-use dataroom_operator::cloud::{Cloud, ErrorKind, InstanceState, SecretValue};
-use dataroom_operator::sandbox::remote::{RemoteCloud, serve};
+use dataroom_operator::cloud::remote::RemoteCloud;
+use dataroom_operator::cloud::{ErrorKind, Imperative, InstanceState, Lifecycle, SecretValue};
+use dataroom_sandbox::remote::serve;
 
 #[tokio::test]
 async fn the_remote_cloud_answers_as_the_fake_it_forwards_to() {
@@ -28,7 +29,7 @@ async fn the_remote_cloud_answers_as_the_fake_it_forwards_to() {
     fake.inject(Some("StopInstances"), Fault::Throttle, 1);
     let error = remote.stop_instance(&launched.id).await.unwrap_err();
     assert_eq!((error.kind, error.code.as_str()), (ErrorKind::Retryable, "RequestLimitExceeded"));
-    let error = remote.start_instance("i-missing").await.unwrap_err();
+    let error = remote.start_instance("i-missing", &support::reservation("x")).await.unwrap_err();
     assert_eq!(error.kind, ErrorKind::NotFound);
 
     server.abort();

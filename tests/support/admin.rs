@@ -17,7 +17,7 @@ pub const KEY: &str = "drk_test-key-0123456789";
 /// The admin state over the harness's controller, accepting `KEY` as `tester`.
 pub fn state(h: &Harness) -> AdminState {
     let keys = AdminKeys::parse(&AdminKeys::line("tester", KEY)).unwrap();
-    AdminState::new(h.ctx.clone(), keys, "default")
+    AdminState::new(h.ctx.shared(), keys, "default")
 }
 
 /// The whole HTTP app (health endpoints and admin API) as an in-process service.

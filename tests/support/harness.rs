@@ -6,18 +6,18 @@ use std::time::{Duration, Instant};
 
 use dataroom_operator::audit::AuditLog;
 use dataroom_operator::budget::Gate;
+use dataroom_operator::budget::pricing::PriceTable;
 use dataroom_operator::clock::{self, Clock};
 use dataroom_operator::cloud::Cloud;
 use dataroom_operator::cloud::fake::{Delays, FakeCloud};
-use dataroom_operator::cloud::pricing::PriceTable;
 use dataroom_operator::controller::{self, Backoff, Context, Settings};
 use dataroom_operator::crd::Ec2Instance;
 use dataroom_operator::metrics::Metrics;
-use dataroom_operator::sandbox::apiserver::ApiServer;
-use dataroom_operator::sandbox::install_crds;
 use dataroom_operator::ssh::SshSettings;
+use dataroom_sandbox::install_crds;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Recorder, Reporter};
+use kube_emulator::ApiServer;
 use serde_json::json;
 
 pub struct Harness {

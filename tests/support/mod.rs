@@ -15,10 +15,10 @@ use std::time::Duration;
 
 use dataroom_operator::audit::AuditLog;
 use dataroom_operator::budget::Gate;
+use dataroom_operator::budget::pricing::PriceTable;
 use dataroom_operator::clock;
 use dataroom_operator::cloud::Cloud;
 use dataroom_operator::cloud::fake::{Delays, FakeCloud};
-use dataroom_operator::cloud::pricing::PriceTable;
 use dataroom_operator::controller::{Backoff, Context, Settings};
 use dataroom_operator::crd::{Ec2BudgetSpec, Ec2Instance};
 use dataroom_operator::metrics::Metrics;
@@ -133,7 +133,15 @@ pub async fn plant(
 ) -> dataroom_operator::cloud::Instance {
     let request = launch_request(owner_uid, namespace, name);
     dataroom_operator::cloud::keys::ensure_key_pair(cloud, &request.key_name).await.unwrap();
-    cloud.run_instance(&request).await.unwrap()
+    cloud.run_instance(&request, &reservation(owner_uid)).await.unwrap()
+}
+
+/// A reservation from a gate of its own, for a launch or start made straight in a cloud (the
+/// lifecycle port takes one; the controller's gate is not involved in such a test).
+pub fn reservation(uid: &str) -> dataroom_operator::budget::Reservation {
+    let gate = Gate::new(PriceTable::default(), "us-east-1", clock::system());
+    gate.reserve(uid, "t3.micro", dataroom_operator::budget::Purpose::Launch, None)
+        .expect("a fresh gate grants one")
 }
 
 /// What the controller would ask EC2 for on behalf of `namespace/name` (owned by `owner_uid`).

@@ -2,7 +2,7 @@
 //! state whose SSH pool reaches them.
 
 use dataroom_operator::admin::AdminState;
-use dataroom_operator::sandbox::instances::Simulator;
+use dataroom_sandbox::instances::Simulator;
 use serde_json::{Value, json};
 
 use super::admin::{call, state};

@@ -1,0 +1,257 @@
+//! The HTTP side of the operator: `/healthz`, `/readyz` and `/metrics` (no key needed), and the
+//! admin REST API under `/api` (every route needs an admin key; see `auth`).
+
+pub mod auth;
+pub mod error;
+pub mod openapi;
+pub mod routes;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use actix_web::{App, HttpResponse, HttpServer, Responder, ResponseError, get, web};
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::audit::{Entry, Outcome};
+use crate::controller::Shared;
+use crate::metrics::Metrics;
+use crate::ssh;
+use auth::{Admin, AdminKeys};
+use error::ApiError;
+
+/// Largest JSON body the API reads.
+pub const BODY_LIMIT: usize = 1024 * 1024;
+
+pub struct HealthState {
+    pub ready: Arc<AtomicBool>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Input limits of the admin API.
+#[derive(Clone, Debug)]
+pub struct ApiLimits {
+    /// Largest file an upload may carry (default 100 MiB).
+    pub max_file_bytes: u64,
+    /// Bytes of stdout and of stderr kept per command (default 1 MiB each).
+    pub output_cap: usize,
+    /// Longest command (default 16 KiB).
+    pub max_command_bytes: usize,
+    /// Most commands in one batch (default 50).
+    pub max_batch: usize,
+}
+
+impl Default for ApiLimits {
+    fn default() -> Self {
+        ApiLimits {
+            max_file_bytes: 100 << 20,
+            output_cap: 1 << 20,
+            max_command_bytes: 16 << 10,
+            max_batch: 50,
+        }
+    }
+}
+
+/// What the admin API's handlers share. It holds the controller's `Shared` parts (read-only views,
+/// audit log, gate, SSH pool, the cloud's imperative port) and never the controller's `Context`:
+/// no handler can name a launch, start, stop or terminate. Those go through the custom resources.
+pub struct AdminState {
+    pub shared: Arc<Shared>,
+    pub keys: AdminKeys,
+    /// Where objects created through the API live.
+    pub namespace: String,
+    /// The controller's pool, unless a test swaps it.
+    pub ssh: Arc<ssh::Pool>,
+    pub limits: ApiLimits,
+    /// How often a new AMI's state is checked until it settles (default 5 s).
+    pub ami_poll: std::time::Duration,
+}
+
+impl AdminState {
+    pub fn new(shared: Arc<Shared>, keys: AdminKeys, namespace: &str) -> Self {
+        let pool = shared.ssh.clone();
+        let ami_poll = std::time::Duration::from_secs(5);
+        AdminState {
+            shared,
+            keys,
+            namespace: namespace.to_string(),
+            ssh: pool,
+            limits: ApiLimits::default(),
+            ami_poll,
+        }
+    }
+
+    /// Writes one audit record (on disk before this returns); a 503 if it cannot be written.
+    pub async fn record(
+        &self,
+        admin: &Admin,
+        action: &str,
+        target: &str,
+        outcome: Outcome,
+        params: serde_json::Value,
+        detail: Option<String>,
+    ) -> Result<(), ApiError> {
+        let mut entry = Entry::new(&admin.actor(), action, target, outcome).params(params);
+        entry.detail = detail;
+        Ok(self.shared.append(entry).await?)
+    }
+
+    /// Records `result` of the operation `action` on `target` (refused for 4xx, failure for the
+    /// rest) and hands it back. If the record cannot be written, the caller gets a 503.
+    pub async fn audited<T>(
+        &self,
+        admin: &Admin,
+        action: &str,
+        target: &str,
+        params: serde_json::Value,
+        result: Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        match result {
+            Ok(value) => {
+                self.record(admin, action, target, Outcome::Success, params, None).await?;
+                Ok(value)
+            }
+            Err(e) => Err(self.refused(admin, action, target, params, e).await),
+        }
+    }
+
+    /// Records an attempt that ended in `error` (refused for 4xx, failure for the rest) and hands
+    /// the error back (or the audit log's, if the record cannot be written).
+    pub async fn refused(
+        &self,
+        admin: &Admin,
+        action: &str,
+        target: &str,
+        params: serde_json::Value,
+        error: ApiError,
+    ) -> ApiError {
+        let outcome = if error.status.is_client_error() { Outcome::Refused } else { Outcome::Failure };
+        match self.record(admin, action, target, outcome, params, Some(error.to_string())).await {
+            Ok(()) => error,
+            Err(audit) => audit,
+        }
+    }
+}
+
+/// A DNS-1123 label: what object names and data room IDs look like.
+pub fn is_dns_label(s: &str) -> bool {
+    (1..=63).contains(&s.len())
+        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+#[get("/healthz")]
+async fn healthz() -> impl Responder {
+    HttpResponse::Ok().content_type("text/plain").body("ok\n")
+}
+
+#[get("/readyz")]
+async fn readyz(state: web::Data<HealthState>, req: actix_web::HttpRequest) -> impl Responder {
+    let why = match (is_standby(&req), state.ready.load(Ordering::SeqCst)) {
+        (true, _) => "standby: another replica holds the leader lease\n",
+        (false, false) => "starting: EC2 view not primed yet\n",
+        (false, true) => return HttpResponse::Ok().content_type("text/plain").body("ready\n"),
+    };
+    HttpResponse::ServiceUnavailable().content_type("text/plain").body(why)
+}
+
+#[get("/metrics")]
+async fn metrics(state: web::Data<HealthState>) -> impl Responder {
+    HttpResponse::Ok()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(state.metrics.render())
+}
+
+/// Whether this replica waits for the leader lease (and serves no admin API meanwhile).
+#[derive(Clone, Copy, Debug)]
+pub struct Standby(pub bool);
+
+fn is_standby(req: &actix_web::HttpRequest) -> bool {
+    req.app_data::<web::Data<Standby>>().is_some_and(|s| s.0)
+}
+
+async fn no_route(req: actix_web::HttpRequest) -> HttpResponse {
+    if is_standby(&req) && req.path().starts_with("/api") {
+        let status = actix_web::http::StatusCode::SERVICE_UNAVAILABLE;
+        let why = "this replica is a standby; the leader serves the admin API (the Service routes to it)";
+        return ApiError::new(status, "not_leader", why).error_response();
+    }
+    if let Some(allowed) = openapi::methods(req.path()) {
+        let status = actix_web::http::StatusCode::METHOD_NOT_ALLOWED;
+        let why = format!("{} is not served here; the route serves {allowed}", req.method());
+        let mut response = ApiError::new(status, "method_not_allowed", why).error_response();
+        let allow = actix_web::http::header::HeaderValue::from_str(&allowed).expect("method names are ASCII");
+        response.headers_mut().insert(actix_web::http::header::ALLOW, allow);
+        return response;
+    }
+    let status = actix_web::http::StatusCode::NOT_FOUND;
+    ApiError::new(status, "no_route", "no such route; see /api/openapi.json").error_response()
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(healthz).service(readyz).service(metrics);
+}
+
+/// The admin API: routes, extractor error handling, the OpenAPI document and its docs page.
+pub fn configure_api(cfg: &mut web::ServiceConfig) {
+    error::configure_extractors(cfg, BODY_LIMIT);
+    cfg.configure(routes::configure)
+        .service(SwaggerUi::new("/api/docs/{_:.*}").url("/api/openapi.json", openapi::ApiDoc::openapi()));
+}
+
+/// How the HTTP listener is exposed.
+#[derive(Default)]
+pub struct Listener {
+    /// Serve HTTPS with this configuration instead of plain HTTP.
+    pub tls: Option<rustls::ServerConfig>,
+    /// Browser origins allowed to call `/api` (CORS); none by default, so browsers refuse
+    /// cross-origin calls.
+    pub cors_origins: Vec<String>,
+    /// Serve only health and metrics, and answer `/api` with 503 `not_leader`.
+    pub standby: bool,
+}
+
+fn cors(origins: &[String]) -> actix_cors::Cors {
+    let cors = actix_cors::Cors::default()
+        .allowed_methods(["GET", "POST", "PUT", "DELETE"])
+        .allowed_headers([actix_web::http::header::AUTHORIZATION, actix_web::http::header::CONTENT_TYPE])
+        .max_age(600);
+    origins.iter().fold(cors, |cors, origin| cors.allowed_origin(origin))
+}
+
+/// Binds `addr` and returns the running server (await it, or spawn it) and the bound address.
+/// Without `api`, only the health and metrics endpoints are served.
+pub fn serve(
+    addr: SocketAddr,
+    health: HealthState,
+    api: Option<AdminState>,
+    listener: Listener,
+) -> std::io::Result<(actix_web::dev::Server, SocketAddr)> {
+    let health = web::Data::new(health);
+    let api = api.map(web::Data::new);
+    let origins = listener.cors_origins;
+    let standby = web::Data::new(Standby(listener.standby));
+    let server = HttpServer::new(move || {
+        let app = App::new()
+            .wrap(actix_web::middleware::Condition::new(!origins.is_empty(), cors(&origins)))
+            .app_data(health.clone())
+            .app_data(standby.clone())
+            .configure(configure)
+            .default_service(web::to(no_route));
+        match &api {
+            Some(api) => app.app_data(api.clone()).configure(configure_api),
+            None => app,
+        }
+    })
+    .workers(2)
+    .disable_signals();
+    let server = match listener.tls {
+        Some(tls) => server.bind_rustls_0_23(addr, tls)?,
+        None => server.bind(addr)?,
+    };
+    let bound = server.addrs()[0];
+    Ok((server.run(), bound))
+}

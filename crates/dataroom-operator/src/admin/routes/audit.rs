@@ -1,0 +1,175 @@
+//! `/api/audit`: the audit log, paged and filtered, and a verification of its hash chain.
+
+use std::io::BufRead;
+
+use actix_web::{get, web};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::admin::AdminState;
+use crate::admin::auth::Admin;
+use crate::admin::error::{ApiError, Problem};
+use crate::audit::{Outcome, Record, verify_file};
+
+const MAX_PAGE: usize = 1000;
+
+/// One audit record, as stored.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AuditRecord {
+    pub seq: u64,
+    /// RFC 3339.
+    pub time: String,
+    /// Who: `controller`, or `admin:<key name> (<key fingerprint>)`.
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    #[schema(value_type = Object)]
+    pub params: serde_json::Value,
+    /// `success`, `started`, `refused` or `failure`.
+    #[schema(value_type = String)]
+    pub outcome: Outcome,
+    pub detail: Option<String>,
+    /// Hash of the previous record.
+    pub prev: String,
+    /// This record's hash.
+    pub hash: String,
+}
+
+impl From<Record> for AuditRecord {
+    fn from(r: Record) -> Self {
+        let Record { seq, time, actor, action, target, params, outcome, detail, prev, hash } = r;
+        AuditRecord { seq, time, actor, action, target, params, outcome, detail, prev, hash }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AuditPage {
+    pub records: Vec<AuditRecord>,
+    /// Pass as `after` for the next page; absent on the last page.
+    pub next_after: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// Only records with a sequence number above this.
+    pub after: Option<u64>,
+    /// Page size (1–1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<usize>,
+    /// Only this action (e.g. `api.instance.create`, `instance.launch`).
+    pub action: Option<String>,
+    /// Only this target (e.g. `default/web`).
+    pub target: Option<String>,
+    /// Only records at or after this time (RFC 3339).
+    pub since: Option<String>,
+    /// Only records before this time (RFC 3339).
+    pub until: Option<String>,
+}
+
+fn time(field: &str, value: &Option<String>) -> Result<Option<jiff::Timestamp>, ApiError> {
+    value
+        .as_deref()
+        .map(|v| {
+            v.parse().map_err(|_| ApiError::bad_request("invalid_query", format!("{field} is not RFC 3339")))
+        })
+        .transpose()
+}
+
+fn page(path: &std::path::Path, query: &AuditQuery) -> Result<AuditPage, ApiError> {
+    if query.after.is_some_and(|after| after > i64::MAX as u64) {
+        return Err(ApiError::bad_request("invalid_query", "after is a sequence number, 0 to 2^63-1"));
+    }
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request("invalid_query", format!("limit is between 1 and {MAX_PAGE}")));
+    }
+    let (since, until) = (time("since", &query.since)?, time("until", &query.until)?);
+    let file = std::fs::File::open(path).map_err(|e| ApiError::upstream("reading the audit log", e))?;
+    let mut records = Vec::new();
+    let mut more = false;
+    for line in std::io::BufReader::new(file).lines() {
+        let line = line.map_err(|e| ApiError::upstream("reading the audit log", e))?;
+        let Ok((record, _)) = Record::open(&line) else { continue };
+        let at = record.time.parse::<jiff::Timestamp>().ok();
+        let keep = record.seq > query.after.unwrap_or(0)
+            && query.action.as_ref().is_none_or(|a| &record.action == a)
+            && query.target.as_ref().is_none_or(|t| &record.target == t)
+            && since.is_none_or(|s| at.is_some_and(|at| at >= s))
+            && until.is_none_or(|u| at.is_some_and(|at| at < u));
+        if !keep {
+            continue;
+        }
+        if records.len() == limit {
+            more = true;
+            break;
+        }
+        records.push(AuditRecord::from(record));
+    }
+    let next_after = more.then(|| records.last().map(|r| r.seq)).flatten();
+    Ok(AuditPage { records, next_after })
+}
+
+#[utoipa::path(
+    params(AuditQuery),
+    responses((status = 200, body = AuditPage), (status = 400, body = Problem), (status = 401, body = Problem)),
+    security(("admin_key" = [])),
+    tag = "governance"
+)]
+#[get("/api/audit")]
+pub async fn list(
+    _: Admin,
+    state: web::Data<AdminState>,
+    query: web::Query<AuditQuery>,
+) -> Result<web::Json<AuditPage>, ApiError> {
+    let path = state.shared.audit.path();
+    let result = web::block(move || page(&path, &query)).await;
+    Ok(web::Json(result.map_err(|e| ApiError::upstream("reading the audit log", e))??))
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Verification {
+    pub intact: bool,
+    pub records: u64,
+    pub head_seq: Option<u64>,
+    pub head_hash: Option<String>,
+    pub problems: Vec<VerificationProblem>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct VerificationProblem {
+    /// 1-based line number.
+    pub line: usize,
+    pub seq: Option<u64>,
+    pub message: String,
+}
+
+#[utoipa::path(
+    responses((status = 200, body = Verification), (status = 401, body = Problem)),
+    security(("admin_key" = [])),
+    tag = "governance"
+)]
+#[get("/api/audit/verify")]
+pub async fn verify(_: Admin, state: web::Data<AdminState>) -> Result<web::Json<Verification>, ApiError> {
+    let path = state.shared.audit.path();
+    let report = web::block(move || verify_file(&path))
+        .await
+        .map_err(|e| ApiError::upstream("reading the audit log", e))?
+        .map_err(|e| ApiError::upstream("reading the audit log", e))?;
+    let (head_seq, head_hash) = report.head.clone().unzip();
+    Ok(web::Json(Verification {
+        intact: report.is_intact(),
+        records: report.records,
+        head_seq,
+        head_hash,
+        problems: report
+            .problems
+            .into_iter()
+            .map(|p| VerificationProblem { line: p.line, seq: p.seq, message: p.message })
+            .collect(),
+    }))
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(verify).service(list);
+}

@@ -1,0 +1,279 @@
+//! `/api/ec2/instances/{id}/exec` and `/exec-batch`: commands over SSH. Each command is audited
+//! as `started` before it runs and again with its exit, duration, output sizes and the SHA-256 of
+//! its stdout and stderr when it ends.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{post, web};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
+
+use crate::admin::AdminState;
+use crate::admin::auth::Admin;
+use crate::admin::error::{ApiError, Problem};
+use crate::admin::routes::instances::find;
+use crate::audit::Outcome;
+use crate::controller::reach::{self, ReachError};
+use crate::crd::Ec2Instance;
+use crate::crd::audit_target;
+use crate::ssh::{Connection, ExecOutput, Exit, Limits, SshError};
+
+const MAX_TIMEOUT: u64 = 600;
+
+impl From<SshError> for ApiError {
+    fn from(e: SshError) -> Self {
+        use actix_web::http::StatusCode as S;
+        let (status, code) = match &e {
+            SshError::HostKeyChanged { .. } => (S::CONFLICT, "host_key_changed"),
+            SshError::Unreachable { .. } => (S::GATEWAY_TIMEOUT, "ssh_unreachable"),
+            SshError::AuthRejected => (S::BAD_GATEWAY, "ssh_auth_rejected"),
+            SshError::NoKey(_) => (S::CONFLICT, "no_ssh_key"),
+            SshError::Cloud(c) => return c.into(),
+            SshError::Protocol(_) => (S::BAD_GATEWAY, "ssh_failed"),
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+/// An open connection to a running instance (its host key pinned on first use, a changed one
+/// refused; both audited). Counts as activity on the instance's DataRoom.
+pub async fn connect(
+    state: &AdminState,
+    admin: &Admin,
+    id: &str,
+) -> Result<(Arc<Ec2Instance>, Arc<Connection>), ApiError> {
+    let object = find(state, id)?;
+    let connection = reach::connect(&state.shared, &state.ssh, &admin.actor(), &object).await?;
+    if let Some(room) = object.room_key() {
+        state.shared.touch(&room);
+    }
+    Ok((object, connection))
+}
+
+impl From<ReachError> for ApiError {
+    fn from(e: ReachError) -> Self {
+        match e {
+            ReachError::NotRunning(..) => ApiError::conflict("instance_not_running", e.to_string()),
+            ReachError::NoKey(_) => ApiError::conflict("no_ssh_key", e.to_string()),
+            ReachError::Ssh(e) => e.into(),
+            ReachError::Audit(e) => e.into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExecRequest {
+    /// Run by the instance's login shell (`sh -c` semantics).
+    pub command: String,
+    /// Seconds before the command is killed (1–600, default 30).
+    #[schema(minimum = 1, maximum = 600)]
+    pub timeout_seconds: Option<u64>,
+}
+
+/// How a command ended and what it wrote (each stream kept up to the output cap).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ExecResult {
+    /// `code`, `signal`, or `unknown` when the server never said (after a timeout, for one).
+    pub exit: String,
+    pub exit_code: Option<u32>,
+    pub exit_signal: Option<String>,
+    pub timed_out: bool,
+    /// Lossy UTF-8 of the kept bytes.
+    pub stdout: String,
+    pub stderr: String,
+    /// Every byte written, kept or not.
+    pub stdout_bytes: u64,
+    pub stderr_bytes: u64,
+    pub stdout_truncated: bool,
+    pub stderr_truncated: bool,
+    pub duration_ms: u64,
+}
+
+impl From<&ExecOutput> for ExecResult {
+    fn from(out: &ExecOutput) -> Self {
+        let (exit, exit_code, exit_signal) = match &out.exit {
+            Exit::Code(c) => ("code", Some(*c), None),
+            Exit::Signal(s) => ("signal", None, Some(s.clone())),
+            Exit::Unknown => ("unknown", None, None),
+        };
+        ExecResult {
+            exit: exit.into(),
+            exit_code,
+            exit_signal,
+            timed_out: out.timed_out,
+            stdout: String::from_utf8_lossy(&out.stdout.kept).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr.kept).into_owned(),
+            stdout_bytes: out.stdout.total,
+            stderr_bytes: out.stderr.total,
+            stdout_truncated: out.stdout.truncated(),
+            stderr_truncated: out.stderr.truncated(),
+            duration_ms: out.duration.as_millis() as u64,
+        }
+    }
+}
+
+/// What an exec record says of the command: its first KiB and its length.
+fn attempted(command: &str) -> serde_json::Value {
+    let shown: String = command.chars().take(1024).collect();
+    json!({"command": shown, "command_bytes": command.len()})
+}
+
+fn check_command(state: &AdminState, command: &str) -> Result<(), ApiError> {
+    let max = state.limits.max_command_bytes;
+    if command.trim().is_empty() || command.len() > max || command.contains('\0') {
+        let why = format!("command must be 1 to {max} bytes without NUL");
+        return Err(ApiError::bad_request("invalid_command", why));
+    }
+    Ok(())
+}
+
+fn timeout(seconds: Option<u64>) -> Result<Duration, ApiError> {
+    match seconds.unwrap_or(30) {
+        s @ 1..=MAX_TIMEOUT => Ok(Duration::from_secs(s)),
+        _ => Err(ApiError::bad_request("invalid_timeout", format!("timeout_seconds is 1 to {MAX_TIMEOUT}"))),
+    }
+}
+
+/// Runs one command, audited before and after.
+async fn run(
+    state: &AdminState,
+    admin: &Admin,
+    object: &Ec2Instance,
+    connection: &Connection,
+    command: &str,
+    timeout: Duration,
+) -> Result<ExecOutput, ApiError> {
+    let target = audit_target(object);
+    let mut params = attempted(command);
+    params["timeout_seconds"] = timeout.as_secs().into();
+    state.record(admin, "api.instance.exec", &target, Outcome::Started, params, None).await?;
+    let limits = Limits { timeout, output_cap: state.limits.output_cap };
+    let output = match connection.exec(command, limits).await {
+        Ok(output) => output,
+        Err(e) => {
+            // A broken pooled connection is dropped: the next call dials afresh.
+            if let Some(id) = object.status.as_ref().and_then(|s| s.instance_id.as_deref()) {
+                state.ssh.forget(id);
+            }
+            let detail = Some(e.to_string());
+            state.record(admin, "api.instance.exec", &target, Outcome::Failure, json!({}), detail).await?;
+            return Err(e.into());
+        }
+    };
+    let params = json!({
+        "exit": output.exit, "timed_out": output.timed_out, "duration_ms": output.duration.as_millis() as u64,
+        "stdout_bytes": output.stdout.total, "stderr_bytes": output.stderr.total,
+        "stdout_sha256": output.stdout.sha256(), "stderr_sha256": output.stderr.sha256(),
+    });
+    let outcome = if output.succeeded() { Outcome::Success } else { Outcome::Failure };
+    state.record(admin, "api.instance.exec", &target, outcome, params, None).await?;
+    Ok(output)
+}
+
+#[utoipa::path(
+    params(("id" = String, Path, description = "EC2 instance ID or object name")),
+    request_body = ExecRequest,
+    responses((status = 200, description = "the command ran (whatever its exit)", body = ExecResult),
+              (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem),
+              (status = 409, description = "not running, or its host key changed", body = Problem),
+              (status = 502, body = Problem), (status = 504, body = Problem)),
+    security(("admin_key" = [])),
+    tag = "ssh"
+)]
+#[post("/api/ec2/instances/{id}/exec")]
+pub async fn exec(
+    admin: Admin,
+    state: web::Data<AdminState>,
+    id: web::Path<String>,
+    body: web::Json<ExecRequest>,
+) -> Result<web::Json<ExecResult>, ApiError> {
+    let prepared = async {
+        check_command(&state, &body.command)?;
+        let timeout = timeout(body.timeout_seconds)?;
+        Ok((timeout, connect(&state, &admin, &id).await?))
+    };
+    let (timeout, (object, connection)) = match prepared.await {
+        Ok(ready) => ready,
+        Err(e) => {
+            return Err(state.refused(&admin, "api.instance.exec", &id, attempted(&body.command), e).await);
+        }
+    };
+    let output = run(&state, &admin, &object, &connection, &body.command, timeout).await?;
+    Ok(web::Json(ExecResult::from(&output)))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    /// Run in order, over one connection (1–50 commands).
+    pub commands: Vec<String>,
+    /// Stop at the first command that does not exit 0 (default true).
+    pub stop_on_error: Option<bool>,
+    /// Per command (1–600, default 30).
+    #[schema(minimum = 1, maximum = 600)]
+    pub timeout_seconds: Option<u64>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct BatchResult {
+    /// One per command run, in order.
+    pub results: Vec<ExecResult>,
+    /// True when `stop_on_error` skipped the remaining commands.
+    pub stopped_early: bool,
+}
+
+#[utoipa::path(
+    params(("id" = String, Path, description = "EC2 instance ID or object name")),
+    request_body = BatchRequest,
+    responses((status = 200, body = BatchResult), (status = 400, body = Problem), (status = 401, body = Problem),
+              (status = 404, body = Problem), (status = 409, body = Problem), (status = 502, body = Problem),
+              (status = 504, body = Problem)),
+    security(("admin_key" = [])),
+    tag = "ssh"
+)]
+#[post("/api/ec2/instances/{id}/exec-batch")]
+pub async fn exec_batch(
+    admin: Admin,
+    state: web::Data<AdminState>,
+    id: web::Path<String>,
+    body: web::Json<BatchRequest>,
+) -> Result<web::Json<BatchResult>, ApiError> {
+    let prepared = async {
+        let max = state.limits.max_batch;
+        if body.commands.is_empty() || body.commands.len() > max {
+            return Err(ApiError::bad_request(
+                "invalid_batch",
+                format!("commands holds 1 to {max} commands"),
+            ));
+        }
+        for command in &body.commands {
+            check_command(&state, command)?;
+        }
+        let timeout = timeout(body.timeout_seconds)?;
+        Ok((timeout, connect(&state, &admin, &id).await?))
+    };
+    let (timeout, (object, connection)) = match prepared.await {
+        Ok(ready) => ready,
+        Err(e) => {
+            let params = json!({"commands": body.commands.len()});
+            return Err(state.refused(&admin, "api.instance.exec_batch", &id, params, e).await);
+        }
+    };
+    let mut results = Vec::new();
+    for command in &body.commands {
+        let output = run(&state, &admin, &object, &connection, command, timeout).await?;
+        results.push(ExecResult::from(&output));
+        if body.stop_on_error.unwrap_or(true) && !output.succeeded() {
+            break;
+        }
+    }
+    let stopped_early = results.len() < body.commands.len();
+    Ok(web::Json(BatchResult { results, stopped_early }))
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(exec).service(exec_batch);
+}

@@ -1,0 +1,189 @@
+//! The one gate every launch and start passes through, from every path. A reservation is taken
+//! atomically (one mutex around the ledger) before EC2 is called, so concurrent callers can never
+//! exceed the limits; it is released when the instance is seen stopped or gone.
+
+mod ledger;
+pub mod pricing;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use tokio::sync::watch;
+
+pub use ledger::{Ask, Ledger, Purpose, Refusal, Slot, day_start};
+
+use crate::clock::Clock;
+use crate::crd::{Ec2BudgetSpec, Ec2BudgetStatus};
+use crate::instance::Instance;
+use pricing::PriceTable;
+
+/// Proof that the gate granted `uid` a slot. Only [`Gate::reserve`] makes one (the field is
+/// private to this module), and the cloud's lifecycle port takes one for every launch and start:
+/// a call that incurs cost without passing the gate does not compile.
+#[derive(Debug)]
+#[must_use = "a reservation is held until released; hand it to the launch or start it was taken for"]
+pub struct Reservation {
+    uid: String,
+}
+
+impl Reservation {
+    /// The object the slot is held for.
+    pub fn uid(&self) -> &str {
+        &self.uid
+    }
+}
+
+pub struct Gate {
+    ledger: Mutex<Ledger>,
+    limits: Mutex<Ec2BudgetSpec>,
+    prices: PriceTable,
+    region: String,
+    clock: Clock,
+    /// Bumped whenever usage changes: the persister writes status, the controller retries refusals.
+    changed: watch::Sender<u64>,
+}
+
+impl Gate {
+    pub fn new(prices: PriceTable, region: &str, clock: Clock) -> Self {
+        let now = clock();
+        Self {
+            ledger: Mutex::new(Ledger::new(now)),
+            limits: Mutex::new(Ec2BudgetSpec::default()),
+            prices,
+            region: region.to_string(),
+            clock,
+            changed: watch::channel(0).0,
+        }
+    }
+
+    pub fn hourly_price(&self, instance_type: &str) -> Option<f64> {
+        self.prices.hourly(&self.region, instance_type)
+    }
+
+    pub fn limits(&self) -> Ec2BudgetSpec {
+        self.limits.lock().unwrap().clone()
+    }
+
+    /// Applies new limits (from the `Ec2Budget` object, or the defaults when it is absent).
+    pub fn set_limits(&self, limits: Ec2BudgetSpec) {
+        let mut current = self.limits.lock().unwrap();
+        if *current != limits {
+            *current = limits;
+            drop(current);
+            self.notify();
+        }
+    }
+
+    /// Resumes today's settled spend and launch count from the persisted status.
+    pub fn restore(&self, status: &Ec2BudgetStatus) {
+        self.ledger.lock().unwrap().resume(status, (self.clock)());
+    }
+
+    /// Reserves a slot for `uid` (serving the DataRoom `room`, if any); holding one already is
+    /// success. The reservation is what the lifecycle port's launch and start take.
+    pub fn reserve(
+        &self,
+        uid: &str,
+        instance_type: &str,
+        purpose: Purpose,
+        room: Option<&str>,
+    ) -> Result<Reservation, Refusal> {
+        self.decide(uid, instance_type, purpose, room, true)?;
+        self.notify();
+        Ok(Reservation { uid: uid.to_string() })
+    }
+
+    /// Whether a reservation for a new instance of `instance_type` would be granted now, without
+    /// taking one (the admin API's pre-check; the controller's `reserve` still decides).
+    pub fn check(&self, instance_type: &str, purpose: Purpose) -> Result<(), Refusal> {
+        self.decide("\0pre-check", instance_type, purpose, None, false)
+    }
+
+    fn decide(
+        &self,
+        uid: &str,
+        instance_type: &str,
+        purpose: Purpose,
+        room: Option<&str>,
+        keep: bool,
+    ) -> Result<(), Refusal> {
+        let limits = self.limits();
+        let ask = Ask {
+            uid,
+            instance_type,
+            hourly: self.hourly_price(instance_type),
+            max_hourly: self.hourly_price(&limits.max_instance_type),
+            purpose,
+            room,
+        };
+        let now = (self.clock)();
+        let mut ledger = self.ledger.lock().unwrap();
+        match keep {
+            true => ledger.reserve(&ask, &limits, now),
+            false => ledger.clone().reserve(&ask, &limits, now),
+        }
+    }
+
+    /// Ends `uid`'s billed run, if it has one.
+    pub fn release(&self, uid: &str) {
+        let now = (self.clock)();
+        if self.ledger.lock().unwrap().release(uid, now) {
+            self.notify();
+        }
+    }
+
+    /// Counts an instance found billed in EC2 (adopted, or started out of band).
+    pub fn adopt(&self, uid: &str, instance: &Instance) {
+        let now = (self.clock)();
+        let slot = Slot {
+            instance_type: instance.instance_type.clone(),
+            hourly_usd: self.hourly_price(&instance.instance_type).unwrap_or(0.0),
+            since: instance.launch_time.unwrap_or(now).min(now),
+            room: instance.room(),
+        };
+        let mut ledger = self.ledger.lock().unwrap();
+        if !ledger.holds(uid) {
+            ledger.adopt(uid, slot, now);
+            drop(ledger);
+            self.notify();
+        }
+    }
+
+    pub fn holds(&self, uid: &str) -> bool {
+        self.ledger.lock().unwrap().holds(uid)
+    }
+
+    /// Makes the slots match a full sweep of EC2 that started at `swept_at`: billed instances are
+    /// counted, and slots reserved before the sweep whose instance is not billed are released.
+    pub fn sync(&self, instances: &[Instance], swept_at: jiff::Timestamp) {
+        let billed: HashMap<&str, &Instance> = instances
+            .iter()
+            .filter(|i| i.state.is_billed())
+            .filter_map(|i| Some((i.owner_uid()?, i)))
+            .collect();
+        for (uid, instance) in &billed {
+            self.adopt(uid, instance);
+        }
+        let stale = self.ledger.lock().unwrap().stale(swept_at, |uid| billed.contains_key(uid));
+        for uid in stale {
+            self.release(&uid);
+        }
+    }
+
+    /// Spend so far today of the DataRoom `room` (`namespace/name`).
+    pub fn room_spend_today(&self, room: &str) -> f64 {
+        self.ledger.lock().unwrap().room_spend_today(room, (self.clock)())
+    }
+
+    pub fn snapshot(&self) -> Ec2BudgetStatus {
+        self.ledger.lock().unwrap().snapshot((self.clock)())
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    fn notify(&self) {
+        self.changed.send_modify(|n| *n += 1);
+    }
+}

@@ -1,0 +1,140 @@
+//! A `Cloud` in another process: forwards every call to a sandbox serving its simulated EC2
+//! (`sandbox --external-operator` and `run --sandbox-cloud`), so that the operator's own memory can
+//! be measured apart from the emulator and the simulated instances. One JSON call per HTTP/1.1
+//! request on loopback; a test and benchmark aid, never a production path.
+
+use std::net::SocketAddr;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{CloudError, ErrorKind, Image, Instance, KeyPair, LaunchRequest, Result, SecretValue};
+use super::{Imperative, Lifecycle};
+use crate::budget::Reservation;
+
+/// One `Cloud` call, as sent over the wire.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Call {
+    RunInstance { req: Box<LaunchRequest> },
+    DescribeManaged,
+    DescribeByOwner { owner_uid: String },
+    StartInstance { id: String },
+    StopInstance { id: String },
+    TerminateInstance { id: String },
+    UnmanageInstance { id: String },
+    ConsoleOutput { id: String },
+    CreateImage { instance_id: String, name: String },
+    DescribeImages { ids: Vec<String> },
+    DeregisterImage { id: String },
+    ImportKeyPair { name: String, public_key: String },
+    DescribeKeyPairs { names: Vec<String> },
+    DeleteKeyPair { name: String },
+    PutSecret { name: String, value: String },
+    GetSecret { name: String },
+    DeleteSecret { name: String },
+    GetObject { bucket: String, key: String, max_bytes: u64 },
+}
+
+/// A failure to carry a call, not an answer from the cloud.
+pub fn transport(message: String) -> CloudError {
+    CloudError::new(ErrorKind::Retryable, "Transport", message)
+}
+
+/// A `Cloud` that forwards every call to a sandbox serving its simulated EC2 at `addr`.
+pub struct RemoteCloud {
+    addr: SocketAddr,
+}
+
+impl RemoteCloud {
+    pub fn new(addr: SocketAddr) -> Self {
+        Self { addr }
+    }
+
+    async fn call<T: DeserializeOwned>(&self, call: Call) -> Result<T> {
+        let stream = tokio::net::TcpStream::connect(self.addr).await.map_err(|e| transport(e.to_string()))?;
+        let io = hyper_util::rt::TokioIo::new(stream);
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(io).await.map_err(|e| transport(e.to_string()))?;
+        tokio::spawn(connection);
+        let body = serde_json::to_vec(&call).map_err(|e| transport(e.to_string()))?;
+        let request = hyper::Request::post("/")
+            .header("host", self.addr.to_string())
+            .body(Full::new(Bytes::from(body)));
+        let response = sender
+            .send_request(request.expect("a valid request"))
+            .await
+            .map_err(|e| transport(e.to_string()))?;
+        let bytes = response.into_body().collect().await.map_err(|e| transport(e.to_string()))?.to_bytes();
+        let reply: std::result::Result<Value, CloudError> =
+            serde_json::from_slice(&bytes).map_err(|e| transport(e.to_string()))?;
+        serde_json::from_value(reply?).map_err(|e| transport(e.to_string()))
+    }
+}
+
+#[async_trait]
+impl Lifecycle for RemoteCloud {
+    async fn run_instance(&self, req: &LaunchRequest, _reservation: &Reservation) -> Result<Instance> {
+        self.call(Call::RunInstance { req: Box::new(req.clone()) }).await
+    }
+    async fn describe_managed(&self) -> Result<Vec<Instance>> {
+        self.call(Call::DescribeManaged).await
+    }
+    async fn describe_by_owner(&self, owner_uid: &str) -> Result<Vec<Instance>> {
+        self.call(Call::DescribeByOwner { owner_uid: owner_uid.into() }).await
+    }
+    async fn start_instance(&self, id: &str, _reservation: &Reservation) -> Result<()> {
+        self.call(Call::StartInstance { id: id.into() }).await
+    }
+    async fn stop_instance(&self, id: &str) -> Result<()> {
+        self.call(Call::StopInstance { id: id.into() }).await
+    }
+    async fn terminate_instance(&self, id: &str) -> Result<()> {
+        self.call(Call::TerminateInstance { id: id.into() }).await
+    }
+    async fn unmanage_instance(&self, id: &str) -> Result<()> {
+        self.call(Call::UnmanageInstance { id: id.into() }).await
+    }
+}
+
+#[async_trait]
+impl Imperative for RemoteCloud {
+    async fn console_output(&self, id: &str) -> Result<String> {
+        self.call(Call::ConsoleOutput { id: id.into() }).await
+    }
+    async fn create_image(&self, instance_id: &str, name: &str) -> Result<String> {
+        self.call(Call::CreateImage { instance_id: instance_id.into(), name: name.into() }).await
+    }
+    async fn describe_images(&self, ids: &[String]) -> Result<Vec<Image>> {
+        self.call(Call::DescribeImages { ids: ids.to_vec() }).await
+    }
+    async fn deregister_image(&self, id: &str) -> Result<()> {
+        self.call(Call::DeregisterImage { id: id.into() }).await
+    }
+    async fn import_key_pair(&self, name: &str, public_key_openssh: &str) -> Result<KeyPair> {
+        self.call(Call::ImportKeyPair { name: name.into(), public_key: public_key_openssh.into() }).await
+    }
+    async fn describe_key_pairs(&self, names: &[String]) -> Result<Vec<KeyPair>> {
+        self.call(Call::DescribeKeyPairs { names: names.to_vec() }).await
+    }
+    async fn delete_key_pair(&self, name: &str) -> Result<()> {
+        self.call(Call::DeleteKeyPair { name: name.into() }).await
+    }
+    async fn put_secret(&self, name: &str, value: &SecretValue) -> Result<()> {
+        self.call(Call::PutSecret { name: name.into(), value: value.expose().into() }).await
+    }
+    async fn get_secret(&self, name: &str) -> Result<Option<SecretValue>> {
+        let value: Option<String> = self.call(Call::GetSecret { name: name.into() }).await?;
+        Ok(value.map(SecretValue::new))
+    }
+    async fn delete_secret(&self, name: &str) -> Result<()> {
+        self.call(Call::DeleteSecret { name: name.into() }).await
+    }
+    async fn get_object(&self, bucket: &str, key: &str, max_bytes: u64) -> Result<Vec<u8>> {
+        self.call(Call::GetObject { bucket: bucket.into(), key: key.into(), max_bytes }).await
+    }
+}

@@ -1,0 +1,259 @@
+//! Side effects of a plan step, through the budget gate, the cloud port and the audit log.
+
+use std::time::Duration;
+
+use kube::ResourceExt;
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
+use serde_json::json;
+
+use super::plan::{Step, client_token, key_pair_name, plan};
+use super::status::{self, Observed};
+use crate::audit::{Entry, Outcome};
+use crate::budget::{Purpose, Refusal, Reservation};
+use crate::cloud::{Instance, InstanceState, LaunchRequest, keys};
+use crate::controller::{ACTOR, Context, Error, Result};
+use crate::crd::{Ec2Instance, audit_target};
+
+const STEADY_REQUEUE: Duration = Duration::from_secs(300);
+const WAIT_REQUEUE: Duration = Duration::from_secs(5);
+const BLOCKED_REQUEUE: Duration = Duration::from_secs(60);
+
+/// Brings EC2 in line with the spec, then writes status once.
+pub async fn converge(obj: &Ec2Instance, ctx: &Context) -> Result<Action> {
+    let uid = obj.uid().ok_or(Error::MissingField("metadata.uid"))?;
+    let mut observed = Observed { instance: ctx.cache.get(&uid), ..Default::default() };
+    let result = step(obj, ctx, &uid, &mut observed).await;
+    settle_budget(ctx, &uid, observed.instance.as_ref());
+    if let Err(e) = &result {
+        observed.error = Some((e.label(), e.to_string()));
+    }
+    status::write(obj, ctx, &observed).await?;
+    result
+}
+
+/// Releases the budget slot of an instance that no longer bills, and counts one that does.
+fn settle_budget(ctx: &Context, uid: &str, instance: Option<&Instance>) {
+    match instance {
+        Some(i) if i.state.is_billed() => ctx.gate.adopt(uid, i),
+        _ => ctx.gate.release(uid),
+    }
+}
+
+async fn step(obj: &Ec2Instance, ctx: &Context, uid: &str, observed: &mut Observed) -> Result<Action> {
+    let image = obj.spec.image_id.as_deref().or(ctx.settings.default_image_id.as_deref());
+    let mut next = plan(&obj.spec, image, observed.instance.as_ref());
+    if let Step::Launch { .. } = next
+        && let Some(found) = adopt(obj, ctx, uid).await?
+    {
+        observed.instance = Some(found);
+        next = plan(&obj.spec, image, observed.instance.as_ref());
+    }
+    match next {
+        Step::Steady => Ok(Action::requeue(STEADY_REQUEUE)),
+        Step::Wait(why) => {
+            observed.message = Some(why.to_string());
+            Ok(Action::requeue(WAIT_REQUEUE))
+        }
+        Step::Invalid(why) => {
+            observed.invalid = Some(why);
+            Ok(Action::await_change())
+        }
+        Step::Launch { replaces } => {
+            let image = image.expect("plan launches only with an image");
+            launch(obj, ctx, uid, image, replaces.as_deref(), observed).await
+        }
+        Step::Start => start(obj, ctx, uid, observed).await,
+        Step::Stop => stop(obj, ctx, observed).await,
+    }
+}
+
+/// Looks the owner's instance up in EC2 by tag before anything is created, so that a crash
+/// between RunInstances and the status write never leads to a second instance.
+async fn adopt(obj: &Ec2Instance, ctx: &Context, uid: &str) -> Result<Option<Instance>> {
+    let mut live: Vec<Instance> = ctx.cloud.describe_by_owner(uid).await?;
+    live.retain(|i| !i.state.is_gone());
+    live.sort_by(|a, b| (a.launch_time, &a.id).cmp(&(b.launch_time, &b.id)));
+    let mut live = live.into_iter();
+    let Some(keep) = live.next() else {
+        return Ok(None);
+    };
+    for extra in live {
+        ctx.cloud.terminate_instance(&extra.id).await?;
+        let entry = Entry::new(ACTOR, "terminate-duplicate", &audit_target(obj), Outcome::Success)
+            .params(json!({ "instance_id": extra.id, "kept": keep.id }))
+            .detail(format!("terminated {} because {} already serves this object", extra.id, keep.id));
+        ctx.record(obj, entry, Some((EventType::Warning, "DuplicateTerminated"))).await?;
+    }
+    ctx.cache.put(keep.clone());
+    let entry = Entry::new(ACTOR, "adopt", &audit_target(obj), Outcome::Success)
+        .params(json!({ "instance_id": keep.id, "state": keep.state.as_str() }))
+        .detail(format!("found existing instance {} by its owner tag", keep.id));
+    ctx.record(obj, entry, Some((EventType::Normal, "Adopted"))).await?;
+    Ok(Some(keep))
+}
+
+async fn launch(
+    obj: &Ec2Instance,
+    ctx: &Context,
+    uid: &str,
+    image: &str,
+    replaces: Option<&str>,
+    observed: &mut Observed,
+) -> Result<Action> {
+    let instance_type = &obj.spec.instance_type;
+    let reservation = match ctx.gate.reserve(uid, instance_type, Purpose::Launch, obj.room_key().as_deref()) {
+        Ok(reservation) => reservation,
+        Err(refusal) => return refused(obj, ctx, "launch", refusal, observed).await,
+    };
+    let launched = async {
+        let key_name = key_pair_name(uid);
+        if !ctx.key_pairs.lock().unwrap().contains(&key_name) {
+            keys::ensure_key_pair(ctx.cloud.as_ref(), &key_name).await?;
+            ctx.key_pairs.lock().unwrap().insert(key_name.clone());
+        }
+        let request = LaunchRequest {
+            owner_uid: uid.to_string(),
+            client_token: client_token(uid, replaces),
+            namespace: obj.namespace().unwrap_or_default(),
+            name: obj.name_any(),
+            data_room: obj.spec.data_room.clone(),
+            instance_type: instance_type.clone(),
+            image_id: image.to_string(),
+            subnet_id: obj.spec.subnet_id.clone().or_else(|| ctx.settings.default_subnet_id.clone()),
+            security_group_ids: obj
+                .spec
+                .security_group_ids
+                .clone()
+                .unwrap_or_else(|| ctx.settings.default_security_group_ids.clone()),
+            user_data: obj.spec.user_data.clone(),
+            root_volume_gib: obj.spec.root_volume_gib,
+            key_name,
+            extra_tags: obj.spec.tags.clone(),
+        };
+        ctx.cloud.run_instance(&request, &reservation).await
+    };
+    let params = json!({ "instance_type": instance_type, "image_id": image, "replaces": replaces });
+    // Recorded before EC2 is asked: a crash after the launch took effect and before its answer
+    // still leaves the launch in the log (a restart repeats the call with the same client token).
+    let intent = Entry::new(ACTOR, "launch", &audit_target(obj), Outcome::Started).params(params.clone());
+    if let Err(e) = ctx.append(intent).await {
+        ctx.gate.release(uid);
+        return Err(e.into());
+    }
+    match launched.await {
+        Ok(instance) => {
+            ctx.cache.put(instance.clone());
+            let entry = Entry::new(ACTOR, "launch", &audit_target(obj), Outcome::Success)
+                .params(with_instance(params, &instance.id))
+                .detail(format!("launched {} ({instance_type})", instance.id));
+            observed.instance = Some(instance);
+            ctx.record(obj, entry, Some((EventType::Normal, "Launched"))).await?;
+            Ok(Action::requeue(WAIT_REQUEUE))
+        }
+        Err(e) => {
+            ctx.gate.release(uid);
+            if e.code.starts_with("InvalidKeyPair") {
+                // Removed behind our back: the next attempt makes it again.
+                ctx.key_pairs.lock().unwrap().remove(&key_pair_name(uid));
+            }
+            let entry = Entry::new(ACTOR, "launch", &audit_target(obj), Outcome::Failure)
+                .params(params)
+                .detail(e.to_string());
+            ctx.record(obj, entry, Some((EventType::Warning, "LaunchFailed"))).await?;
+            Err(e.into())
+        }
+    }
+}
+
+async fn start(obj: &Ec2Instance, ctx: &Context, uid: &str, observed: &mut Observed) -> Result<Action> {
+    let Some(instance) = observed.instance.clone() else {
+        return Ok(Action::requeue(WAIT_REQUEUE));
+    };
+    let room = obj.room_key();
+    let reservation = match ctx.gate.reserve(uid, &instance.instance_type, Purpose::Start, room.as_deref()) {
+        Ok(reservation) => reservation,
+        Err(refusal) => return refused(obj, ctx, "start", refusal, observed).await,
+    };
+    if let Err(e) = power(obj, ctx, Power::Start(&reservation), &instance, observed).await {
+        ctx.gate.release(uid);
+        return Err(e);
+    }
+    Ok(Action::requeue(WAIT_REQUEUE))
+}
+
+async fn stop(obj: &Ec2Instance, ctx: &Context, observed: &mut Observed) -> Result<Action> {
+    let Some(instance) = observed.instance.clone() else {
+        return Ok(Action::requeue(WAIT_REQUEUE));
+    };
+    power(obj, ctx, Power::Stop, &instance, observed).await?;
+    Ok(Action::requeue(WAIT_REQUEUE))
+}
+
+/// A power change; a start holds the budget's reservation.
+enum Power<'a> {
+    Start(&'a Reservation),
+    Stop,
+}
+
+/// Starts or stops the instance, records it, and updates the cached view to the new state.
+async fn power(
+    obj: &Ec2Instance,
+    ctx: &Context,
+    change: Power<'_>,
+    instance: &Instance,
+    observed: &mut Observed,
+) -> Result<()> {
+    let id = &instance.id;
+    let (action, call, state, reason) = match change {
+        Power::Start(reserved) => {
+            ("start", ctx.cloud.start_instance(id, reserved).await, InstanceState::Pending, "Started")
+        }
+        Power::Stop => ("stop", ctx.cloud.stop_instance(id).await, InstanceState::Stopping, "Stopped"),
+    };
+    let params = with_instance(json!({}), &instance.id);
+    if let Err(e) = call {
+        let entry = Entry::new(ACTOR, action, &audit_target(obj), Outcome::Failure)
+            .params(params)
+            .detail(e.to_string());
+        ctx.record(obj, entry, Some((EventType::Warning, "PowerChangeFailed"))).await?;
+        return Err(e.into());
+    }
+    let mut updated = instance.clone();
+    updated.state = state;
+    ctx.cache.put(updated.clone());
+    observed.instance = Some(updated);
+    let entry = Entry::new(ACTOR, action, &audit_target(obj), Outcome::Success)
+        .params(params)
+        .detail(format!("{action} requested for {}", instance.id));
+    ctx.record(obj, entry, Some((EventType::Normal, reason))).await?;
+    Ok(())
+}
+
+/// A budget refusal: explained in status, an Event and the audit log (once per distinct refusal),
+/// and retried when usage changes.
+async fn refused(
+    obj: &Ec2Instance,
+    ctx: &Context,
+    action: &str,
+    refusal: Refusal,
+    observed: &mut Observed,
+) -> Result<Action> {
+    ctx.metrics.budget_refusals.get_or_create(&vec![("limit", refusal.limit())]).inc();
+    let message = refusal.to_string();
+    if status::budget_message(obj).as_deref() != Some(message.as_str()) {
+        let entry = Entry::new(ACTOR, action, &audit_target(obj), Outcome::Refused)
+            .params(json!({ "limit": refusal.limit(), "instance_type": obj.spec.instance_type }))
+            .detail(message.clone());
+        ctx.record(obj, entry, Some((EventType::Warning, "BudgetExceeded"))).await?;
+    }
+    ctx.blocked.lock().unwrap().insert(ObjectRef::from_obj(obj));
+    observed.refusal = Some(refusal);
+    Ok(Action::requeue(BLOCKED_REQUEUE))
+}
+
+fn with_instance(mut params: serde_json::Value, id: &str) -> serde_json::Value {
+    params["instance_id"] = json!(id);
+    params
+}

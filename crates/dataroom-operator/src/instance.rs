@@ -1,0 +1,88 @@
+//! One EC2 instance as the operator sees it, and the tags that tie it to its object: the facts
+//! that the budget, the controller and the admin API's read-only view share. A leaf module, so
+//! that the budget depends on no cloud port.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+
+pub const TAG_MANAGED_BY: &str = "dataroom.dev/managed-by";
+pub const MANAGED_BY: &str = "dataroom-operator";
+pub const TAG_OWNER_UID: &str = "dataroom.dev/owner-uid";
+pub const TAG_NAMESPACE: &str = "dataroom.dev/namespace";
+pub const TAG_NAME: &str = "dataroom.dev/name";
+pub const TAG_DATA_ROOM: &str = "dataroom.dev/data-room";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum InstanceState {
+    Pending,
+    Running,
+    Stopping,
+    Stopped,
+    ShuttingDown,
+    Terminated,
+}
+
+impl InstanceState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::Stopping => "stopping",
+            Self::Stopped => "stopped",
+            Self::ShuttingDown => "shutting-down",
+            Self::Terminated => "terminated",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Pending, Self::Running, Self::Stopping, Self::Stopped, Self::ShuttingDown, Self::Terminated]
+            .into_iter()
+            .find(|state| state.as_str() == s)
+    }
+
+    /// Pending and running instances hold a budget slot and accrue cost.
+    pub fn is_billed(self) -> bool {
+        matches!(self, Self::Pending | Self::Running)
+    }
+
+    /// Gone, or on its way there: it will never run again.
+    pub fn is_gone(self) -> bool {
+        matches!(self, Self::ShuttingDown | Self::Terminated)
+    }
+
+    /// Not between states: running, stopped or terminated.
+    pub fn is_settled(self) -> bool {
+        matches!(self, Self::Running | Self::Stopped | Self::Terminated)
+    }
+}
+
+/// One EC2 instance as the operator sees it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Instance {
+    pub id: String,
+    pub state: InstanceState,
+    pub instance_type: String,
+    pub image_id: String,
+    pub key_name: Option<String>,
+    pub public_ip: Option<String>,
+    pub private_ip: Option<String>,
+    /// Time of the latest start (EC2's `LaunchTime`).
+    pub launch_time: Option<Timestamp>,
+    pub tags: BTreeMap<String, String>,
+}
+
+impl Instance {
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.tags.get(key).map(String::as_str)
+    }
+
+    pub fn owner_uid(&self) -> Option<&str> {
+        self.tag(TAG_OWNER_UID)
+    }
+
+    /// The DataRoom (`namespace/name`) this instance serves, from its tags.
+    pub fn room(&self) -> Option<String> {
+        Some(format!("{}/{}", self.tag(TAG_NAMESPACE)?, self.tag(TAG_DATA_ROOM)?))
+    }
+}

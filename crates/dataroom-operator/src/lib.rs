@@ -1,0 +1,18 @@
+//! dataroom-operator: a Kubernetes operator that turns `DataRoom` and `Ec2Instance` resources into
+//! EC2 instances, behind a budget gate and a hash-chained audit log.
+
+pub mod admin;
+pub mod audit;
+pub mod budget;
+pub mod clock;
+pub mod cloud;
+pub mod config;
+pub mod controller;
+pub mod crd;
+pub mod instance;
+pub mod leader;
+pub mod metrics;
+pub mod probe;
+pub mod runner;
+pub mod ssh;
+pub mod telemetry;

@@ -1,0 +1,261 @@
+//! Simulated instances: every running fake instance gets, on its own loopback address
+//! (127.0.1.N), an SSH server (port `SSH_PORT`) that accepts only the instance's key pair, runs
+//! commands with `sh -c` in a per-instance working directory and serves SFTP rooted there, and
+//! a health endpoint (port `HEALTH_PORT`). Commands run as the local user, on the local machine:
+//! the sandbox isolates nothing.
+
+use std::collections::HashMap;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use russh::server::{Auth, Msg, Session, VerifiedPublicKey};
+use russh::{Channel, ChannelId, Sig};
+use ssh_key::{Algorithm, LineEnding, rand_core::OsRng};
+
+use dataroom_operator::cloud::fake::FakeCloud;
+use dataroom_operator::cloud::{Instance, InstanceState};
+
+pub use super::health::HEALTH_PORT;
+
+/// Port of the simulated instances' SSH servers (22 would need root).
+pub const SSH_PORT: u16 = 2222;
+
+/// Starts and stops SSH servers as fake instances start and stop.
+pub struct Simulator {
+    pub fake: Arc<FakeCloud>,
+    /// Parent of the per-instance working directories.
+    pub root: PathBuf,
+    pub ssh_port: u16,
+    pub health_port: u16,
+}
+
+impl Simulator {
+    pub async fn run(self) {
+        let host_key = match host_key(&self.root) {
+            Ok(key) => key,
+            Err(e) => return tracing::error!(error = %e, "simulated instances have no host key; no SSH"),
+        };
+        let mut servers: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
+        loop {
+            let running: Vec<Instance> =
+                self.fake.instances().into_iter().filter(|i| i.state == InstanceState::Running).collect();
+            servers.retain(|id, task| {
+                let keep = running.iter().any(|i| &i.id == id) && !task.is_finished();
+                if !keep {
+                    task.abort();
+                }
+                keep
+            });
+            for instance in &running {
+                if servers.contains_key(&instance.id) {
+                    continue;
+                }
+                let (Some(ip), Some(key_name)) = (&instance.public_ip, &instance.key_name) else { continue };
+                let Some(authorized) = self.fake.public_key(key_name) else { continue };
+                let home = self.root.join(&instance.id);
+                if std::fs::create_dir_all(&home).is_err() {
+                    continue;
+                }
+                let health = super::health::listen(home.clone(), format!("{ip}:{}", self.health_port));
+                let server = InstanceServer { authorized, home, host_key: host_key.clone() };
+                let ssh = server.listen(format!("{ip}:{}", self.ssh_port));
+                let both = async move { tokio::join!(ssh, health).0 };
+                servers.insert(instance.id.clone(), tokio::spawn(both));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// The simulated instances' host key, kept under `root` so that pins survive a restart.
+fn host_key(root: &Path) -> anyhow::Result<russh::keys::PrivateKey> {
+    let path = root.join("ssh_host_ed25519_key");
+    if let Ok(pem) = std::fs::read_to_string(&path) {
+        return Ok(russh::keys::PrivateKey::from_openssh(pem.as_bytes())?);
+    }
+    std::fs::create_dir_all(root)?;
+    let key = ssh_key::PrivateKey::random(&mut OsRng, Algorithm::Ed25519)?;
+    let pem = key.to_openssh(LineEnding::LF)?;
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
+    std::io::Write::write_all(&mut file, pem.as_bytes())?;
+    Ok(russh::keys::PrivateKey::from_openssh(pem.as_bytes())?)
+}
+
+/// Binds `address`; when that fails, says so once and waits forever rather than retrying
+/// (another sandbox may hold the port).
+pub(super) async fn bind(address: &str, what: &str) -> tokio::net::TcpListener {
+    match tokio::net::TcpListener::bind(address).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            tracing::warn!(%address, error = %e, "simulated instance cannot listen for {what}");
+            std::future::pending().await
+        }
+    }
+}
+
+#[derive(Clone)]
+struct InstanceServer {
+    /// The instance's public key, OpenSSH encoded.
+    authorized: String,
+    home: PathBuf,
+    host_key: russh::keys::PrivateKey,
+}
+
+impl InstanceServer {
+    async fn listen(self, address: String) {
+        let listener = bind(&address, "SSH").await;
+        let config = Arc::new(russh::server::Config {
+            keys: vec![self.host_key.clone()],
+            auth_rejection_time: Duration::from_millis(50),
+            inactivity_timeout: Some(Duration::from_secs(600)),
+            ..Default::default()
+        });
+        while let Ok((stream, _)) = listener.accept().await {
+            // `run_stream` does not apply `Config::nodelay`: without this, every exec reply met
+            // Nagle and a delayed ACK, 40 ms a command.
+            let _ = stream.set_nodelay(true);
+            let handler =
+                Connection { server: self.clone(), channels: HashMap::new(), running: HashMap::new() };
+            let config = config.clone();
+            tokio::spawn(async move {
+                if let Ok(session) = russh::server::run_stream(config, stream, handler).await {
+                    let _ = session.await;
+                }
+            });
+        }
+    }
+}
+
+struct Connection {
+    server: InstanceServer,
+    /// Session channels not yet claimed by a subsystem.
+    channels: HashMap<ChannelId, Channel<Msg>>,
+    /// Running commands, by channel: send to kill.
+    running: HashMap<ChannelId, tokio::sync::oneshot::Sender<()>>,
+}
+
+/// The key material of an OpenSSH public key line, without its comment.
+fn key_material(openssh: &str) -> String {
+    openssh.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
+}
+
+impl russh::server::Handler for Connection {
+    type Error = russh::Error;
+
+    async fn auth_publickey(&mut self, _user: &str, key: VerifiedPublicKey<'_>) -> Result<Auth, Self::Error> {
+        let offered = key.public_key.to_openssh().unwrap_or_default();
+        if key_material(&offered) == key_material(&self.server.authorized) {
+            Ok(Auth::Accept)
+        } else {
+            Ok(Auth::reject())
+        }
+    }
+
+    async fn channel_open_session(
+        &mut self,
+        channel: Channel<Msg>,
+        reply: russh::server::ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.channels.insert(channel.id(), channel);
+        reply.accept().await;
+        Ok(())
+    }
+
+    async fn subsystem_request(
+        &mut self,
+        channel: ChannelId,
+        name: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        match self.channels.remove(&channel) {
+            Some(stream) if name == "sftp" => {
+                session.channel_success(channel)?;
+                let sftp = super::sftp::Sftp::new(self.server.home.clone());
+                russh_sftp::server::run(stream.into_stream(), sftp).await;
+            }
+            _ => session.channel_failure(channel)?,
+        }
+        Ok(())
+    }
+
+    async fn exec_request(
+        &mut self,
+        channel: ChannelId,
+        data: &[u8],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.channels.remove(&channel);
+        session.channel_success(channel)?;
+        let command = String::from_utf8_lossy(data).into_owned();
+        let handle = session.handle();
+        let home = self.server.home.clone();
+        let (kill, killed) = tokio::sync::oneshot::channel();
+        self.running.insert(channel, kill);
+        tokio::spawn(async move {
+            // Dropping the running command (on a signal or a closed channel) kills it.
+            let ended = tokio::select! {
+                output = run(&home, &command) => output,
+                _ = killed => Err(std::io::Error::other("killed")),
+            };
+            match ended {
+                Ok(out) => {
+                    let _ = handle.data(channel, out.stdout).await;
+                    let _ = handle.extended_data(channel, 1, out.stderr).await;
+                    match (out.status.code(), std::os::unix::process::ExitStatusExt::signal(&out.status)) {
+                        (Some(code), _) => drop(handle.exit_status_request(channel, code as u32).await),
+                        (None, signal) => {
+                            let name = Sig::Custom(signal.map_or("UNKNOWN".into(), |s| s.to_string()));
+                            let _ = handle
+                                .exit_signal_request(channel, name, false, String::new(), String::new())
+                                .await;
+                        }
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Other => {
+                    let _ = handle
+                        .exit_signal_request(channel, Sig::KILL, false, String::new(), String::new())
+                        .await;
+                }
+                Err(_) => drop(handle.exit_status_request(channel, 127).await),
+            }
+            let _ = handle.eof(channel).await;
+            let _ = handle.close(channel).await;
+        });
+        Ok(())
+    }
+
+    async fn signal(&mut self, channel: ChannelId, _signal: Sig, _: &mut Session) -> Result<(), Self::Error> {
+        self.kill(channel);
+        Ok(())
+    }
+
+    async fn channel_close(&mut self, channel: ChannelId, _: &mut Session) -> Result<(), Self::Error> {
+        self.kill(channel);
+        Ok(())
+    }
+}
+
+impl Connection {
+    /// Kills the command running on `channel`, if one is.
+    fn kill(&mut self, channel: ChannelId) {
+        if let Some(kill) = self.running.remove(&channel) {
+            let _ = kill.send(());
+        }
+    }
+}
+
+/// Runs `command` with `sh -c` in the instance's directory, which is also its `HOME`.
+async fn run(home: &Path, command: &str) -> std::io::Result<std::process::Output> {
+    tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .current_dir(home)
+        .env("HOME", home)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+}

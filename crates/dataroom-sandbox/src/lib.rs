@@ -1,0 +1,247 @@
+//! The embedded default: the whole system on one machine, with no cluster and no AWS account.
+//! A Kubernetes API emulator on loopback, the in-memory EC2 and secret store, and the real
+//! controller between them.
+
+mod health;
+pub mod instances;
+pub mod remote;
+mod sftp;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use kube::api::{Api, PostParams};
+use kube::runtime::events::{Recorder, Reporter};
+
+use dataroom_operator::admin::auth::AdminKeys;
+use dataroom_operator::admin::{self, AdminState, HealthState};
+use dataroom_operator::audit::AuditLog;
+use dataroom_operator::budget::Gate;
+use dataroom_operator::budget::pricing::PriceTable;
+use dataroom_operator::cloud::fake::{Delays, FakeCloud};
+use dataroom_operator::cloud::metered::Metered;
+use dataroom_operator::controller::{self, Context, Settings};
+use dataroom_operator::metrics::Metrics;
+use dataroom_operator::ssh::SshSettings;
+use dataroom_operator::{clock, crd};
+
+/// The AMI the sandbox launches when an Ec2Instance names none.
+pub const SANDBOX_IMAGE: &str = "ami-0000000000000000a";
+
+#[derive(Debug, clap::Args)]
+pub struct SandboxArgs {
+    /// Where the kubeconfig, audit log and state live (default: a fresh temporary directory).
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// Port of the Kubernetes API emulator on 127.0.0.1.
+    #[arg(long, default_value_t = 6443)]
+    pub api_port: u16,
+    /// Port of the operator's HTTP endpoints (/healthz, /readyz, /metrics) on 127.0.0.1.
+    #[arg(long, default_value_t = 8080)]
+    pub admin_port: u16,
+    /// Run everything but the operator, and serve the simulated EC2 on 127.0.0.1:PORT to an
+    /// operator in another process (`run --sandbox-cloud 127.0.0.1:PORT`): to measure it alone.
+    #[arg(long, value_name = "PORT")]
+    pub external_operator: Option<u16>,
+}
+
+fn state_dir(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    let dir = match given {
+        Some(dir) => dir,
+        None => {
+            let stamp = jiff::Timestamp::now().as_second();
+            std::env::temp_dir().join(format!("dataroom-sandbox-{stamp}-{}", std::process::id()))
+        }
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    // The state holds simulated instances' SSH keys: keep it private to this user.
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+    Ok(dir.canonicalize()?)
+}
+
+pub fn write_kubeconfig(path: &Path, api: SocketAddr) -> anyhow::Result<()> {
+    let config = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: sandbox\n  cluster:\n    server: http://{api}\ncontexts:\n- name: sandbox\n  context:\n    cluster: sandbox\n    user: sandbox\n    namespace: default\ncurrent-context: sandbox\nusers:\n- name: sandbox\n  user: {{}}\n"
+    );
+    std::fs::write(path, config).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Creates every CRD through the API, as `kubectl apply -f crds/` would.
+pub async fn install_crds(client: &kube::Client) -> anyhow::Result<()> {
+    let api: Api<
+        k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+    > = Api::all(client.clone());
+    for doc in crd::crds_yaml().split("---\n") {
+        let crd = serde_yaml::from_str(doc)?;
+        match api.create(&PostParams::default(), &crd).await {
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            other => drop(other.context("installing a CRD")?),
+        }
+    }
+    Ok(())
+}
+
+pub async fn run(args: SandboxArgs) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let dir = state_dir(args.state_dir)?;
+    let (api_state, ec2_state) = (dir.join("apiserver.json"), dir.join("ec2.json"));
+    let resumed = api_state.exists();
+    let server = match resumed {
+        true => kube_emulator::ApiServer::load(&api_state)
+            .with_context(|| format!("resuming {}", api_state.display()))?,
+        false => kube_emulator::ApiServer::new(),
+    };
+    let api_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, args.api_port));
+    let (api_addr, api_task) = kube_emulator::serve(server.clone(), api_addr)
+        .await
+        .with_context(|| format!("binding the API emulator to {api_addr} (try --api-port)"))?;
+    let kubeconfig = dir.join("kubeconfig");
+    write_kubeconfig(&kubeconfig, api_addr)?;
+    let client = server.client();
+    install_crds(&client).await?;
+
+    let metrics = Arc::new(Metrics::default());
+    // Instances of different sandboxes get different addresses (127.B.x.y, B from the process
+    // ID), so that each can serve SSH on port 2222.
+    let block = 2 + (std::process::id() % 253) as u8;
+    let fake = Arc::new(
+        FakeCloud::new(Delays {
+            boot: Duration::from_secs(2),
+            stop: Duration::from_secs(1),
+            terminate: Duration::from_secs(1),
+        })
+        .with_address_block(block),
+    );
+    if ec2_state.exists() {
+        let snapshot = serde_json::from_slice(&std::fs::read(&ec2_state)?)?;
+        fake.restore(&snapshot).with_context(|| format!("resuming {}", ec2_state.display()))?;
+    }
+    let saver = State { server: server.clone(), fake: fake.clone(), api: api_state, ec2: ec2_state };
+    let periodic = tokio::spawn(saver.clone().every(Duration::from_secs(5)));
+    let simulator = instances::Simulator {
+        fake: fake.clone(),
+        root: dir.join("instances"),
+        ssh_port: instances::SSH_PORT,
+        health_port: instances::HEALTH_PORT,
+    };
+    let simulated = tokio::spawn(simulator.run());
+    if let Some(port) = args.external_operator {
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let (addr, cloud_task) = remote::serve(fake, addr)
+            .await
+            .with_context(|| format!("binding the simulated EC2 to {addr}"))?;
+        println!(
+            "dataroom-operator sandbox without its operator\n  kubeconfig:  {}\n  EC2:         run --sandbox-cloud {addr}",
+            kubeconfig.display()
+        );
+        dataroom_operator::runner::shutdown_signal().await;
+        for task in [cloud_task, periodic, simulated, api_task] {
+            task.abort();
+        }
+        return saver.save();
+    }
+    let cloud = Arc::new(Metered::new(fake, metrics.clone()));
+    let clock = clock::system();
+    let gate = Arc::new(Gate::new(PriceTable::default(), "us-east-1", clock.clone()));
+    let audit_path = dir.join("audit.jsonl");
+    let audit = AuditLog::open(&audit_path)?;
+    let settings = Settings {
+        region: "us-east-1".into(),
+        default_image_id: Some(SANDBOX_IMAGE.into()),
+        poll_interval: Duration::from_secs(5),
+        orphan_grace: Some(Duration::from_secs(60)),
+        ssh: SshSettings { port: instances::SSH_PORT, ..Default::default() },
+        ..Default::default()
+    };
+    let reporter = Reporter { controller: crd::MANAGER.into(), instance: Some("sandbox".into()) };
+    let recorder = Recorder::new(client.clone(), reporter);
+    let ctx = Arc::new(Context::new(client, cloud, gate, audit, recorder, metrics.clone(), settings, clock));
+    let ready = Arc::new(AtomicBool::new(false));
+    let admin_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, args.admin_port));
+    let key_file = dir.join("admin-key");
+    let keys = AdminKeys::parse(&AdminKeys::line("sandbox", &admin_key(&key_file)?)).expect("a valid line");
+    let api = AdminState::new(ctx.shared(), keys, "default");
+    let (http, admin_addr) = admin::serve(
+        admin_addr,
+        HealthState { ready: ready.clone(), metrics },
+        Some(api),
+        Default::default(),
+    )
+    .with_context(|| format!("binding the operator's HTTP endpoints to {admin_addr} (try --admin-port)"))?;
+    let http_handle = http.handle();
+    tokio::spawn(http);
+
+    let controller = tokio::spawn(controller::run(ctx, ready));
+    let k = format!("kubectl --kubeconfig {}", kubeconfig.display());
+    println!(
+        "dataroom-operator sandbox is ready ({:.1}s, {})\n\
+         \n  state:       {dir}\n  kubeconfig:  {kc}\n  API:         http://{api_addr}\n  admin API:   http://{admin_addr}/api  (docs: /api/docs/; key in {key})\n  health:      http://{admin_addr}/healthz  /readyz  /metrics\n  audit log:   {audit}\n  instances:   SSH and SFTP on 127.B.x.y:{ssh}, health on :{health}, files under {dir}/instances\n\
+         \nEverything runs on this machine: EC2 is simulated in memory, no AWS account is used.\n\
+         \nTry:\n  export KUBECONFIG={kc}\n  kubectl apply -f examples/ec2instance.yaml\n  kubectl get ec2 -w\n  kubectl patch ec2 web --type merge -p '{{\"spec\":{{\"powerState\":\"Stopped\"}}}}'\n  kubectl delete ec2 web\n  curl -H \"Authorization: Bearer $(cat {key})\" http://{admin_addr}/api/ec2/instances\n  cargo run --release -- audit verify {audit}\n\
+         \nCtrl-C stops the sandbox. (Plain `{k} get ec2` works without the export.)",
+        started.elapsed().as_secs_f64(),
+        if resumed { "resumed from its state directory" } else { "fresh state" },
+        dir = dir.display(),
+        kc = kubeconfig.display(),
+        audit = audit_path.display(),
+        key = key_file.display(),
+        ssh = instances::SSH_PORT,
+        health = instances::HEALTH_PORT,
+    );
+    let result = controller.await.context("the controller stopped unexpectedly")?;
+    periodic.abort();
+    simulated.abort();
+    saver.save()?;
+    http_handle.stop(true).await;
+    api_task.abort();
+    result
+}
+
+/// The sandbox's admin key: the one in `path`, or a new one written there (mode 0600).
+fn admin_key(path: &Path) -> anyhow::Result<String> {
+    if let Ok(key) = std::fs::read_to_string(path) {
+        return Ok(key.trim().to_string());
+    }
+    let (key, _) = AdminKeys::generate("sandbox");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    std::io::Write::write_all(&mut file, format!("{key}\n").as_bytes())?;
+    Ok(key)
+}
+
+/// Where the sandbox keeps its state, so that `--state-dir` resumes it.
+#[derive(Clone)]
+struct State {
+    server: Arc<kube_emulator::ApiServer>,
+    fake: Arc<FakeCloud>,
+    api: PathBuf,
+    ec2: PathBuf,
+}
+
+impl State {
+    fn save(&self) -> anyhow::Result<()> {
+        self.server.save(&self.api).with_context(|| format!("saving {}", self.api.display()))?;
+        let partial = self.ec2.with_extension("partial");
+        std::fs::write(&partial, serde_json::to_vec(&self.fake.snapshot())?)?;
+        std::fs::set_permissions(&partial, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+        std::fs::rename(&partial, &self.ec2).with_context(|| format!("saving {}", self.ec2.display()))
+    }
+
+    async fn every(self, period: Duration) {
+        loop {
+            tokio::time::sleep(period).await;
+            if let Err(e) = self.save() {
+                tracing::warn!(error = %e, "could not save the sandbox state");
+            }
+        }
+    }
+}

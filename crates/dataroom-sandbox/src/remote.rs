@@ -1,0 +1,71 @@
+//! The sandbox's simulated EC2 served to an operator in another process (`sandbox
+//! --external-operator`, answered to `run --sandbox-cloud`'s `RemoteCloud`).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use dataroom_operator::cloud::fake::FakeCloud;
+use dataroom_operator::cloud::remote::{Call, transport};
+use dataroom_operator::cloud::{CloudError, Imperative, Lifecycle, Result, SecretValue};
+use http_body_util::{BodyExt, Full};
+use serde::Serialize;
+use serde_json::Value;
+
+/// Answers `call` as the simulated EC2 does (launches and starts take no reservation: the
+/// operator on the other side took it before it called): the result as JSON, or the cloud's error.
+async fn answer(cloud: &FakeCloud, call: Call) -> Result<Value> {
+    fn json<T: Serialize>(value: T) -> Result<Value> {
+        serde_json::to_value(value).map_err(|e| transport(e.to_string()))
+    }
+    match call {
+        Call::RunInstance { req } => json(cloud.run_instances(&req).await?),
+        Call::DescribeManaged => json(cloud.describe_managed().await?),
+        Call::DescribeByOwner { owner_uid } => json(cloud.describe_by_owner(&owner_uid).await?),
+        Call::StartInstance { id } => json(cloud.start_instances(&id).await?),
+        Call::StopInstance { id } => json(cloud.stop_instance(&id).await?),
+        Call::TerminateInstance { id } => json(cloud.terminate_instance(&id).await?),
+        Call::UnmanageInstance { id } => json(cloud.unmanage_instance(&id).await?),
+        Call::ConsoleOutput { id } => json(cloud.console_output(&id).await?),
+        Call::CreateImage { instance_id, name } => json(cloud.create_image(&instance_id, &name).await?),
+        Call::DescribeImages { ids } => json(cloud.describe_images(&ids).await?),
+        Call::DeregisterImage { id } => json(cloud.deregister_image(&id).await?),
+        Call::ImportKeyPair { name, public_key } => json(cloud.import_key_pair(&name, &public_key).await?),
+        Call::DescribeKeyPairs { names } => json(cloud.describe_key_pairs(&names).await?),
+        Call::DeleteKeyPair { name } => json(cloud.delete_key_pair(&name).await?),
+        Call::PutSecret { name, value } => json(cloud.put_secret(&name, &SecretValue::new(value)).await?),
+        Call::GetSecret { name } => json(cloud.get_secret(&name).await?.map(|s| s.expose().to_string())),
+        Call::DeleteSecret { name } => json(cloud.delete_secret(&name).await?),
+        Call::GetObject { bucket, key, max_bytes } => json(cloud.get_object(&bucket, &key, max_bytes).await?),
+    }
+}
+
+/// Serves `cloud` on `addr` (loopback) until the task is aborted; returns the bound address.
+pub async fn serve(
+    cloud: Arc<FakeCloud>,
+    addr: SocketAddr,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let cloud = cloud.clone();
+            let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let cloud = cloud.clone();
+                async move {
+                    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                    let reply: std::result::Result<Value, CloudError> = match serde_json::from_slice(&body) {
+                        Ok(call) => answer(cloud.as_ref(), call).await,
+                        Err(e) => Err(transport(format!("not a cloud call: {e}"))),
+                    };
+                    let bytes = serde_json::to_vec(&reply).expect("replies serialise");
+                    Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from(bytes))))
+                }
+            });
+            let io = hyper_util::rt::TokioIo::new(stream);
+            tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(io, service));
+        }
+    });
+    Ok((bound, task))
+}
