@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use dataroom_operator::admin::{self, HealthState};
 use dataroom_operator::metrics::Metrics;
+use dataroom_operator::seams::Seams;
 use dataroom_operator::ssh::{Pool, SshSettings};
 use http_body_util::{BodyExt, Full};
 use serde_json::json;
@@ -103,9 +104,11 @@ async fn main() {
             HealthState { ready: Arc::new(AtomicBool::new(true)), metrics: Arc::new(Metrics::default()) };
         let mut api = state(&h);
         let (pem, sshd) = first_instance(&h).await;
+        let seams = Seams { ssh_address: Some(sshd.address()), ..Default::default() };
         api.ssh = Arc::new(Pool::new(
             h.ctx.cloud.clone(),
-            SshSettings { user: user(), address_override: Some(sshd.address()), ..Default::default() },
+            SshSettings { user: user(), ..Default::default() },
+            &seams,
         ));
         let (server, addr) =
             admin::serve("127.0.0.1:0".parse().unwrap(), health, Some(api), Default::default()).unwrap();

@@ -45,7 +45,7 @@ async fn main() -> ExitCode {
         }
         Command::Audit { command: AuditCommand::Verify { file, checkpoint, public_key } } => {
             let checkpoint = checkpoint.as_deref().zip(public_key.as_deref());
-            return runner::verify(&file, checkpoint);
+            return dataroom_operator::audit::verify(&file, checkpoint);
         }
         Command::Audit { command: AuditCommand::Keygen } => {
             let signer = dataroom_operator::audit::checkpoint::Signer::generate();

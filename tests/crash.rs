@@ -16,17 +16,12 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use dataroom_operator::audit::AuditLog;
-use dataroom_operator::budget::Gate;
-use dataroom_operator::budget::pricing::PriceTable;
+use dataroom_operator::assembly::Assembly;
 use dataroom_operator::cloud::fake::{Delays, FakeCloud};
-use dataroom_operator::controller::{self, Context, Settings};
+use dataroom_operator::controller::Settings;
 use dataroom_operator::crd::Ec2Instance;
-use dataroom_operator::metrics::Metrics;
-use dataroom_operator::{clock, crd};
 use dataroom_sandbox::{install_crds, write_kubeconfig};
 use kube::api::{Api, DeleteParams, PostParams};
-use kube::runtime::events::{Recorder, Reporter};
 use kube::{Resource, ResourceExt};
 use kube_emulator::{ApiServer, serve};
 use rand::Rng;
@@ -58,11 +53,6 @@ impl Operator for InProcess {
         let (server, cloud, audit) = (self.server.clone(), self.cloud.clone(), self.audit.clone());
         runtime.spawn(async move {
             let client = server.client();
-            let audit = AuditLog::open(&audit).unwrap();
-            let clock = clock::system();
-            let gate = Arc::new(Gate::new(PriceTable::default(), "us-east-1", clock.clone()));
-            let reporter = Reporter { controller: crd::MANAGER.into(), instance: None };
-            let recorder = Recorder::new(client.clone(), reporter);
             let settings = Settings {
                 region: "us-east-1".into(),
                 default_image_id: Some(support::IMAGE.into()),
@@ -70,9 +60,8 @@ impl Operator for InProcess {
                 orphan_grace: Some(Duration::from_secs(1)),
                 ..Default::default()
             };
-            let metrics = Arc::new(Metrics::default());
-            let ctx = Context::new(client, cloud, gate, audit, recorder, metrics, settings, clock);
-            controller::run(Arc::new(ctx), Arc::new(AtomicBool::new(false))).await
+            let operator = Assembly::new(client, cloud, settings, audit).build().unwrap();
+            operator.run(Arc::new(AtomicBool::new(false))).await
         });
         self.runtime = Some(runtime);
     }

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dataroom_operator::clock;
-use dataroom_operator::cloud::aws::AwsCloud;
 use dataroom_operator::cloud::Cloud;
+use dataroom_operator::cloud::aws::AwsCloud;
+use dataroom_operator::seams::Seams;
 use dataroom_operator::ssh::SshSettings;
 use serde_json::json;
 use ssh_key::{Algorithm, PrivateKey, rand_core::OsRng};
@@ -66,8 +67,12 @@ async fn a_room_on_moto_and_openssh_is_configured_idles_out_and_waits_for_budget
     let health_port = health_server().await;
     let (clock, hands) = clock::manual(jiff::Timestamp::now());
     let options = Options {
-        ssh: SshSettings { user: user(), address_override: Some(sshd.address()), ..Default::default() },
-        health_host_override: Some("127.0.0.1".into()),
+        ssh: SshSettings { user: user(), ..Default::default() },
+        seams: Seams {
+            ssh_address: Some(sshd.address()),
+            health_host: Some("127.0.0.1".into()),
+            ..Default::default()
+        },
         clock,
         ..Default::default()
     };

@@ -108,6 +108,7 @@ async fn the_host_key_is_pinned_on_first_use_and_a_changed_one_is_refused() {
     state.ssh = std::sync::Arc::new(dataroom_operator::ssh::Pool::new(
         rig.h.ctx.cloud.clone(),
         SshSettings { port, ..Default::default() },
+        &Default::default(),
     ));
     let app = support::admin::app(state).await;
     let (status, problem) =
@@ -130,7 +131,11 @@ async fn idle_connections_are_closed_and_the_next_call_dials_again() {
     let rig = Rig::start().await;
     let mut state = rig.state();
     let settings = SshSettings { port: rig.ssh_port, idle_timeout: Duration::ZERO, ..Default::default() };
-    let pool = std::sync::Arc::new(dataroom_operator::ssh::Pool::new(rig.h.ctx.cloud.clone(), settings));
+    let pool = std::sync::Arc::new(dataroom_operator::ssh::Pool::new(
+        rig.h.ctx.cloud.clone(),
+        settings,
+        &Default::default(),
+    ));
     state.ssh = pool.clone();
     let app = support::admin::app(state).await;
     running(&app, "web").await;

@@ -1,5 +1,5 @@
 //! The admin API against the real peers: OpenSSH's sshd on a loopback port (the instance's
-//! address mapped to it by the test-only `address_override`) and moto for EC2, Secrets Manager
+//! address mapped to it by the test-only seam `Seams::ssh_address`) and moto for EC2, Secrets Manager
 //! and S3, with the controller launching the instance on moto.
 
 mod support;
@@ -11,6 +11,7 @@ use std::time::Duration;
 use actix_web::test;
 use dataroom_operator::cloud::Cloud;
 use dataroom_operator::cloud::aws::AwsCloud;
+use dataroom_operator::seams::Seams;
 use dataroom_operator::ssh::{Pool, SshSettings};
 use rand::RngCore;
 use serde_json::{Value, json};
@@ -36,8 +37,9 @@ async fn launched() -> (Moto, Harness, String) {
 }
 
 fn pool(h: &Harness, sshd: &Sshd) -> Arc<Pool> {
-    let settings = SshSettings { user: user(), address_override: Some(sshd.address()), ..Default::default() };
-    Arc::new(Pool::new(h.ctx.cloud.clone(), settings))
+    let settings = SshSettings { user: user(), ..Default::default() };
+    let seams = Seams { ssh_address: Some(sshd.address()), ..Default::default() };
+    Arc::new(Pool::new(h.ctx.cloud.clone(), settings, &seams))
 }
 
 fn multipart(name: &str, content: &[u8]) -> (String, Vec<u8>) {

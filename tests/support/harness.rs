@@ -4,19 +4,16 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use dataroom_operator::audit::AuditLog;
-use dataroom_operator::budget::Gate;
-use dataroom_operator::budget::pricing::PriceTable;
+use dataroom_operator::assembly::Assembly;
 use dataroom_operator::clock::{self, Clock};
 use dataroom_operator::cloud::Cloud;
 use dataroom_operator::cloud::fake::{Delays, FakeCloud};
 use dataroom_operator::controller::{self, Backoff, Context, Settings};
 use dataroom_operator::crd::Ec2Instance;
-use dataroom_operator::metrics::Metrics;
+use dataroom_operator::seams::Seams;
 use dataroom_operator::ssh::SshSettings;
 use dataroom_sandbox::install_crds;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::runtime::events::{Recorder, Reporter};
 use kube_emulator::ApiServer;
 use serde_json::json;
 
@@ -34,7 +31,7 @@ pub struct Harness {
 /// What a test may change in the controller's set-up.
 pub struct Options {
     pub ssh: SshSettings,
-    pub health_host_override: Option<String>,
+    pub seams: Seams,
     pub clock: Clock,
     pub backoff: Backoff,
     pub poll_interval: Duration,
@@ -44,7 +41,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             ssh: SshSettings::default(),
-            health_host_override: None,
+            seams: Seams::default(),
             clock: clock::system(),
             backoff: Backoff::default(),
             poll_interval: Duration::from_secs(1),
@@ -77,25 +74,19 @@ impl Harness {
         let client = server.client();
         install_crds(&client).await.unwrap();
         let audit_dir = tempfile::tempdir().unwrap();
-        let audit = AuditLog::open(&audit_dir.path().join("audit.jsonl")).unwrap();
-        let clock = options.clock;
-        let gate = Arc::new(Gate::new(PriceTable::default(), "us-east-1", clock.clone()));
-        let recorder = Recorder::new(
-            client.clone(),
-            Reporter { controller: "dataroom-operator".into(), instance: None },
-        );
         let settings = Settings {
             region: "us-east-1".into(),
             default_image_id: Some(image.into()),
             poll_interval: options.poll_interval,
             ssh: options.ssh,
-            health_host_override: options.health_host_override,
+            seams: options.seams,
             backoff: options.backoff,
             ..Default::default()
         };
-        let metrics = Arc::new(Metrics::default());
-        let ctx = Context::new(client.clone(), cloud, gate, audit, recorder, metrics, settings, clock);
-        let ctx = Arc::new(ctx);
+        let audit = audit_dir.path().join("audit.jsonl");
+        let operator =
+            Assembly::new(client.clone(), cloud, settings, audit).clock(options.clock).build().unwrap();
+        let ctx = operator.ctx;
         let task = tokio::spawn(controller::run(ctx.clone(), Arc::new(AtomicBool::new(false))));
         let api = Api::namespaced(client.clone(), "default");
         Self { api, client, server, fake, ctx, task, audit_dir }

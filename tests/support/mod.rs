@@ -13,7 +13,7 @@ pub mod sshd;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dataroom_operator::audit::AuditLog;
+use dataroom_operator::assembly::Assembly;
 use dataroom_operator::budget::Gate;
 use dataroom_operator::budget::pricing::PriceTable;
 use dataroom_operator::clock;
@@ -21,8 +21,6 @@ use dataroom_operator::cloud::Cloud;
 use dataroom_operator::cloud::fake::{Delays, FakeCloud};
 use dataroom_operator::controller::{Backoff, Context, Settings};
 use dataroom_operator::crd::{Ec2BudgetSpec, Ec2Instance};
-use dataroom_operator::metrics::Metrics;
-use kube::runtime::events::{Recorder, Reporter};
 use serde_json::{Value, json};
 
 pub use mock_api::MockApi;
@@ -57,19 +55,14 @@ impl Fixture {
         let api = MockApi::default();
         let client = api.client();
         let audit_dir = tempfile::tempdir().unwrap();
-        let audit = AuditLog::open(&audit_dir.path().join("audit.jsonl")).unwrap();
-        let clock = clock::system();
-        let gate = Arc::new(Gate::new(PriceTable::default(), "us-east-1", clock.clone()));
-        let reporter = Reporter { controller: "dataroom-operator".into(), instance: None };
-        let recorder = Recorder::new(client.clone(), reporter);
         let settings = Settings {
             region: "us-east-1".into(),
             default_image_id: Some(image.into()),
             poll_interval: Duration::from_secs(15),
             ..Default::default()
         };
-        let metrics = Arc::new(Metrics::default());
-        let ctx = Arc::new(Context::new(client, cloud, gate, audit, recorder, metrics, settings, clock));
+        let audit = audit_dir.path().join("audit.jsonl");
+        let ctx = Assembly::new(client, cloud, settings, audit).build().unwrap().ctx;
         Self { api, fake, ctx, audit_dir }
     }
 

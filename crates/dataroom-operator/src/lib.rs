@@ -2,6 +2,7 @@
 //! EC2 instances, behind a budget gate and a hash-chained audit log.
 
 pub mod admin;
+pub mod assembly;
 pub mod audit;
 pub mod budget;
 pub mod clock;
@@ -14,5 +15,7 @@ pub mod leader;
 pub mod metrics;
 pub mod probe;
 pub mod runner;
+pub mod seams;
+pub mod signal;
 pub mod ssh;
 pub mod telemetry;

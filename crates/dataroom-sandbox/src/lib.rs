@@ -16,19 +16,13 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use kube::api::{Api, PostParams};
-use kube::runtime::events::{Recorder, Reporter};
 
-use dataroom_operator::admin::auth::AdminKeys;
-use dataroom_operator::admin::{self, AdminState, HealthState};
-use dataroom_operator::audit::AuditLog;
-use dataroom_operator::budget::Gate;
-use dataroom_operator::budget::pricing::PriceTable;
+use dataroom_operator::admin::{self, auth::AdminKeys};
+use dataroom_operator::assembly::Assembly;
 use dataroom_operator::cloud::fake::{Delays, FakeCloud};
-use dataroom_operator::cloud::metered::Metered;
-use dataroom_operator::controller::{self, Context, Settings};
-use dataroom_operator::metrics::Metrics;
+use dataroom_operator::controller::Settings;
+use dataroom_operator::crd;
 use dataroom_operator::ssh::SshSettings;
-use dataroom_operator::{clock, crd};
 
 /// The AMI the sandbox launches when an Ec2Instance names none.
 pub const SANDBOX_IMAGE: &str = "ami-0000000000000000a";
@@ -105,7 +99,6 @@ pub async fn run(args: SandboxArgs) -> anyhow::Result<()> {
     let client = server.client();
     install_crds(&client).await?;
 
-    let metrics = Arc::new(Metrics::default());
     // Instances of different sandboxes get different addresses (127.B.x.y, B from the process
     // ID), so that each can serve SSH on port 2222.
     let block = 2 + (std::process::id() % 253) as u8;
@@ -139,17 +132,13 @@ pub async fn run(args: SandboxArgs) -> anyhow::Result<()> {
             "dataroom-operator sandbox without its operator\n  kubeconfig:  {}\n  EC2:         run --sandbox-cloud {addr}",
             kubeconfig.display()
         );
-        dataroom_operator::runner::shutdown_signal().await;
+        dataroom_operator::signal::shutdown().await;
         for task in [cloud_task, periodic, simulated, api_task] {
             task.abort();
         }
         return saver.save();
     }
-    let cloud = Arc::new(Metered::new(fake, metrics.clone()));
-    let clock = clock::system();
-    let gate = Arc::new(Gate::new(PriceTable::default(), "us-east-1", clock.clone()));
     let audit_path = dir.join("audit.jsonl");
-    let audit = AuditLog::open(&audit_path)?;
     let settings = Settings {
         region: "us-east-1".into(),
         default_image_id: Some(SANDBOX_IMAGE.into()),
@@ -158,25 +147,23 @@ pub async fn run(args: SandboxArgs) -> anyhow::Result<()> {
         ssh: SshSettings { port: instances::SSH_PORT, ..Default::default() },
         ..Default::default()
     };
-    let reporter = Reporter { controller: crd::MANAGER.into(), instance: Some("sandbox".into()) };
-    let recorder = Recorder::new(client.clone(), reporter);
-    let ctx = Arc::new(Context::new(client, cloud, gate, audit, recorder, metrics.clone(), settings, clock));
+    let operator = Assembly::new(client, fake, settings, audit_path.clone())
+        .instance_name(Some("sandbox".into()))
+        .build()?;
     let ready = Arc::new(AtomicBool::new(false));
     let admin_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, args.admin_port));
     let key_file = dir.join("admin-key");
     let keys = AdminKeys::parse(&AdminKeys::line("sandbox", &admin_key(&key_file)?)).expect("a valid line");
-    let api = AdminState::new(ctx.shared(), keys, "default");
-    let (http, admin_addr) = admin::serve(
-        admin_addr,
-        HealthState { ready: ready.clone(), metrics },
-        Some(api),
-        Default::default(),
-    )
-    .with_context(|| format!("binding the operator's HTTP endpoints to {admin_addr} (try --admin-port)"))?;
+    let api = operator.admin(keys, "default");
+    let (http, admin_addr) =
+        admin::serve(admin_addr, operator.health(ready.clone()), Some(api), Default::default())
+            .with_context(|| {
+                format!("binding the operator's HTTP endpoints to {admin_addr} (try --admin-port)")
+            })?;
     let http_handle = http.handle();
     tokio::spawn(http);
 
-    let controller = tokio::spawn(controller::run(ctx, ready));
+    let controller = tokio::spawn(async move { operator.run(ready).await });
     let k = format!("kubectl --kubeconfig {}", kubeconfig.display());
     println!(
         "dataroom-operator sandbox is ready ({:.1}s, {})\n\

@@ -3,10 +3,12 @@
 //! edit, insertion, reordering or removal breaks the chain at a place `verify` names.
 
 pub mod checkpoint;
+mod command;
 mod record;
 mod verify;
 mod writer;
 
+pub use command::verify;
 pub use record::{Entry, Outcome, Record};
 pub use verify::{Problem, Report, verify_file, verify_lines};
 pub use writer::{AuditError, AuditLog};

@@ -155,8 +155,9 @@ impl std::ops::Deref for Context {
 }
 
 impl Context {
+    /// Only the assembly (`crate::assembly`) wires a context.
     #[allow(clippy::too_many_arguments)]
-    pub fn new(
+    pub(crate) fn new(
         client: kube::Client,
         cloud: Arc<dyn Cloud>,
         gate: Arc<Gate>,
@@ -169,7 +170,7 @@ impl Context {
         let (instances, writer) = reflector::store();
         let (rooms, rooms_writer) = reflector::store();
         let imperative: Arc<dyn Imperative> = cloud.clone();
-        let ssh = Arc::new(ssh::Pool::new(imperative.clone(), settings.ssh.clone()));
+        let ssh = Arc::new(ssh::Pool::new(imperative.clone(), settings.ssh.clone(), &settings.seams));
         let shared = Shared {
             client,
             imperative,

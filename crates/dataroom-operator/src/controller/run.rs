@@ -16,6 +16,7 @@ use tokio::sync::Notify;
 use super::poller::Poller;
 use super::{Context, budget, dataroom, ec2instance, error_policy};
 use crate::crd::{DataRoom, Ec2Instance};
+use crate::seams::Seams;
 use crate::ssh::SshSettings;
 
 /// Operator settings that reconciles need (validated by the CLI).
@@ -33,8 +34,8 @@ pub struct Settings {
     /// How long a managed instance without its Ec2Instance lives before it is terminated; `None`
     /// turns the orphan collector off.
     pub orphan_grace: Option<Duration>,
-    /// Test-only: send DataRoom health checks to this host instead of the instance's address.
-    pub health_host_override: Option<String>,
+    /// Test-only redirections (empty in production).
+    pub seams: Seams,
     /// How long a failed reconcile waits before it is retried.
     pub backoff: Backoff,
     /// Reconciles of one kind that run at once; `None` is `DEFAULT_CONCURRENT_RECONCILES`.

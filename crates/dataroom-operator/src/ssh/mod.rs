@@ -18,6 +18,7 @@ pub use exec::{Captured, ExecOutput, Exit, Limits};
 pub use files::TransferError;
 
 use crate::cloud::{CloudError, Imperative};
+use crate::seams::Seams;
 
 /// How long a private key read from Secrets Manager is reused.
 const KEY_TTL: Duration = Duration::from_secs(60);
@@ -34,8 +35,6 @@ pub struct SshSettings {
     /// How long after an instance is first seen running its SSH may go unanswered before that
     /// counts as a failure: sshd starts some time after the instance does.
     pub boot_grace: Duration,
-    /// Test-only: connect here instead of the instance's address.
-    pub address_override: Option<SocketAddr>,
 }
 
 impl Default for SshSettings {
@@ -46,7 +45,6 @@ impl Default for SshSettings {
             connect_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(120),
             boot_grace: Duration::from_secs(120),
-            address_override: None,
         }
     }
 }
@@ -146,6 +144,8 @@ type Slot = Arc<tokio::sync::Mutex<Option<Arc<Connection>>>>;
 pub struct Pool {
     cloud: Arc<dyn Imperative>,
     settings: SshSettings,
+    /// The test seam's SSH address, dialled instead of every instance's.
+    redirect: Option<SocketAddr>,
     /// One slot per instance, so that a slow dial to one instance never holds up another.
     connections: Mutex<HashMap<String, Slot>>,
     /// When each pooled connection was last handed out.
@@ -156,10 +156,11 @@ pub struct Pool {
 }
 
 impl Pool {
-    pub fn new(cloud: Arc<dyn Imperative>, settings: SshSettings) -> Self {
+    pub fn new(cloud: Arc<dyn Imperative>, settings: SshSettings, seams: &Seams) -> Self {
         Pool {
             cloud,
             settings,
+            redirect: seams.ssh_address,
             connections: Default::default(),
             used: Default::default(),
             keys: Default::default(),
@@ -211,7 +212,7 @@ impl Pool {
     }
 
     async fn dial(&self, target: &Target, pinned: Option<String>) -> Result<Connection, SshError> {
-        let address = match self.settings.address_override {
+        let address = match self.redirect {
             Some(address) => address.to_string(),
             None => format!("{}:{}", target.ip, self.settings.port),
         };

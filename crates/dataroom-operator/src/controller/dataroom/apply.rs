@@ -393,7 +393,7 @@ async fn check_health(
     seen: &mut Seen,
 ) {
     let check = &room.spec.health_check;
-    let host = ctx.settings.health_host_override.as_deref().unwrap_or(ip);
+    let host = ctx.settings.seams.health_host.as_deref().unwrap_or(ip);
     let address = format!("{host}:{}", check.port);
     let url = format!("{}://{address}{}", check.scheme, check.path);
     let timeout = Duration::from_secs(check.timeout_seconds.into());

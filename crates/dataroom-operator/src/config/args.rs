@@ -1,5 +1,5 @@
-//! Flags and environment into validated settings, once: `RunArgs` is what the command line takes
-//! (clap refuses a bad value before anything starts), `Settings` what the assembly builds from.
+//! The command line of `run`: clap refuses a bad value before anything starts; `Config::load`
+//! turns what it took into validated settings.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -1,0 +1,139 @@
+//! Flags and environment into validated settings, once. `RunArgs` is what `run` takes (clap
+//! refuses a malformed value); `Config::load` reads every file it names (prices, TLS, admin keys,
+//! signing key) before anything connects, and yields what the assembly and the listener are made
+//! from.
+
+mod args;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+pub use args::RunArgs;
+
+use crate::admin::ApiLimits;
+use crate::admin::auth::AdminKeys;
+use crate::audit::checkpoint::Signer;
+use crate::budget::pricing::PriceTable;
+use crate::controller::{Backoff, Settings};
+use crate::seams::Seams;
+use crate::ssh::SshSettings;
+
+/// Everything `run` needs, checked.
+pub struct Config {
+    pub settings: Settings,
+    pub prices: PriceTable,
+    pub cloud: CloudSource,
+    pub audit_log: PathBuf,
+    pub http_addr: SocketAddr,
+    pub tls: Option<rustls::ServerConfig>,
+    pub cors_origins: Vec<String>,
+    /// The admin API; `None` serves only health and metrics.
+    pub admin: Option<AdminConfig>,
+    pub checkpoints: Option<Checkpoints>,
+    /// Leader election through a Lease; `None` runs as the only replica.
+    pub election: Option<Election>,
+    /// Namespace of the Lease and the checkpoint ConfigMap (default: the client's).
+    pub home_namespace: Option<String>,
+}
+
+/// Where EC2 is.
+pub enum CloudSource {
+    Aws {
+        region: String,
+        endpoint_url: Option<String>,
+    },
+    /// The test seam: a sandbox's simulated EC2 in another process.
+    Sandbox(SocketAddr),
+}
+
+pub struct AdminConfig {
+    pub keys: AdminKeys,
+    /// Where objects created through the API live.
+    pub namespace: String,
+    pub limits: ApiLimits,
+}
+
+pub struct Checkpoints {
+    pub signer: Signer,
+    pub configmap: String,
+    pub every: Duration,
+}
+
+pub struct Election {
+    pub lease_name: String,
+    pub duration_seconds: u64,
+}
+
+impl Config {
+    pub fn load(args: RunArgs) -> anyhow::Result<Self> {
+        let prices = load_prices(args.price_table.as_deref())?;
+        let tls = match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => Some(crate::admin::tls::server_config(cert, key)?),
+            _ => None,
+        };
+        let admin = match &args.admin_keys {
+            Some(path) => Some(AdminConfig {
+                keys: AdminKeys::load(path)?,
+                namespace: args.api_namespace.clone(),
+                limits: ApiLimits { max_file_bytes: args.max_upload_mib << 20, ..Default::default() },
+            }),
+            None => None,
+        };
+        let checkpoints = match &args.audit_signing_key {
+            Some(path) => Some(Checkpoints {
+                signer: Signer::load(path)?,
+                configmap: args.audit_checkpoint_configmap.clone(),
+                every: args.audit_checkpoint_interval,
+            }),
+            None => None,
+        };
+        let election = args
+            .leader_election
+            .then(|| Election { lease_name: args.lease_name.clone(), duration_seconds: args.lease_duration });
+        let cloud = match args.sandbox_cloud {
+            Some(addr) => CloudSource::Sandbox(addr),
+            None => CloudSource::Aws { region: args.region.clone(), endpoint_url: args.endpoint_url.clone() },
+        };
+        let seams = Seams { sandbox_cloud: args.sandbox_cloud, ..Default::default() };
+        let settings = Settings {
+            region: args.region,
+            default_image_id: args.default_image_id,
+            default_subnet_id: args.default_subnet_id,
+            default_security_group_ids: args.default_security_group_ids,
+            poll_interval: args.poll_interval,
+            namespace: args.namespace,
+            orphan_grace: (!args.orphan_grace.is_zero()).then_some(args.orphan_grace),
+            ssh: SshSettings { port: args.ssh_port, user: args.ssh_user, ..Default::default() },
+            seams,
+            backoff: Backoff { base: args.retry_base, max: args.retry_max.max(args.retry_base) },
+            concurrent_reconciles: Some(args.max_concurrent_reconciles),
+        };
+        Ok(Config {
+            settings,
+            prices,
+            cloud,
+            audit_log: args.audit_log,
+            http_addr: args.http_addr,
+            tls,
+            cors_origins: args.cors_origins,
+            admin,
+            checkpoints,
+            election,
+            home_namespace: args.lease_namespace,
+        })
+    }
+}
+
+/// The built-in price table with the overrides in `overrides`, if given.
+pub fn load_prices(overrides: Option<&Path>) -> anyhow::Result<PriceTable> {
+    let table = PriceTable::default();
+    let Some(path) = overrides else {
+        return Ok(table);
+    };
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let extra = PriceTable::parse(&text).map_err(|why| anyhow::anyhow!("{}: {why}", path.display()))?;
+    Ok(table.with_overrides(extra))
+}
