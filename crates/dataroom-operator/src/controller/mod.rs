@@ -51,9 +51,12 @@ pub enum Error {
     Ssh(#[from] SshError),
     #[error("{0}")]
     Transfer(#[from] TransferError),
-    /// A DataRoom boot step failed; the message says what to do.
-    #[error("{1}")]
-    Step(&'static str, String),
+    /// A DataRoom's configuration source is missing or unreadable; the message says what to do.
+    #[error("{0}")]
+    ConfigSource(String),
+    /// A DataRoom's configuration push did not happen; the message says why.
+    #[error(transparent)]
+    Configure(#[from] dataroom::ConfigureError),
 }
 
 impl Error {
@@ -68,7 +71,8 @@ impl Error {
             Self::MissingField(_) => "InvalidObject",
             Self::Ssh(_) => "Ssh",
             Self::Transfer(_) => "Transfer",
-            Self::Step(step, _) => step,
+            Self::ConfigSource(_) => "ConfigSource",
+            Self::Configure(e) => e.label(),
         }
     }
 

@@ -120,7 +120,7 @@ pub async fn resolve(ctx: &Context, namespace: &str, spec: &DataRoomSpec) -> Res
 }
 
 fn missing(what: String) -> Error {
-    Error::Step("ConfigSource", format!("{what}; create it, or change the room's spec"))
+    Error::ConfigSource(format!("{what}; create it, or change the room's spec"))
 }
 
 async fn config_map(ctx: &Context, namespace: &str, key: &KeyRef) -> Result<Vec<u8>> {

@@ -1,10 +1,13 @@
 //! The DataRoom reconciler: while a room should run it owns one Ec2Instance (named `dr-NAME`,
 //! with a controller ownerReference); it boots it, pushes the configuration and files over SFTP,
 //! waits for the health endpoint, and stops and terminates it when the room is stopped, idle or
-//! deleted. Shape: content (read) → plan (pure) → apply → status.
+//! deleted. Shape: observe (read-only) → plan (pure) → apply (one step) → status.
 
 mod apply;
+mod configure;
 pub mod content;
+mod health;
+mod observe;
 pub mod plan;
 mod status;
 
@@ -18,7 +21,12 @@ use serde_json::json;
 
 use super::{Context, Error, Result};
 use crate::crd::{DATAROOM_FINALIZER, DataRoom};
+use apply::pushed_message;
+pub use configure::ConfigureError;
 use plan::Phase;
+
+/// How often a room in transition is looked at (changes of its instance also wake it).
+const WAIT_REQUEUE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The Ec2Instance a room owns.
 pub fn instance_name(room: &str) -> String {
@@ -59,6 +67,16 @@ pub struct Boot {
 impl Boot {
     fn new() -> Self {
         Boot { started: Instant::now(), running: None, configured: None, ready: None }
+    }
+}
+
+impl Memory {
+    /// Notes the end of a boot step (the first time only).
+    fn mark(&mut self, step: impl FnOnce(&mut Boot) -> &mut Option<f64>) {
+        if let Some(boot) = self.boot.as_mut() {
+            let elapsed = boot.started.elapsed().as_secs_f64();
+            step(boot).get_or_insert(elapsed);
+        }
     }
 }
 

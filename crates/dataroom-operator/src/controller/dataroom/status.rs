@@ -7,13 +7,14 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
+use super::observe::Observed;
 use super::plan::{Child, Phase};
 use crate::controller::{Context, Result};
 use crate::crd::{DataRoom, DataRoomState, DataRoomStatus, MANAGER, set_condition};
 
 /// What this reconcile saw and did, as status needs it.
 #[derive(Debug)]
-pub struct Seen {
+pub struct Report {
     pub phase: Phase,
     pub reason: String,
     pub child: Option<Child>,
@@ -30,10 +31,10 @@ pub struct Seen {
     pub last_activity: Option<Timestamp>,
 }
 
-impl Seen {
+impl Report {
     pub fn new(room: &DataRoom) -> Self {
         let old = room.status.clone().unwrap_or_default();
-        Seen {
+        Report {
             phase: Phase::Pending,
             reason: "starting".into(),
             child: None,
@@ -48,47 +49,57 @@ impl Seen {
         }
     }
 
+    /// What the caches showed: the room's instance and where it answers.
+    pub fn saw(&mut self, observed: &Observed, health_port: u16) {
+        let live = observed.live.as_ref();
+        self.instance_name = observed.object.as_ref().map(|_| observed.child_name.clone());
+        self.instance_id = observed.child.as_ref().and(live).map(|t| t.instance_id.clone());
+        self.endpoint = live.map(|t| format!("{}:{health_port}", t.ip));
+        self.child = observed.child.clone();
+        self.last_activity = observed.last_activity;
+    }
+
     pub fn set(&mut self, phase: Phase, reason: impl Into<String>) {
         self.phase = phase;
         self.reason = reason.into();
     }
 }
 
-pub fn build(room: &DataRoom, seen: &Seen) -> DataRoomStatus {
+pub fn build(room: &DataRoom, report: &Report) -> DataRoomStatus {
     let generation = room.meta().generation;
     let old = room.status.clone().unwrap_or_default();
-    let stopping = matches!(seen.phase, Phase::Stopping | Phase::Stopped);
+    let stopping = matches!(report.phase, Phase::Stopping | Phase::Stopped);
     // An idle stop says so until the room runs again.
     let idle = old.reason.as_deref().filter(|r| r.starts_with("Idle") && stopping);
     let idle = idle.filter(|_| room.spec.state == DataRoomState::Stopped);
     let stored = old.last_activity_time.as_deref().and_then(|t| t.parse::<Timestamp>().ok());
-    let last_activity = match (stored, seen.last_activity) {
+    let last_activity = match (stored, report.last_activity) {
         (Some(s), Some(l)) if l.duration_since(s) < SignedDuration::from_mins(1) => Some(s),
         (s, l) => l.or(s),
     };
     let mut status = DataRoomStatus {
-        phase: Some(seen.phase.to_string()),
-        reason: Some(idle.map_or_else(|| seen.reason.clone(), str::to_string)),
-        endpoint: seen.endpoint.clone(),
-        instance_name: seen.instance_name.clone(),
-        instance_id: seen.instance_id.clone(),
-        boot_seconds: seen.boot_seconds,
-        config_hash: seen.config_hash.clone(),
+        phase: Some(report.phase.to_string()),
+        reason: Some(idle.map_or_else(|| report.reason.clone(), str::to_string)),
+        endpoint: report.endpoint.clone(),
+        instance_name: report.instance_name.clone(),
+        instance_id: report.instance_id.clone(),
+        boot_seconds: report.boot_seconds,
+        config_hash: report.config_hash.clone(),
         last_activity_time: last_activity.map(|t| t.to_string()),
         observed_generation: generation,
         conditions: old.conditions,
     };
     let conditions = &mut status.conditions;
-    let state = seen.child.as_ref().and_then(|c| c.state.clone());
+    let state = report.child.as_ref().and_then(|c| c.state.clone());
     let running = state.as_deref() == Some("running");
-    let (reason, message) = match (&seen.instance_id, state) {
+    let (reason, message) = match (&report.instance_id, state) {
         (Some(id), Some(s)) => {
             (if running { "Running" } else { "NotRunning" }, format!("instance {id} is {s}"))
         }
         _ => ("NoInstance", "no instance is launched".to_string()),
     };
     set_condition(conditions, "InstanceReady", running, reason, message, generation);
-    let (pushed, message) = seen.configured.clone();
+    let (pushed, message) = report.configured.clone();
     set_condition(
         conditions,
         "Configured",
@@ -98,14 +109,14 @@ pub fn build(room: &DataRoom, seen: &Seen) -> DataRoomStatus {
         generation,
     );
     let (healthy, message) =
-        seen.healthy.clone().unwrap_or((false, "not checked: no configured, running instance".into()));
-    let reason = match (&seen.healthy, healthy) {
+        report.healthy.clone().unwrap_or((false, "not checked: no configured, running instance".into()));
+    let reason = match (&report.healthy, healthy) {
         (None, _) => "NotChecked",
         (Some(_), true) => "Healthy",
         (Some(_), false) => "Unhealthy",
     };
     set_condition(conditions, "Healthy", healthy, reason, message, generation);
-    let blocked = seen.child.as_ref().and_then(|c| c.blocked.clone());
+    let blocked = report.child.as_ref().and_then(|c| c.blocked.clone());
     let (reason, message) = match &blocked {
         Some(why) => ("BudgetExceeded", why.clone()),
         None => ("WithinBudget", "the budget allows this room's instance".to_string()),
@@ -114,8 +125,8 @@ pub fn build(room: &DataRoom, seen: &Seen) -> DataRoomStatus {
     status
 }
 
-pub async fn write(room: &DataRoom, ctx: &Context, seen: &Seen) -> Result<()> {
-    let status = build(room, seen);
+pub async fn write(room: &DataRoom, ctx: &Context, report: &Report) -> Result<()> {
+    let status = build(room, report);
     if room.status.as_ref() == Some(&status) {
         return Ok(());
     }

@@ -8,8 +8,9 @@ use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use serde_json::json;
 
+use super::observe::{Observed, observe};
 use super::plan::{Step, client_token, key_pair_name, plan};
-use super::status::{self, Observed};
+use super::status::{self, Report};
 use crate::audit::{Entry, Outcome};
 use crate::budget::{Purpose, Refusal, Reservation};
 use crate::cloud::{Instance, InstanceState, LaunchRequest, keys};
@@ -20,16 +21,19 @@ const STEADY_REQUEUE: Duration = Duration::from_secs(300);
 const WAIT_REQUEUE: Duration = Duration::from_secs(5);
 const BLOCKED_REQUEUE: Duration = Duration::from_secs(60);
 
-/// Brings EC2 in line with the spec, then writes status once.
+/// Brings EC2 one step closer to the spec, then writes status once.
 pub async fn converge(obj: &Ec2Instance, ctx: &Context) -> Result<Action> {
     let uid = obj.uid().ok_or(Error::MissingField("metadata.uid"))?;
-    let mut observed = Observed { instance: ctx.cache.get(&uid), ..Default::default() };
-    let result = step(obj, ctx, &uid, &mut observed).await;
-    settle_budget(ctx, &uid, observed.instance.as_ref());
+    let mut report = Report { instance: ctx.cache.get(&uid), ..Default::default() };
+    let result = match observe(obj, ctx, &uid, report.instance.clone()).await {
+        Ok(observed) => step(obj, ctx, &uid, observed, &mut report).await,
+        Err(e) => Err(e),
+    };
+    settle_budget(ctx, &uid, report.instance.as_ref());
     if let Err(e) = &result {
-        observed.error = Some((e.label(), e.to_string()));
+        report.error = Some((e.label(), e.to_string()));
     }
-    status::write(obj, ctx, &observed).await?;
+    status::write(obj, ctx, &report).await?;
     result
 }
 
@@ -41,45 +45,44 @@ fn settle_budget(ctx: &Context, uid: &str, instance: Option<&Instance>) {
     }
 }
 
-async fn step(obj: &Ec2Instance, ctx: &Context, uid: &str, observed: &mut Observed) -> Result<Action> {
-    let image = obj.spec.image_id.as_deref().or(ctx.settings.default_image_id.as_deref());
-    let mut next = plan(&obj.spec, image, observed.instance.as_ref());
-    if let Step::Launch { .. } = next
-        && let Some(found) = adopt(obj, ctx, uid).await?
-    {
-        observed.instance = Some(found);
-        next = plan(&obj.spec, image, observed.instance.as_ref());
+/// observe → plan → one step.
+async fn step(
+    obj: &Ec2Instance,
+    ctx: &Context,
+    uid: &str,
+    observed: Observed,
+    report: &mut Report,
+) -> Result<Action> {
+    if !observed.found.is_empty() {
+        adopt(obj, ctx, observed.found, report).await?;
+        // The adopted instance is in the view now: the next reconcile plans from it at once.
+        return Ok(Action::requeue(Duration::ZERO));
     }
-    match next {
+    match plan(&obj.spec, observed.image.as_deref(), observed.instance.as_ref()) {
         Step::Steady => Ok(Action::requeue(STEADY_REQUEUE)),
         Step::Wait(why) => {
-            observed.message = Some(why.to_string());
+            report.message = Some(why.to_string());
             Ok(Action::requeue(WAIT_REQUEUE))
         }
         Step::Invalid(why) => {
-            observed.invalid = Some(why);
+            report.invalid = Some(why);
             Ok(Action::await_change())
         }
         Step::Launch { replaces } => {
-            let image = image.expect("plan launches only with an image");
-            launch(obj, ctx, uid, image, replaces.as_deref(), observed).await
+            let image = observed.image.as_deref().expect("plan launches only with an image");
+            launch(obj, ctx, uid, image, replaces.as_deref(), report).await
         }
-        Step::Start => start(obj, ctx, uid, observed).await,
-        Step::Stop => stop(obj, ctx, observed).await,
+        Step::Start => start(obj, ctx, uid, report).await,
+        Step::Stop => stop(obj, ctx, report).await,
     }
 }
 
-/// Looks the owner's instance up in EC2 by tag before anything is created, so that a crash
-/// between RunInstances and the status write never leads to a second instance.
-async fn adopt(obj: &Ec2Instance, ctx: &Context, uid: &str) -> Result<Option<Instance>> {
-    let mut live: Vec<Instance> = ctx.cloud.describe_by_owner(uid).await?;
-    live.retain(|i| !i.state.is_gone());
-    live.sort_by(|a, b| (a.launch_time, &a.id).cmp(&(b.launch_time, &b.id)));
-    let mut live = live.into_iter();
-    let Some(keep) = live.next() else {
-        return Ok(None);
-    };
-    for extra in live {
+/// Keeps the oldest instance found under the object's owner tag and terminates the others, so
+/// that a crash between RunInstances and the status write never leads to a second instance.
+async fn adopt(obj: &Ec2Instance, ctx: &Context, found: Vec<Instance>, report: &mut Report) -> Result<()> {
+    let mut found = found.into_iter();
+    let keep = found.next().expect("adopt is called with an instance");
+    for extra in found {
         ctx.cloud.terminate_instance(&extra.id).await?;
         let entry = Entry::new(ACTOR, "terminate-duplicate", &audit_target(obj), Outcome::Success)
             .params(json!({ "instance_id": extra.id, "kept": keep.id }))
@@ -87,11 +90,12 @@ async fn adopt(obj: &Ec2Instance, ctx: &Context, uid: &str) -> Result<Option<Ins
         ctx.record(obj, entry, Some((EventType::Warning, "DuplicateTerminated"))).await?;
     }
     ctx.cache.put(keep.clone());
+    report.instance = Some(keep.clone());
     let entry = Entry::new(ACTOR, "adopt", &audit_target(obj), Outcome::Success)
         .params(json!({ "instance_id": keep.id, "state": keep.state.as_str() }))
         .detail(format!("found existing instance {} by its owner tag", keep.id));
     ctx.record(obj, entry, Some((EventType::Normal, "Adopted"))).await?;
-    Ok(Some(keep))
+    Ok(())
 }
 
 async fn launch(
@@ -100,12 +104,12 @@ async fn launch(
     uid: &str,
     image: &str,
     replaces: Option<&str>,
-    observed: &mut Observed,
+    report: &mut Report,
 ) -> Result<Action> {
     let instance_type = &obj.spec.instance_type;
     let reservation = match ctx.gate.reserve(uid, instance_type, Purpose::Launch, obj.room_key().as_deref()) {
         Ok(reservation) => reservation,
-        Err(refusal) => return refused(obj, ctx, "launch", refusal, observed).await,
+        Err(refusal) => return refused(obj, ctx, "launch", refusal, report).await,
     };
     let launched = async {
         let key_name = key_pair_name(uid);
@@ -148,7 +152,7 @@ async fn launch(
             let entry = Entry::new(ACTOR, "launch", &audit_target(obj), Outcome::Success)
                 .params(with_instance(params, &instance.id))
                 .detail(format!("launched {} ({instance_type})", instance.id));
-            observed.instance = Some(instance);
+            report.instance = Some(instance);
             ctx.record(obj, entry, Some((EventType::Normal, "Launched"))).await?;
             Ok(Action::requeue(WAIT_REQUEUE))
         }
@@ -167,27 +171,27 @@ async fn launch(
     }
 }
 
-async fn start(obj: &Ec2Instance, ctx: &Context, uid: &str, observed: &mut Observed) -> Result<Action> {
-    let Some(instance) = observed.instance.clone() else {
+async fn start(obj: &Ec2Instance, ctx: &Context, uid: &str, report: &mut Report) -> Result<Action> {
+    let Some(instance) = report.instance.clone() else {
         return Ok(Action::requeue(WAIT_REQUEUE));
     };
     let room = obj.room_key();
     let reservation = match ctx.gate.reserve(uid, &instance.instance_type, Purpose::Start, room.as_deref()) {
         Ok(reservation) => reservation,
-        Err(refusal) => return refused(obj, ctx, "start", refusal, observed).await,
+        Err(refusal) => return refused(obj, ctx, "start", refusal, report).await,
     };
-    if let Err(e) = power(obj, ctx, Power::Start(&reservation), &instance, observed).await {
+    if let Err(e) = power(obj, ctx, Power::Start(&reservation), &instance, report).await {
         ctx.gate.release(uid);
         return Err(e);
     }
     Ok(Action::requeue(WAIT_REQUEUE))
 }
 
-async fn stop(obj: &Ec2Instance, ctx: &Context, observed: &mut Observed) -> Result<Action> {
-    let Some(instance) = observed.instance.clone() else {
+async fn stop(obj: &Ec2Instance, ctx: &Context, report: &mut Report) -> Result<Action> {
+    let Some(instance) = report.instance.clone() else {
         return Ok(Action::requeue(WAIT_REQUEUE));
     };
-    power(obj, ctx, Power::Stop, &instance, observed).await?;
+    power(obj, ctx, Power::Stop, &instance, report).await?;
     Ok(Action::requeue(WAIT_REQUEUE))
 }
 
@@ -203,7 +207,7 @@ async fn power(
     ctx: &Context,
     change: Power<'_>,
     instance: &Instance,
-    observed: &mut Observed,
+    report: &mut Report,
 ) -> Result<()> {
     let id = &instance.id;
     let (action, call, state, reason) = match change {
@@ -223,7 +227,7 @@ async fn power(
     let mut updated = instance.clone();
     updated.state = state;
     ctx.cache.put(updated.clone());
-    observed.instance = Some(updated);
+    report.instance = Some(updated);
     let entry = Entry::new(ACTOR, action, &audit_target(obj), Outcome::Success)
         .params(params)
         .detail(format!("{action} requested for {}", instance.id));
@@ -238,7 +242,7 @@ async fn refused(
     ctx: &Context,
     action: &str,
     refusal: Refusal,
-    observed: &mut Observed,
+    report: &mut Report,
 ) -> Result<Action> {
     ctx.metrics.budget_refusals.get_or_create(&vec![("limit", refusal.limit())]).inc();
     let message = refusal.to_string();
@@ -249,7 +253,7 @@ async fn refused(
         ctx.record(obj, entry, Some((EventType::Warning, "BudgetExceeded"))).await?;
     }
     ctx.blocked.lock().unwrap().insert(ObjectRef::from_obj(obj));
-    observed.refusal = Some(refusal);
+    report.refusal = Some(refusal);
     Ok(Action::requeue(BLOCKED_REQUEUE))
 }
 

@@ -1,7 +1,8 @@
-//! The Ec2Instance reconciler: finalizer handling here, then plan (pure) → apply → status.
+//! The Ec2Instance reconciler: finalizer handling here, then observe (read-only) → plan (pure) → apply (one step) → status.
 
 mod apply;
 mod cleanup;
+mod observe;
 pub mod plan;
 mod status;
 

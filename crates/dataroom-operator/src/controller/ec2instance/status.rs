@@ -11,7 +11,7 @@ use crate::crd::{Ec2Instance, Ec2InstanceStatus, MANAGER, PowerState, set_condit
 
 /// What this reconcile saw and decided, as status needs it.
 #[derive(Debug, Default)]
-pub struct Observed {
+pub struct Report {
     pub instance: Option<Instance>,
     pub refusal: Option<Refusal>,
     /// Why the controller is waiting, if it is.
@@ -29,10 +29,10 @@ pub fn budget_message(obj: &Ec2Instance) -> Option<String> {
     Some(c.message.clone())
 }
 
-pub fn build(obj: &Ec2Instance, ctx: &Context, seen: &Observed) -> Ec2InstanceStatus {
+pub fn build(obj: &Ec2Instance, ctx: &Context, report: &Report) -> Ec2InstanceStatus {
     let generation = obj.metadata.generation;
     let old = obj.status.clone().unwrap_or_default();
-    let live = seen.instance.as_ref().filter(|i| i.state != InstanceState::Terminated);
+    let live = report.instance.as_ref().filter(|i| i.state != InstanceState::Terminated);
     let mut status = Ec2InstanceStatus {
         instance_id: live.map(|i| i.id.clone()),
         state: Some(live.map_or("none", |i| i.state.as_str()).to_string()),
@@ -58,16 +58,16 @@ pub fn build(obj: &Ec2Instance, ctx: &Context, seen: &Observed) -> Ec2InstanceSt
     let (ready_reason, ready_message) = match (ready, want_running) {
         (true, true) => ("Running", "the instance is running".to_string()),
         (true, false) => ("Stopped", "the instance is stopped".to_string()),
-        (false, _) => ("Converging", seen.message.clone().unwrap_or_else(|| "converging".into())),
+        (false, _) => ("Converging", report.message.clone().unwrap_or_else(|| "converging".into())),
     };
     set_condition(conditions, "Ready", ready, ready_reason, ready_message.clone(), generation);
-    let budget = seen.refusal.as_ref();
+    let budget = report.refusal.as_ref();
     let (reason, message) = match budget {
         None => ("WithinBudget", "the budget allows this instance".to_string()),
         Some(r) => (refusal_reason(r), r.to_string()),
     };
     set_condition(conditions, "BudgetAllowed", budget.is_none(), reason, message, generation);
-    let (synced, reason, message) = match (&seen.invalid, &seen.error) {
+    let (synced, reason, message) = match (&report.invalid, &report.error) {
         (Some(why), _) => (false, "InvalidSpec", why.clone()),
         (None, Some((label, why))) => (false, *label, why.clone()),
         (None, None) => (true, "Reconciled", "EC2 matches the spec or is converging to it".into()),
@@ -90,8 +90,8 @@ fn refusal_reason(refusal: &Refusal) -> &'static str {
     }
 }
 
-pub async fn write(obj: &Ec2Instance, ctx: &Context, seen: &Observed) -> Result<()> {
-    let status = build(obj, ctx, seen);
+pub async fn write(obj: &Ec2Instance, ctx: &Context, report: &Report) -> Result<()> {
+    let status = build(obj, ctx, report);
     if obj.status.as_ref() == Some(&status) {
         return Ok(());
     }

@@ -1,0 +1,63 @@
+//! The CheckHealth step: one GET of the room's health endpoint, which decides Configuring, Ready
+//! or Failed (after `failureThreshold` failures in a row on an instance that was healthy).
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use super::Memory;
+use super::plan::{Phase, health_phase};
+use super::status::Report;
+use crate::controller::Context;
+use crate::crd::DataRoom;
+use crate::probe;
+
+pub async fn check(
+    room: &DataRoom,
+    ctx: &Context,
+    ip: &str,
+    instance_id: &str,
+    memory: &mut Memory,
+    report: &mut Report,
+) {
+    let check = &room.spec.health_check;
+    let host = ctx.settings.seams.health_host.as_deref().unwrap_or(ip);
+    let address = format!("{host}:{}", check.port);
+    let url = format!("{}://{address}{}", check.scheme, check.path);
+    let timeout = Duration::from_secs(check.timeout_seconds.into());
+    let answer = probe::get(&address, &check.path, check.scheme == "https", timeout).await;
+    let detail = match &answer {
+        Ok((code, body)) => {
+            let reported = serde_json::from_slice::<serde_json::Value>(body)
+                .ok()
+                .and_then(|v| v.get("lastActivity")?.as_str()?.parse::<Timestamp>().ok());
+            memory.reported_activity = memory.reported_activity.max(reported);
+            format!("HTTP {code}")
+        }
+        Err(why) => why.clone(),
+    };
+    let ok = matches!(answer, Ok((200..=299, _)));
+    memory.failures = if ok { 0 } else { memory.failures + 1 };
+    if ok {
+        memory.healthy_on = Some(instance_id.to_string());
+    }
+    let was_healthy = memory.healthy_on.as_deref() == Some(instance_id);
+    let (failures, threshold) = (memory.failures, check.failure_threshold);
+    let phase = health_phase(failures, threshold, was_healthy);
+    // No counts in the reason: a status that changed with every check would wake the room at
+    // once, and the checks would no longer wait for their period.
+    let reason = match phase {
+        Phase::Ready => format!("ready: {url} answers {detail}"),
+        Phase::Configuring => format!("waiting for {url} to answer 2xx: {detail}"),
+        _ => format!(
+            "{url} failed {threshold} or more health checks in a row ({detail}); check the server on the instance (POST /api/ec2/instances/{instance_id}/exec); the room turns Ready when it answers"
+        ),
+    };
+    report.healthy = Some((ok, format!("{url}: {detail}")));
+    if phase == Phase::Ready && memory.boot.is_some() {
+        memory.mark(|b| &mut b.ready);
+        report.boot_seconds =
+            memory.boot.as_ref().and_then(|b| b.ready).map(|s| (s * 1000.0).round() / 1000.0);
+    }
+    report.set(phase, reason);
+}
