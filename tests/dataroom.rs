@@ -118,6 +118,7 @@ async fn a_room_boots_configures_idles_out_and_boots_again() {
         "stop success",
         "terminate success",
         "stopped success",
+        "api.room.start started",
         "api.room.start success",
         "boot success",
         "configure success",

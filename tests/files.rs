@@ -119,8 +119,10 @@ async fn upload_and_download_stream_whole_files_and_refuse_bad_ones() {
     let (_, page) = call(&app, "GET", "/api/audit?action=api.instance.upload", None).await;
     let outcomes: Vec<&str> =
         page["records"].as_array().unwrap().iter().map(|r| r["outcome"].as_str().unwrap()).collect();
-    assert_eq!(outcomes.len(), 8, "every upload is audited, refused ones too: {outcomes:?}");
-    assert!(outcomes[0] == "success" && outcomes[1..].iter().all(|o| *o == "refused"), "{outcomes:?}");
+    assert_eq!(outcomes.len(), 10, "every upload is audited, refused ones too: {outcomes:?}");
+    // Each upload's intent, then its outcome; the oversized one is refused while it streams.
+    assert_eq!(outcomes[..4], ["started", "success", "started", "refused"], "{outcomes:?}");
+    assert!(outcomes[4..].iter().all(|o| *o == "refused"), "bad paths never start: {outcomes:?}");
 }
 
 fn urlencode(s: &str) -> String {

@@ -37,7 +37,9 @@ async fn an_orphaned_instance_is_terminated_after_the_grace_period() {
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
         .filter(|r| r["action"] == "gc.terminate")
         .collect();
-    assert_eq!(records.len(), 1, "{audit}");
+    assert_eq!(records.len(), 2, "the intent, then the outcome: {audit}");
+    assert_eq!((&records[0]["outcome"], &records[1]["outcome"]), (&json!("started"), &json!("success")));
+    let records = &records[1..];
     assert_eq!(records[0]["target"], "ec2instance/default/gone");
     assert_eq!(records[0]["params"]["instance_id"], orphan.id.as_str());
 }

@@ -2,6 +2,8 @@
 //! machine-readable `code`. Handlers never return a bare 500: an unexpected failure is a 502 (the
 //! cloud or Kubernetes API failed) or a 503, with what to do in `detail`.
 
+use crate::controller::reach::ReachError;
+use crate::ssh::{SshError, TransferError};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
@@ -103,6 +105,22 @@ impl From<crate::audit::AuditError> for ApiError {
     }
 }
 
+/// Admin API failures are audited as refused when the caller asked for something not allowed
+/// (4xx) and as failures otherwise.
+impl crate::controller::operation::Failed for ApiError {
+    fn outcome(&self) -> crate::audit::Outcome {
+        match self.status.is_client_error() {
+            true => crate::audit::Outcome::Refused,
+            false => crate::audit::Outcome::Failure,
+        }
+    }
+
+    fn unrecorded(e: crate::audit::AuditError) -> Self {
+        let why = format!("{e}; the operation was carried out, but its outcome is not in the audit log");
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable", why)
+    }
+}
+
 /// Kubernetes API errors: its 4xx answers are the caller's problem, the rest are upstream.
 impl From<kube::Error> for ApiError {
     fn from(e: kube::Error) -> Self {
@@ -161,4 +179,54 @@ pub fn configure_extractors(cfg: &mut actix_web::web::ServiceConfig, body_limit:
         web::PathConfig::default()
             .error_handler(|e, _| ApiError::bad_request("invalid_path", e.to_string()).into()),
     );
+}
+
+impl From<SshError> for ApiError {
+    fn from(e: SshError) -> Self {
+        use actix_web::http::StatusCode as S;
+        let (status, code) = match &e {
+            SshError::HostKeyChanged { .. } => (S::CONFLICT, "host_key_changed"),
+            SshError::Unreachable { .. } => (S::GATEWAY_TIMEOUT, "ssh_unreachable"),
+            SshError::AuthRejected => (S::BAD_GATEWAY, "ssh_auth_rejected"),
+            SshError::NoKey(_) => (S::CONFLICT, "no_ssh_key"),
+            SshError::Cloud(c) => return c.into(),
+            SshError::Protocol(_) => (S::BAD_GATEWAY, "ssh_failed"),
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+impl From<ReachError> for ApiError {
+    fn from(e: ReachError) -> Self {
+        match e {
+            ReachError::NotRunning(..) => ApiError::conflict("instance_not_running", e.to_string()),
+            ReachError::NoKey(_) => ApiError::conflict("no_ssh_key", e.to_string()),
+            ReachError::Ssh(e) => e.into(),
+            ReachError::Audit(e) => e.into(),
+        }
+    }
+}
+
+impl From<TransferError> for ApiError {
+    fn from(e: TransferError) -> Self {
+        use actix_web::http::StatusCode as S;
+        let e = match e {
+            TransferError::Ssh(inner) => return inner.into(),
+            e => e,
+        };
+        let (status, code) = match &e {
+            TransferError::TooLarge(_) => (S::PAYLOAD_TOO_LARGE, "file_too_large"),
+            TransferError::Body(_) => (S::BAD_REQUEST, "invalid_body"),
+            TransferError::NotFound(_) => (S::NOT_FOUND, "not_found"),
+            TransferError::NotAFile(_) => (S::BAD_REQUEST, "not_a_file"),
+            TransferError::Sftp(_) => (S::BAD_GATEWAY, "sftp_failed"),
+            TransferError::Ssh(_) => (S::BAD_GATEWAY, "ssh_failed"),
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+/// A malformed `multipart/form-data` body.
+pub fn multipart_error(e: actix_multipart::MultipartError) -> ApiError {
+    ApiError::bad_request("invalid_body", format!("expected multipart/form-data: {e}"))
 }

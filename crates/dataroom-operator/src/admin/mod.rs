@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod lookup;
 pub mod openapi;
 pub mod routes;
 pub mod tls;
@@ -15,8 +16,8 @@ use actix_web::{App, HttpResponse, HttpServer, Responder, ResponseError, get, we
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::audit::{Entry, Outcome};
 use crate::controller::Shared;
+use crate::controller::operation::Operation;
 use crate::metrics::Metrics;
 use crate::ssh;
 use auth::{Admin, AdminKeys};
@@ -83,55 +84,15 @@ impl AdminState {
         }
     }
 
-    /// Writes one audit record (on disk before this returns); a 503 if it cannot be written.
-    pub async fn record(
-        &self,
-        admin: &Admin,
-        action: &str,
-        target: &str,
-        outcome: Outcome,
-        params: serde_json::Value,
-        detail: Option<String>,
-    ) -> Result<(), ApiError> {
-        let mut entry = Entry::new(&admin.actor(), action, target, outcome).params(params);
-        entry.detail = detail;
-        Ok(self.shared.append(entry).await?)
-    }
-
-    /// Records `result` of the operation `action` on `target` (refused for 4xx, failure for the
-    /// rest) and hands it back. If the record cannot be written, the caller gets a 503.
-    pub async fn audited<T>(
+    /// The audited operation `action` on `target` by `admin` (see `controller::operation`).
+    pub fn operation(
         &self,
         admin: &Admin,
         action: &str,
         target: &str,
         params: serde_json::Value,
-        result: Result<T, ApiError>,
-    ) -> Result<T, ApiError> {
-        match result {
-            Ok(value) => {
-                self.record(admin, action, target, Outcome::Success, params, None).await?;
-                Ok(value)
-            }
-            Err(e) => Err(self.refused(admin, action, target, params, e).await),
-        }
-    }
-
-    /// Records an attempt that ended in `error` (refused for 4xx, failure for the rest) and hands
-    /// the error back (or the audit log's, if the record cannot be written).
-    pub async fn refused(
-        &self,
-        admin: &Admin,
-        action: &str,
-        target: &str,
-        params: serde_json::Value,
-        error: ApiError,
-    ) -> ApiError {
-        let outcome = if error.status.is_client_error() { Outcome::Refused } else { Outcome::Failure };
-        match self.record(admin, action, target, outcome, params, Some(error.to_string())).await {
-            Ok(()) => error,
-            Err(audit) => audit,
-        }
+    ) -> Operation<'_> {
+        self.shared.operation(&admin.actor(), action, target, params)
     }
 }
 

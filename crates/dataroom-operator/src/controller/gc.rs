@@ -12,8 +12,7 @@ use jiff::{SignedDuration, Timestamp};
 use kube::ResourceExt;
 use serde_json::json;
 
-use super::{ACTOR, Context};
-use crate::audit::{Entry, Outcome};
+use super::{ACTOR, Context, Error};
 use crate::cloud::{InstanceState, TAG_NAME, TAG_NAMESPACE};
 use crate::crd::{Ec2Instance, audit_name};
 
@@ -60,19 +59,16 @@ pub async fn collect(ctx: &Context, orphans: &mut Orphans, grace: SignedDuration
         );
         let params = json!({ "instance_id": instance.id, "owner_uid": instance.owner_uid(),
                              "orphaned_since": since.to_string() });
-        let (outcome, detail) = match ctx.cloud.terminate_instance(&instance.id).await {
-            Ok(()) => (Outcome::Success, format!("{} has no Ec2Instance; terminated", instance.id)),
-            Err(e) => (Outcome::Failure, e.to_string()),
-        };
-        let succeeded = outcome == Outcome::Success;
-        let entry = Entry::new(ACTOR, "gc.terminate", &target, outcome).params(params).detail(detail);
-        if let Err(e) = ctx.append(entry).await {
-            tracing::warn!(error = %e, "gc: audit record not written; the instance is retried next pass");
-            continue;
-        }
-        if succeeded {
-            orphans.0.remove(&instance.id);
-            terminated.push(instance.id);
+        let op = ctx.operation(ACTOR, "gc.terminate", &target, params);
+        let terminate = async { Ok::<_, Error>(ctx.cloud.terminate_instance(&instance.id).await?) };
+        match op.run(terminate).await {
+            Ok(()) => {
+                orphans.0.remove(&instance.id);
+                terminated.push(instance.id);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, instance = %instance.id, "gc: not terminated; retried next pass")
+            }
         }
     }
     terminated

@@ -6,6 +6,7 @@ pub mod checkpoint;
 pub mod dataroom;
 pub mod ec2instance;
 pub mod gc;
+pub mod operation;
 pub mod poller;
 pub mod reach;
 mod run;
@@ -14,6 +15,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::channel::mpsc;
 use kube::Resource;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
@@ -106,9 +108,30 @@ pub struct Shared {
     pub ssh: Arc<ssh::Pool>,
     /// Latest admin API activity per DataRoom (`namespace/name`), for the idle policy.
     activity: Mutex<HashMap<String, jiff::Timestamp>>,
+    /// Host keys trusted on first use, by instance ID, until the Ec2Instance's status writer (their
+    /// one writer) has persisted them.
+    host_keys: Mutex<HashMap<String, String>>,
+    /// Asks the Ec2Instance controller to reconcile an object (and so to write its status).
+    reconcile: mpsc::UnboundedSender<ObjectRef<Ec2Instance>>,
 }
 
 impl Shared {
+    /// The host key trusted on first use for `instance_id`, if any.
+    pub fn trusted_host_key(&self, instance_id: &str) -> Option<String> {
+        self.host_keys.lock().unwrap().get(instance_id).cloned()
+    }
+
+    /// Trusts `host_key` for `object`'s instance and asks its status writer to persist the pin.
+    pub fn trust_host_key(&self, object: &Ec2Instance, instance_id: &str, host_key: &str) {
+        self.host_keys.lock().unwrap().insert(instance_id.to_string(), host_key.to_string());
+        self.request_reconcile(object);
+    }
+
+    /// Asks the Ec2Instance controller to reconcile `object` soon.
+    pub fn request_reconcile(&self, object: &Ec2Instance) {
+        let _ = self.reconcile.unbounded_send(ObjectRef::from_obj(object));
+    }
+
     /// Appends one audit record (on disk before this returns), counting a failure in the metrics.
     pub async fn append(&self, entry: Entry) -> Result<(), AuditError> {
         let result = self.audit.append(entry).await.map(drop);
@@ -142,6 +165,8 @@ pub struct Context {
     failures: Mutex<HashMap<String, u32>>,
     /// Fill `instances` and `rooms`; taken by `run`.
     writer: Mutex<Option<Writer<Ec2Instance>>>,
+    /// Objects someone asked to reconcile (`Shared::request_reconcile`, the poller); taken by `run`.
+    triggers: Mutex<Option<mpsc::UnboundedReceiver<ObjectRef<Ec2Instance>>>>,
     rooms_writer: Mutex<Option<Writer<DataRoom>>>,
     /// Per DataRoom UID: boot step times and health check history (see `dataroom::Memory`).
     pub room_memory: Mutex<HashMap<String, dataroom::Memory>>,
@@ -175,6 +200,7 @@ impl Context {
         let (rooms, rooms_writer) = reflector::store();
         let imperative: Arc<dyn Imperative> = cloud.clone();
         let ssh = Arc::new(ssh::Pool::new(imperative.clone(), settings.ssh.clone(), &settings.seams));
+        let (reconcile, triggers) = mpsc::unbounded();
         let shared = Shared {
             client,
             imperative,
@@ -187,6 +213,8 @@ impl Context {
             rooms,
             ssh,
             activity: Mutex::default(),
+            host_keys: Mutex::default(),
+            reconcile,
         };
         Self {
             shared: Arc::new(shared),
@@ -196,10 +224,15 @@ impl Context {
             blocked: Mutex::default(),
             failures: Mutex::default(),
             writer: Mutex::new(Some(writer)),
+            triggers: Mutex::new(Some(triggers)),
             rooms_writer: Mutex::new(Some(rooms_writer)),
             room_memory: Mutex::default(),
             key_pairs: Mutex::default(),
         }
+    }
+
+    fn reconcile_sender(&self) -> mpsc::UnboundedSender<ObjectRef<Ec2Instance>> {
+        self.shared.reconcile.clone()
     }
 
     /// The parts the admin API gets.

@@ -1,11 +1,12 @@
 //! SSH to a managed instance on someone's behalf (the DataRoom controller, an admin key): the
 //! address and key come from the EC2 view and the object's status; the host key is trusted on
-//! first use and pinned in status for that instance ID, and a changed one is refused. Both are
-//! audited under the caller's name.
+//! first use and pinned for that instance ID (in status, by the Ec2Instance status writer alone),
+//! and a changed one is refused. Both are audited under the caller's name.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use thiserror::Error;
@@ -15,6 +16,9 @@ use crate::audit::{AuditError, Entry, Outcome};
 use crate::cloud::{InstanceState, ssh_secret_name};
 use crate::crd::Ec2Instance;
 use crate::ssh::{Connection, Pool, SshError, Target};
+
+/// How long a first connection waits for its pin to reach status.
+const PIN_WAIT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Error)]
 pub enum ReachError {
@@ -45,7 +49,8 @@ pub fn target(ctx: &Shared, object: &Ec2Instance) -> Result<Target, ReachError> 
         return Err(ReachError::NotRunning(name, state));
     };
     let secret = key.as_deref().map(ssh_secret_name).ok_or(ReachError::NoKey(name))?;
-    let pinned = status.ssh_host_key.filter(|p| p.instance_id == instance_id).map(|p| p.public_key);
+    let persisted = status.ssh_host_key.filter(|p| p.instance_id == instance_id).map(|p| p.public_key);
+    let pinned = persisted.or_else(|| ctx.trusted_host_key(&instance_id));
     Ok(Target { instance_id, ip, secret, pinned })
 }
 
@@ -66,14 +71,8 @@ pub async fn connect(
             let entry =
                 Entry::new(actor, "ssh.host_key.pinned", &audit_target, Outcome::Success).params(params);
             ctx.append(entry).await?;
-            let pin = json!({"status": {"sshHostKey": {"instanceId": instance_id, "publicKey": trusted}}});
-            let api: Api<Ec2Instance> =
-                Api::namespaced(ctx.client.clone(), &object.namespace().unwrap_or_default());
-            if let Err(e) =
-                api.patch_status(&object.name_any(), &PatchParams::default(), &Patch::Merge(pin)).await
-            {
-                tracing::warn!(error = %e, instance = %instance_id, "could not persist the host key pin");
-            }
+            ctx.trust_host_key(object, &instance_id, &trusted);
+            persisted(ctx, object, &instance_id).await;
             Ok(connection)
         }
         Err(e) => {
@@ -86,4 +85,19 @@ pub async fn connect(
             Err(e.into())
         }
     }
+}
+
+/// Waits (a little) until the object's status writer has persisted the pin of `instance_id`, so
+/// that a caller who reads the object next finds it there; the pin is trusted meanwhile anyway.
+async fn persisted(ctx: &Shared, object: &Ec2Instance, instance_id: &str) {
+    let key = ObjectRef::from_obj(object);
+    let deadline = tokio::time::Instant::now() + PIN_WAIT;
+    while tokio::time::Instant::now() < deadline {
+        let pinned = ctx.instances.get(&key).and_then(|o| o.status.clone()?.ssh_host_key);
+        if pinned.is_some_and(|pin| pin.instance_id == instance_id) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tracing::warn!(instance = %instance_id, "the host key pin is not in status yet; it is trusted meanwhile");
 }

@@ -59,7 +59,8 @@ impl Default for Backoff {
 /// Runs until Ctrl-C / SIGTERM. `ready` turns true once the first EC2 sweep has primed the view.
 pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) -> anyhow::Result<()> {
     budget::load(&ctx.client, &ctx.gate).await?;
-    let (trigger, triggers) = mpsc::unbounded();
+    let triggers = ctx.triggers.lock().unwrap().take().expect("the controller runs once per context");
+    let trigger = ctx.reconcile_sender();
     let poller = Poller {
         cloud: ctx.cloud.clone(),
         cache: ctx.cache.clone(),

@@ -35,7 +35,7 @@ pub struct Ec2BudgetSpec {
     pub daily_spend_usd: f64,
     /// The most expensive instance type allowed; pricier types and unpriced types are refused.
     #[serde(default = "default_max_type")]
-    #[schemars(regex(pattern = r"^[a-z][a-z0-9-]*\.[a-z0-9]+$"))]
+    #[schemars(regex(pattern = crate::crd::INSTANCE_TYPE_PATTERN))]
     pub max_instance_type: String,
     /// Idle timeout for DataRooms that do not set their own; 0 disables.
     #[serde(default = "default_idle")]

@@ -30,10 +30,10 @@ pub struct DataRoomSpec {
     #[serde(default)]
     pub state: DataRoomState,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[a-z][a-z0-9-]*\.[a-z0-9]+$"))]
+    #[schemars(regex(pattern = crate::crd::INSTANCE_TYPE_PATTERN))]
     pub instance_type: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^ami-[0-9a-f]{8,17}$"))]
+    #[schemars(regex(pattern = crate::crd::IMAGE_ID_PATTERN))]
     pub image_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<ConfigSource>,

@@ -29,11 +29,11 @@ use serde::{Deserialize, Serialize};
 pub struct Ec2InstanceSpec {
     /// EC2 instance type; it must be priced no higher than the budget's `maxInstanceType`.
     #[serde(default = "default_instance_type")]
-    #[schemars(regex(pattern = r"^[a-z][a-z0-9-]*\.[a-z0-9]+$"), length(max = 32))]
+    #[schemars(regex(pattern = crate::crd::INSTANCE_TYPE_PATTERN), length(max = crate::crd::INSTANCE_TYPE_MAX))]
     pub instance_type: String,
     /// AMI to launch; the operator's configured default image when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^ami-[0-9a-f]{8,17}$"))]
+    #[schemars(regex(pattern = crate::crd::IMAGE_ID_PATTERN))]
     pub image_id: Option<String>,
     /// Desired power state: the controller starts or stops the instance to match.
     #[serde(default)]
@@ -71,12 +71,6 @@ impl Ec2Instance {
     pub fn room_key(&self) -> Option<String> {
         Some(format!("{}/{}", self.metadata.namespace.as_ref()?, self.spec.data_room.as_ref()?))
     }
-}
-
-/// What an AMI ID looks like: `ami-` and 8 to 17 hex digits.
-pub fn is_image_id(s: &str) -> bool {
-    s.strip_prefix("ami-")
-        .is_some_and(|h| (8..=17).contains(&h.len()) && h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// The instance type when none is named (here and in DataRooms).

@@ -12,8 +12,32 @@ pub use dataroom::{
 };
 pub use ec2instance::{
     DEFAULT_INSTANCE_TYPE, DeletionPolicy, Ec2Instance, Ec2InstanceSpec, Ec2InstanceStatus, HostKeyPin,
-    PowerState, is_image_id,
+    PowerState,
 };
+
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+/// What an instance type looks like (`t3.micro`): the CRDs' schema pattern, and so every check
+/// of one outside the API server (the admin API's, the command line's).
+pub const INSTANCE_TYPE_PATTERN: &str = r"^[a-z][a-z0-9-]*\.[a-z0-9]+$";
+/// The longest instance type the Ec2Instance schema accepts.
+pub const INSTANCE_TYPE_MAX: usize = 32;
+/// What an AMI ID looks like: `ami-` and 8 to 17 lower-case hex digits.
+pub const IMAGE_ID_PATTERN: &str = r"^ami-[0-9a-f]{8,17}$";
+
+/// Whether the Ec2Instance schema accepts `s` as `spec.instanceType`.
+pub fn is_instance_type(s: &str) -> bool {
+    static PATTERN: LazyLock<Regex> = LazyLock::new(|| Regex::new(INSTANCE_TYPE_PATTERN).expect("a regex"));
+    s.len() <= INSTANCE_TYPE_MAX && PATTERN.is_match(s)
+}
+
+/// Whether the schema accepts `s` as `spec.imageId`.
+pub fn is_image_id(s: &str) -> bool {
+    static PATTERN: LazyLock<Regex> = LazyLock::new(|| Regex::new(IMAGE_ID_PATTERN).expect("a regex"));
+    PATTERN.is_match(s)
+}
 
 use kube::{CustomResourceExt, ResourceExt};
 

@@ -151,8 +151,6 @@ pub struct Pool {
     /// When each pooled connection was last handed out.
     used: Mutex<HashMap<String, Instant>>,
     keys: Mutex<HashMap<String, (Instant, Arc<PrivateKey>)>>,
-    /// Host keys trusted on first use, by instance ID (the caller also persists them).
-    pins: Mutex<HashMap<String, String>>,
 }
 
 impl Pool {
@@ -164,15 +162,13 @@ impl Pool {
             connections: Default::default(),
             used: Default::default(),
             keys: Default::default(),
-            pins: Default::default(),
         }
     }
 
     /// A live connection to `target`, reused when one is open. The second value is the host key
-    /// when this connection trusted it on first use (the caller persists the pin).
+    /// when this connection trusted it on first use (the caller keeps the pin).
     pub async fn connect(&self, target: &Target) -> Result<(Arc<Connection>, Option<String>), SshError> {
-        let pinned =
-            target.pinned.clone().or_else(|| self.pins.lock().unwrap().get(&target.instance_id).cloned());
+        let pinned = target.pinned.clone();
         let slot = self.connections.lock().unwrap().entry(target.instance_id.clone()).or_default().clone();
         self.used.lock().unwrap().insert(target.instance_id.clone(), Instant::now());
         let mut slot = slot.lock().await;
@@ -186,7 +182,6 @@ impl Pool {
         if pinned.is_some() {
             return Ok((connection, None));
         }
-        self.pins.lock().unwrap().insert(target.instance_id.clone(), connection.host_key.clone());
         let trusted = connection.host_key.clone();
         Ok((connection, Some(trusted)))
     }

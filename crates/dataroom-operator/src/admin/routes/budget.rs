@@ -68,10 +68,12 @@ pub async fn put_budget(
 ) -> Result<web::Json<BudgetView>, ApiError> {
     let change = change.into_inner();
     let params = serde_json::to_value(&change).unwrap_or_default();
-    let result = async {
-        if change.daily_spend_usd.is_some_and(|d| !d.is_finite()) {
-            return Err(ApiError::bad_request("invalid_body", "dailySpendUsd must be a number"));
-        }
+    let op = state.operation(&admin, "api.budget.update", BUDGET_NAME, params);
+    if change.daily_spend_usd.is_some_and(|d| !d.is_finite()) {
+        let invalid = ApiError::bad_request("invalid_body", "dailySpendUsd must be a number");
+        return Err(op.refused(invalid).await);
+    }
+    let update = async {
         let api: Api<Ec2Budget> = Api::all(state.shared.client.clone());
         let mut spec = serde_json::to_value(&change).expect("plain data serialises");
         spec.as_object_mut().expect("an object").retain(|_, v| !v.is_null());
@@ -86,10 +88,9 @@ pub async fn put_budget(
             }
         };
         state.shared.gate.set_limits(budget.spec);
-        Ok(view(&state))
-    }
-    .await;
-    Ok(web::Json(state.audited(&admin, "api.budget.update", BUDGET_NAME, params, result).await?))
+        Ok::<_, ApiError>(view(&state))
+    };
+    Ok(web::Json(op.run(update).await?))
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

@@ -13,31 +13,11 @@ use utoipa::{IntoParams, ToSchema};
 use crate::admin::AdminState;
 use crate::admin::auth::Admin;
 use crate::admin::error::{ApiError, Problem};
-use crate::admin::routes::ssh::connect;
+use crate::admin::lookup::connect;
 use crate::crd::audit_target as target;
-use crate::ssh::TransferError;
 
 /// Where `push-config` writes when no path is given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/dataroom/config.json";
-
-impl From<TransferError> for ApiError {
-    fn from(e: TransferError) -> Self {
-        use actix_web::http::StatusCode as S;
-        let e = match e {
-            TransferError::Ssh(inner) => return inner.into(),
-            e => e,
-        };
-        let (status, code) = match &e {
-            TransferError::TooLarge(_) => (S::PAYLOAD_TOO_LARGE, "file_too_large"),
-            TransferError::Body(_) => (S::BAD_REQUEST, "invalid_body"),
-            TransferError::NotFound(_) => (S::NOT_FOUND, "not_found"),
-            TransferError::NotAFile(_) => (S::BAD_REQUEST, "not_a_file"),
-            TransferError::Sftp(_) => (S::BAD_GATEWAY, "sftp_failed"),
-            TransferError::Ssh(_) => (S::BAD_GATEWAY, "ssh_failed"),
-        };
-        ApiError::new(status, code, e.to_string())
-    }
-}
 
 /// An absolute, normalised remote path (see `ssh::check_path`).
 pub fn remote_path(path: &str) -> Result<String, ApiError> {
@@ -80,13 +60,16 @@ pub async fn download(
     let (path, (object, connection)) = match prepared.await {
         Ok(ready) => ready,
         Err(e) => {
-            return Err(state.refused(&admin, "api.instance.download", &id, json!({"path": path}), e).await);
+            return Err(state
+                .operation(&admin, "api.instance.download", &id, json!({"path": path}))
+                .refused(e)
+                .await);
         }
     };
-    let result = connection.download(&path).await.map_err(ApiError::from);
-    let audit = json!({"path": path, "bytes": result.as_ref().ok().map(|(size, _)| *size)});
+    let op = state.operation(&admin, "api.instance.download", &target(&*object), json!({"path": path}));
+    let download = async { connection.download(&path).await.map_err(ApiError::from) };
     let (size, stream) =
-        state.audited(&admin, "api.instance.download", &target(&*object), audit, result).await?;
+        op.run_with(download, |(size, _)| Some(json!({"path": path, "bytes": size}))).await?;
     Ok(HttpResponse::Ok().content_type("application/octet-stream").no_chunking(size).streaming(stream))
 }
 
@@ -111,10 +94,6 @@ pub struct Written {
 /// The parts of a `multipart/form-data` body (its errors become 400s through `multipart_error`).
 fn parts(req: &HttpRequest, payload: web::Payload) -> actix_multipart::Multipart {
     actix_multipart::Multipart::new(req.headers(), payload)
-}
-
-fn multipart_error(e: actix_multipart::MultipartError) -> ApiError {
-    ApiError::bad_request("invalid_body", format!("expected multipart/form-data: {e}"))
 }
 
 /// Streams one part to `path`, hashing it on the way.
@@ -158,7 +137,7 @@ pub async fn upload(
         let mode = mode(&query.mode, 0o644)?;
         let mut form = parts(&req, payload);
         let field = loop {
-            match form.try_next().await.map_err(multipart_error)? {
+            match form.try_next().await.map_err(crate::admin::error::multipart_error)? {
                 Some(field) if field.name() == Some("file") => break field,
                 Some(_) => continue,
                 None => return Err(ApiError::bad_request("invalid_body", "no part named `file`")),
@@ -171,13 +150,16 @@ pub async fn upload(
         Ok(ready) => ready,
         Err(e) => {
             let params = json!({"path": query.destination_path});
-            return Err(state.refused(&admin, "api.instance.upload", &id, params, e).await);
+            return Err(state.operation(&admin, "api.instance.upload", &id, params).refused(e).await);
         }
     };
-    let result = write_part(&state, &connection, &path, mode, field).await;
-    let params = json!({"path": path, "mode": format!("{mode:04o}"),
-                        "bytes": result.as_ref().ok().map(|w| w.bytes), "sha256": result.as_ref().ok().map(|w| &w.sha256)});
-    let written = state.audited(&admin, "api.instance.upload", &target(&*object), params, result).await?;
+    let params = json!({"path": path, "mode": format!("{mode:04o}")});
+    let op = state.operation(&admin, "api.instance.upload", &target(&*object), params.clone());
+    let written = op
+        .run_with(write_part(&state, &connection, &path, mode, field), |w| {
+            Some(json!({"path": path, "mode": params["mode"], "bytes": w.bytes, "sha256": w.sha256}))
+        })
+        .await?;
     Ok(HttpResponse::Created().json(written))
 }
 
@@ -225,13 +207,20 @@ pub async fn push_files(
         Ok(ready) => ready,
         Err(e) => {
             let params = json!({"destination_dir": query.destination_dir});
-            return Err(state.refused(&admin, "api.instance.push_files", &id, params, e).await);
+            return Err(state.operation(&admin, "api.instance.push_files", &id, params).refused(e).await);
         }
     };
     let mut form = parts(&req, payload);
     let mut files = Vec::new();
+    let op = state.operation(
+        &admin,
+        "api.instance.push_files",
+        &target(&*object),
+        json!({"destination_dir": query.destination_dir}),
+    );
+    op.start().await?;
     let result = async {
-        while let Some(field) = form.try_next().await.map_err(multipart_error)? {
+        while let Some(field) = form.try_next().await.map_err(crate::admin::error::multipart_error)? {
             let Some(name) = field.content_disposition().and_then(|d| d.get_filename()).map(str::to_string)
             else {
                 continue;
@@ -248,9 +237,9 @@ pub async fn push_files(
         }
     }
     .await;
-    // Files written before a failure stay (each whole); the record lists them either way.
+    // Files written before a failure stay (each whole); the outcome lists them either way.
     let params = json!({"destination_dir": query.destination_dir, "files": files});
-    state.audited(&admin, "api.instance.push_files", &target(&*object), params, result).await?;
+    op.finish(result, params).await?;
     Ok(HttpResponse::Created().json(PushedFiles { files }))
 }
 
@@ -325,19 +314,19 @@ pub async fn push_config(
         Ok(ready) => ready,
         Err(e) => {
             let params = json!({"path": body.path, "source": source});
-            return Err(state.refused(&admin, "api.instance.push_config", &id, params, e).await);
+            return Err(state.operation(&admin, "api.instance.push_config", &id, params).refused(e).await);
         }
     };
     let sha256 = hex::encode(Sha256::digest(&bytes));
     let body_stream =
         futures::stream::once(async move { Ok::<_, std::convert::Infallible>(Bytes::from(bytes)) });
-    let result = connection.upload(&path, 0o600, body_stream.boxed(), state.limits.max_file_bytes).await;
-    let result = result
-        .map(|n| Written { path: path.clone(), bytes: n, sha256: sha256.clone() })
-        .map_err(ApiError::from);
     let params = json!({"path": path, "source": source, "sha256": sha256});
-    let written =
-        state.audited(&admin, "api.instance.push_config", &target(&*object), params, result).await?;
+    let op = state.operation(&admin, "api.instance.push_config", &target(&*object), params);
+    let write = async {
+        let n = connection.upload(&path, 0o600, body_stream.boxed(), state.limits.max_file_bytes).await?;
+        Ok::<_, ApiError>(Written { path: path.clone(), bytes: n, sha256: sha256.clone() })
+    };
+    let written = op.run(write).await?;
     Ok(HttpResponse::Created().json(written))
 }
 

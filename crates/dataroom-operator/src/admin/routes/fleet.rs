@@ -1,18 +1,16 @@
 //! `/api/fleet/rooms`: the DataRooms, each with its phase and its spend today, and start/stop,
 //! which set the room's `spec.state` (the DataRoom controller does the work).
 
-use std::sync::Arc;
-
 use actix_web::{HttpResponse, get, post, web};
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::reflector::ObjectRef;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::admin::auth::Admin;
 use crate::admin::error::{ApiError, Problem};
+use crate::admin::lookup;
 use crate::admin::{AdminState, is_dns_label};
 use crate::budget::Purpose;
 use crate::controller::dataroom::key;
@@ -79,14 +77,6 @@ pub struct RoomQuery {
     pub namespace: Option<String>,
 }
 
-fn find(state: &AdminState, namespace: &str, name: &str) -> Result<Arc<DataRoom>, ApiError> {
-    if !is_dns_label(namespace) || !is_dns_label(name) {
-        return Err(ApiError::bad_request("invalid_name", "namespace and name are DNS labels"));
-    }
-    let found = state.shared.rooms.get(&ObjectRef::new(name).within(namespace));
-    found.ok_or_else(|| ApiError::not_found(&format!("room {namespace}/{name}")))
-}
-
 #[utoipa::path(
     params(RoomQuery),
     responses((status = 200, body = RoomList), (status = 400, body = Problem), (status = 401, body = Problem)),
@@ -127,7 +117,7 @@ pub async fn get_room(
     state: web::Data<AdminState>,
     path: web::Path<(String, String)>,
 ) -> Result<web::Json<RoomView>, ApiError> {
-    let room = find(&state, &path.0, &path.1)?;
+    let room = lookup::room(&state, &path.0, &path.1)?;
     Ok(web::Json(RoomView::of(&state, &room)))
 }
 
@@ -174,20 +164,26 @@ async fn set_state(
 ) -> Result<HttpResponse, ApiError> {
     let action = if want == DataRoomState::Running { "api.room.start" } else { "api.room.stop" };
     let target = audit_name::<DataRoom>(namespace, name);
-    let result = async {
-        let room = find(&state, namespace, name)?;
+    let op = state.operation(&admin, action, &target, json!({}));
+    let checked = lookup::room(&state, namespace, name).and_then(|room| {
         if want == DataRoomState::Running && room.spec.state == DataRoomState::Stopped {
             let instance_type = room.spec.instance_type.as_deref().unwrap_or(DEFAULT_INSTANCE_TYPE);
             state.shared.gate.check(instance_type, Purpose::Launch).map_err(|r| ApiError::budget(&r))?;
         }
-        let api: Api<DataRoom> = Api::namespaced(state.shared.client.clone(), namespace);
-        let patch = json!({ "spec": { "state": want } });
-        let patched = api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
-        state.shared.touch(&key(&patched));
-        Ok(RoomView::of(&state, &patched))
+        Ok(room)
+    });
+    if let Err(e) = checked {
+        return Err(op.refused(e).await);
     }
-    .await;
-    let view = state.audited(&admin, action, &target, json!({}), result).await?;
+    let view = op
+        .run(async {
+            let api: Api<DataRoom> = Api::namespaced(state.shared.client.clone(), namespace);
+            let patch = json!({ "spec": { "state": want } });
+            let patched = api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+            state.shared.touch(&key(&patched));
+            Ok::<_, ApiError>(RoomView::of(&state, &patched))
+        })
+        .await?;
     Ok(HttpResponse::Accepted().json(view))
 }
 

@@ -10,7 +10,8 @@ use utoipa::{IntoParams, ToSchema};
 use crate::admin::AdminState;
 use crate::admin::auth::Admin;
 use crate::admin::error::{ApiError, Problem};
-use crate::admin::routes::instances::{InstanceView, find};
+use crate::admin::lookup;
+use crate::admin::routes::instances::InstanceView;
 use crate::probe;
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -65,7 +66,7 @@ pub async fn health(
         s @ 1..=60 => Duration::from_secs(s),
         _ => return Err(ApiError::bad_request("invalid_timeout", "timeout_seconds is 1 to 60")),
     };
-    let view = InstanceView::of(&state, &*find(&state, &id)?);
+    let view = InstanceView::of(&state, &*lookup::instance(&state, &id)?);
     let ip = view.public_ip.or(view.private_ip).filter(|_| view.status == "running");
     let ip = ip.ok_or_else(|| {
         ApiError::conflict("instance_not_running", format!("instance {id} is {}", view.status))

@@ -13,8 +13,9 @@ use utoipa::{IntoParams, ToSchema};
 use crate::admin::AdminState;
 use crate::admin::auth::Admin;
 use crate::admin::error::{ApiError, Problem};
-use crate::admin::routes::instances::{InstanceView, find};
-use crate::audit::{Entry, Outcome};
+use crate::admin::lookup;
+use crate::admin::routes::instances::InstanceView;
+use crate::audit::Outcome;
 use crate::cloud::{Image, Imperative, keys, ssh_secret_name};
 
 /// How long a new AMI is followed.
@@ -98,23 +99,13 @@ pub async fn create_ami(
     body: web::Json<CreateAmi>,
 ) -> Result<HttpResponse, ApiError> {
     let params = json!({"instance": body.instance_id, "ami_name": body.ami_name});
-    let result = async {
-        if !valid_ami_name(&body.ami_name) {
-            let why = "ami_name: 3-128 letters, digits, spaces, ()[]./-'@_";
-            return Err(ApiError::bad_request("invalid_name", why));
-        }
-        let view = InstanceView::of(&state, &*find(&state, &body.instance_id)?);
-        let instance_id = view.instance_id.filter(|_| view.status == "running" || view.status == "stopped");
-        let instance_id = instance_id.ok_or_else(|| {
-            ApiError::conflict(
-                "instance_not_ready",
-                format!("instance {} is {}", body.instance_id, view.status),
-            )
-        })?;
-        Ok(state.shared.imperative.create_image(&instance_id, &body.ami_name).await?)
-    }
-    .await;
-    let image_id = state.audited(&admin, "api.ami.create", &body.instance_id, params, result).await?;
+    let op = state.operation(&admin, "api.ami.create", &body.instance_id, params);
+    let instance_id = match ami_source(&state, &body) {
+        Ok(instance_id) => instance_id,
+        Err(e) => return Err(op.refused(e).await),
+    };
+    let create = state.shared.imperative.create_image(&instance_id, &body.ami_name);
+    let image_id = op.run(async { create.await.map_err(ApiError::from) }).await?;
     tokio::spawn(track(state.clone().into_inner(), admin.actor(), image_id.clone()));
     let view = AmiView {
         image_id: image_id.clone(),
@@ -123,6 +114,19 @@ pub async fn create_ami(
         creation_date: None,
     };
     Ok(HttpResponse::Accepted().insert_header(("Location", format!("/api/ec2/amis/{image_id}"))).json(view))
+}
+
+/// The EC2 instance an AMI can be made of (running or stopped), after checking the request.
+fn ami_source(state: &AdminState, body: &CreateAmi) -> Result<String, ApiError> {
+    if !valid_ami_name(&body.ami_name) {
+        let why = "ami_name: 3-128 letters, digits, spaces, ()[]./-'@_";
+        return Err(ApiError::bad_request("invalid_name", why));
+    }
+    let view = InstanceView::of(state, &*lookup::instance(state, &body.instance_id)?);
+    let instance_id = view.instance_id.filter(|_| view.status == "running" || view.status == "stopped");
+    instance_id.ok_or_else(|| {
+        ApiError::conflict("instance_not_ready", format!("instance {} is {}", body.instance_id, view.status))
+    })
 }
 
 /// Follows a new AMI until it settles, then audits the result.
@@ -141,9 +145,9 @@ async fn track(state: Arc<AdminState>, actor: String, image_id: String) {
             _ => Outcome::Failure,
         };
         let action = if outcome == Outcome::Success { "api.ami.available" } else { "api.ami.failed" };
-        let entry = Entry::new(&actor, action, &image_id, outcome).params(json!({"state": image.state}));
-        if state.shared.audit.append(entry).await.is_err() {
-            state.shared.metrics.audit_write_failures.inc();
+        let op = state.shared.operation(&actor, action, &image_id, json!({"state": image.state}));
+        if let Err(e) = op.record(outcome, None, None).await {
+            tracing::warn!(error = %e, %image_id, "the AMI's outcome is not in the audit log");
         }
         return;
     }
@@ -203,18 +207,22 @@ pub async fn create_keypair(
     state: web::Data<AdminState>,
     body: web::Json<CreateKeyPair>,
 ) -> Result<HttpResponse, ApiError> {
-    let result = async {
+    let op = state.operation(&admin, "api.keypair.create", &body.name, json!({}));
+    let cloud: &dyn Imperative = state.shared.imperative.as_ref();
+    let checked = async {
         if !valid_key_name(&body.name) {
             return Err(ApiError::bad_request("invalid_name", "name: 1-255 letters, digits, '.', '_', '-'"));
         }
-        let cloud: &dyn Imperative = state.shared.imperative.as_ref();
         if !cloud.describe_key_pairs(std::slice::from_ref(&body.name)).await?.is_empty() {
             return Err(ApiError::conflict("already_exists", format!("key pair {} exists", body.name)));
         }
-        Ok(key_view(keys::ensure_key_pair(cloud, &body.name).await?.0))
+        Ok(())
+    };
+    if let Err(e) = checked.await {
+        return Err(op.refused(e).await);
     }
-    .await;
-    let view = state.audited(&admin, "api.keypair.create", &body.name, json!({}), result).await?;
+    let made = keys::ensure_key_pair(cloud, &body.name);
+    let view = op.run(async { made.await.map(|(pair, _)| key_view(pair)).map_err(ApiError::from) }).await?;
     Ok(HttpResponse::Created().json(view))
 }
 
@@ -239,23 +247,24 @@ pub async fn delete_keypair(
     name: web::Path<String>,
     query: web::Query<DeleteKeyQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let result = async {
-        if query.confirm != Some(true) {
-            let why = "deleting destroys the private key: repeat with `?confirm=true`";
-            return Err(ApiError::bad_request("confirmation_required", why));
+    let op = state.operation(&admin, "api.keypair.delete", &name, json!({}));
+    let in_use =
+        state.shared.cache.any(|i| i.key_name.as_deref() == Some(name.as_str()) && !i.state.is_gone());
+    let refusal = match (query.confirm == Some(true), in_use) {
+        (false, _) => Some(ApiError::bad_request(
+            "confirmation_required",
+            "deleting destroys the private key: repeat with `?confirm=true`",
+        )),
+        (true, true) => {
+            Some(ApiError::conflict("key_pair_in_use", format!("a managed instance uses key pair {name}")))
         }
-        let in_use =
-            state.shared.cache.any(|i| i.key_name.as_deref() == Some(name.as_str()) && !i.state.is_gone());
-        if in_use {
-            return Err(ApiError::conflict(
-                "key_pair_in_use",
-                format!("a managed instance uses key pair {name}"),
-            ));
-        }
-        Ok(keys::delete_key_pair(state.shared.imperative.as_ref(), &name).await?)
+        (true, false) => None,
+    };
+    if let Some(e) = refusal {
+        return Err(op.refused(e).await);
     }
-    .await;
-    state.audited(&admin, "api.keypair.delete", &name, json!({}), result).await?;
+    let deleted = keys::delete_key_pair(state.shared.imperative.as_ref(), &name);
+    op.run(async { deleted.await.map_err(ApiError::from) }).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -2,12 +2,10 @@
 //! writer of EC2 lifecycle; these routes create, patch and delete objects and read the
 //! controller's views (its object store and its EC2 cache), never EC2 itself.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{HttpResponse, delete, get, http::StatusCode, post, web};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -15,10 +13,14 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::admin::auth::Admin;
 use crate::admin::error::{ApiError, Problem};
+use crate::admin::lookup;
 use crate::admin::{AdminState, is_dns_label};
 use crate::budget::Purpose;
 use crate::cloud::{Instance, InstanceState};
-use crate::crd::{Ec2Instance, Ec2InstanceSpec, Ec2InstanceStatus, PowerState, audit_name, audit_target};
+use crate::crd::{
+    DEFAULT_INSTANCE_TYPE, Ec2Instance, Ec2InstanceSpec, Ec2InstanceStatus, PowerState, audit_name,
+    audit_target,
+};
 
 /// Longest `wait` a create may ask for.
 pub const MAX_WAIT_SECONDS: u64 = 300;
@@ -97,20 +99,6 @@ fn power_state(p: PowerState) -> &'static str {
     }
 }
 
-/// Finds an instance by EC2 instance ID (any namespace) or object name (the API's namespace).
-pub fn find(state: &AdminState, id: &str) -> Result<Arc<Ec2Instance>, ApiError> {
-    let by_instance_id = |o: &Ec2Instance| {
-        let cached = o.uid().and_then(|uid| state.shared.cache.get(&uid)).map(|i| i.id);
-        let recorded = o.status.as_ref().and_then(|s| s.instance_id.clone());
-        cached.as_deref() == Some(id) || recorded.as_deref() == Some(id)
-    };
-    let found = match id.starts_with("i-") {
-        true => state.shared.instances.find(|o| by_instance_id(o)),
-        false => state.shared.instances.get(&ObjectRef::new(id).within(&state.namespace)),
-    };
-    found.ok_or_else(|| ApiError::not_found(&format!("instance {id}")))
-}
-
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
@@ -157,7 +145,7 @@ pub async fn get_one(
     state: web::Data<AdminState>,
     id: web::Path<String>,
 ) -> Result<web::Json<InstanceView>, ApiError> {
-    Ok(web::Json(InstanceView::of(&state, &*find(&state, &id)?)))
+    Ok(web::Json(InstanceView::of(&state, &*lookup::instance(&state, &id)?)))
 }
 
 /// A new instance.
@@ -166,7 +154,7 @@ pub async fn get_one(
 pub struct CreateInstance {
     /// EC2 instance type (default `t3.micro`).
     #[serde(default = "default_type")]
-    #[schema(default = "t3.micro", example = "t3.micro")]
+    #[schema(default = default_type, example = default_type)]
     pub instance_type: String,
     /// The data room this instance serves.
     pub data_room_id: Option<String>,
@@ -177,7 +165,7 @@ pub struct CreateInstance {
 }
 
 fn default_type() -> String {
-    "t3.micro".into()
+    DEFAULT_INSTANCE_TYPE.into()
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -189,14 +177,7 @@ pub struct WaitQuery {
 }
 
 fn validate(body: &CreateInstance) -> Result<(), ApiError> {
-    let type_ok = body.instance_type.len() <= 32
-        && body.instance_type.split_once('.').is_some_and(|(family, size)| {
-            family.starts_with(|c: char| c.is_ascii_lowercase())
-                && family.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-                && !size.is_empty()
-                && size.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-        });
-    if !type_ok {
+    if !crate::crd::is_instance_type(&body.instance_type) {
         return Err(ApiError::bad_request("invalid_instance_type", "instance_type looks like `t3.micro`"));
     }
     for (field, value) in [("name", &body.name), ("data_room_id", &body.data_room_id)] {
@@ -241,12 +222,17 @@ pub async fn create(
     let target = audit_name::<Ec2Instance>(&state.namespace, &name);
     let params = json!({"instance_type": body.instance_type, "data_room_id": body.data_room_id,
                         "image_id": body.image_id, "wait": wait});
-    let result = async {
-        if wait > MAX_WAIT_SECONDS {
-            return Err(ApiError::bad_request("invalid_wait", format!("wait is at most {MAX_WAIT_SECONDS}")));
-        }
-        validate(&body)?;
-        state.shared.gate.check(&body.instance_type, Purpose::Launch).map_err(|r| ApiError::budget(&r))?;
+    let op = state.operation(&admin, "api.instance.create", &target, params);
+    let checked = match wait > MAX_WAIT_SECONDS {
+        true => Err(ApiError::bad_request("invalid_wait", format!("wait is at most {MAX_WAIT_SECONDS}"))),
+        false => validate(&body).and_then(|()| {
+            state.shared.gate.check(&body.instance_type, Purpose::Launch).map_err(|r| ApiError::budget(&r))
+        }),
+    };
+    if let Err(e) = checked {
+        return Err(op.refused(e).await);
+    }
+    let create = async {
         let mut object = Ec2Instance::new(
             &name,
             Ec2InstanceSpec {
@@ -262,9 +248,8 @@ pub async fn create(
             kube::Error::Api(s) if s.code == 409 => ApiError::conflict("already_exists", s.message),
             e => e.into(),
         })
-    }
-    .await;
-    let created = state.audited(&admin, "api.instance.create", &target, params, result).await?;
+    };
+    let created = op.run(create).await?;
     let view = wait_until_running(&state, &created, Duration::from_secs(wait)).await;
     let status = if view.status == "running" { StatusCode::CREATED } else { StatusCode::ACCEPTED };
     Ok(HttpResponse::build(status)
@@ -285,7 +270,7 @@ fn generated_name() -> String {
 async fn wait_until_running(state: &AdminState, created: &Ec2Instance, wait: Duration) -> InstanceView {
     let deadline = tokio::time::Instant::now() + wait;
     loop {
-        let current = find(state, &created.name_any()).map(|o| InstanceView::of(state, &o));
+        let current = lookup::instance(state, &created.name_any()).map(|o| InstanceView::of(state, &o));
         let view = current.unwrap_or_else(|_| InstanceView::of(state, created));
         if view.status == "running" || tokio::time::Instant::now() >= deadline {
             return view;
@@ -301,25 +286,31 @@ async fn set_power(
     power: PowerState,
 ) -> Result<HttpResponse, ApiError> {
     let action = if power == PowerState::Running { "api.instance.start" } else { "api.instance.stop" };
-    let found = find(&state, id);
+    let found = lookup::instance(&state, id);
     let target = found.as_deref().map_or_else(|_| id.to_string(), audit_target);
-    let result = async {
-        let object = found?;
+    let op = state.operation(&admin, action, &target, json!({"id": id}));
+    let checked = found.and_then(|object| {
         let view = InstanceView::of(&state, &object);
         if power == PowerState::Running && object.spec.power_state == PowerState::Stopped {
             let purpose = if view.instance_id.is_some() { Purpose::Start } else { Purpose::Launch };
             state.shared.gate.check(&object.spec.instance_type, purpose).map_err(|r| ApiError::budget(&r))?;
         }
+        Ok((object, view))
+    });
+    let (object, view) = match checked {
+        Ok(checked) => checked,
+        Err(e) => return Err(op.refused(e).await),
+    };
+    let patch_power = async {
         let api: Api<Ec2Instance> = Api::namespaced(state.shared.client.clone(), &view.namespace);
         let patch = json!({"spec": {"powerState": power_state(power)}});
         let patched = api.patch(&object.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
         if let Some(room) = object.room_key() {
             state.shared.touch(&room);
         }
-        Ok(InstanceView::of(&state, &patched))
-    }
-    .await;
-    let view = state.audited(&admin, action, &target, json!({"id": id}), result).await?;
+        Ok::<_, ApiError>(InstanceView::of(&state, &patched))
+    };
+    let view = op.run(patch_power).await?;
     Ok(HttpResponse::Accepted().json(view))
 }
 
@@ -376,25 +367,29 @@ pub async fn remove(
     id: web::Path<String>,
     query: web::Query<ConfirmQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let found = find(&state, &id);
+    let found = lookup::instance(&state, &id);
     let target = found.as_deref().map_or_else(|_| id.to_string(), audit_target);
-    let result = async {
-        if query.confirm != Some(true) {
-            return Err(ApiError::bad_request(
-                "confirmation_required",
-                "deleting terminates the instance: repeat the request with `?confirm=true`",
-            ));
-        }
-        let object = found?;
+    let op = state.operation(&admin, "api.instance.delete", &target, json!({"id": &*id}));
+    let checked = match query.confirm {
+        Some(true) => found,
+        _ => Err(ApiError::bad_request(
+            "confirmation_required",
+            "deleting terminates the instance: repeat the request with `?confirm=true`",
+        )),
+    };
+    let object = match checked {
+        Ok(object) => object,
+        Err(e) => return Err(op.refused(e).await),
+    };
+    let delete = async {
         let api: Api<Ec2Instance> =
             Api::namespaced(state.shared.client.clone(), &object.namespace().unwrap_or_default());
         api.delete(&object.name_any(), &DeleteParams::default()).await?;
         let mut view = InstanceView::of(&state, &object);
         view.status = "deleting".into();
-        Ok(view)
-    }
-    .await;
-    let view = state.audited(&admin, "api.instance.delete", &target, json!({"id": &*id}), result).await?;
+        Ok::<_, ApiError>(view)
+    };
+    let view = op.run(delete).await?;
     Ok(HttpResponse::Accepted().json(view))
 }
 

@@ -2,7 +2,6 @@
 //! as `started` before it runs and again with its exit, duration, output sizes and the SHA-256 of
 //! its stdout and stderr when it ends.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{post, web};
@@ -13,55 +12,14 @@ use utoipa::ToSchema;
 use crate::admin::AdminState;
 use crate::admin::auth::Admin;
 use crate::admin::error::{ApiError, Problem};
-use crate::admin::routes::instances::find;
+use crate::admin::lookup::connect;
 use crate::audit::Outcome;
-use crate::controller::reach::{self, ReachError};
+use crate::controller::operation::Failed;
 use crate::crd::Ec2Instance;
 use crate::crd::audit_target;
-use crate::ssh::{Connection, ExecOutput, Exit, Limits, SshError};
+use crate::ssh::{Connection, ExecOutput, Exit, Limits};
 
 const MAX_TIMEOUT: u64 = 600;
-
-impl From<SshError> for ApiError {
-    fn from(e: SshError) -> Self {
-        use actix_web::http::StatusCode as S;
-        let (status, code) = match &e {
-            SshError::HostKeyChanged { .. } => (S::CONFLICT, "host_key_changed"),
-            SshError::Unreachable { .. } => (S::GATEWAY_TIMEOUT, "ssh_unreachable"),
-            SshError::AuthRejected => (S::BAD_GATEWAY, "ssh_auth_rejected"),
-            SshError::NoKey(_) => (S::CONFLICT, "no_ssh_key"),
-            SshError::Cloud(c) => return c.into(),
-            SshError::Protocol(_) => (S::BAD_GATEWAY, "ssh_failed"),
-        };
-        ApiError::new(status, code, e.to_string())
-    }
-}
-
-/// An open connection to a running instance (its host key pinned on first use, a changed one
-/// refused; both audited). Counts as activity on the instance's DataRoom.
-pub async fn connect(
-    state: &AdminState,
-    admin: &Admin,
-    id: &str,
-) -> Result<(Arc<Ec2Instance>, Arc<Connection>), ApiError> {
-    let object = find(state, id)?;
-    let connection = reach::connect(&state.shared, &state.ssh, &admin.actor(), &object).await?;
-    if let Some(room) = object.room_key() {
-        state.shared.touch(&room);
-    }
-    Ok((object, connection))
-}
-
-impl From<ReachError> for ApiError {
-    fn from(e: ReachError) -> Self {
-        match e {
-            ReachError::NotRunning(..) => ApiError::conflict("instance_not_running", e.to_string()),
-            ReachError::NoKey(_) => ApiError::conflict("no_ssh_key", e.to_string()),
-            ReachError::Ssh(e) => e.into(),
-            ReachError::Audit(e) => e.into(),
-        }
-    }
-}
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -149,7 +107,8 @@ async fn run(
     let target = audit_target(object);
     let mut params = attempted(command);
     params["timeout_seconds"] = timeout.as_secs().into();
-    state.record(admin, "api.instance.exec", &target, Outcome::Started, params, None).await?;
+    let op = state.operation(admin, "api.instance.exec", &target, params);
+    op.start().await?;
     let limits = Limits { timeout, output_cap: state.limits.output_cap };
     let output = match connection.exec(command, limits).await {
         Ok(output) => output,
@@ -159,7 +118,7 @@ async fn run(
                 state.ssh.forget(id);
             }
             let detail = Some(e.to_string());
-            state.record(admin, "api.instance.exec", &target, Outcome::Failure, json!({}), detail).await?;
+            op.record(Outcome::Failure, Some(json!({})), detail).await.map_err(ApiError::unrecorded)?;
             return Err(e.into());
         }
     };
@@ -169,7 +128,7 @@ async fn run(
         "stdout_sha256": output.stdout.sha256(), "stderr_sha256": output.stderr.sha256(),
     });
     let outcome = if output.succeeded() { Outcome::Success } else { Outcome::Failure };
-    state.record(admin, "api.instance.exec", &target, outcome, params, None).await?;
+    op.record(outcome, Some(params), None).await.map_err(ApiError::unrecorded)?;
     Ok(output)
 }
 
@@ -198,7 +157,10 @@ pub async fn exec(
     let (timeout, (object, connection)) = match prepared.await {
         Ok(ready) => ready,
         Err(e) => {
-            return Err(state.refused(&admin, "api.instance.exec", &id, attempted(&body.command), e).await);
+            return Err(state
+                .operation(&admin, "api.instance.exec", &id, attempted(&body.command))
+                .refused(e)
+                .await);
         }
     };
     let output = run(&state, &admin, &object, &connection, &body.command, timeout).await?;
@@ -259,7 +221,7 @@ pub async fn exec_batch(
         Ok(ready) => ready,
         Err(e) => {
             let params = json!({"commands": body.commands.len()});
-            return Err(state.refused(&admin, "api.instance.exec_batch", &id, params, e).await);
+            return Err(state.operation(&admin, "api.instance.exec_batch", &id, params).refused(e).await);
         }
     };
     let mut results = Vec::new();

@@ -1,8 +1,6 @@
 //! Side effects of a room's plan: the Ec2Instance (create, power, delete), the SFTP push, the
 //! health check and the idle stop, each audited and evented.
 
-use std::time::Duration;
-
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
@@ -95,7 +93,7 @@ async fn apply(
         Step::CheckHealth => {
             let target = observed.live.as_ref().expect("a running instance");
             health::check(room, ctx, &target.ip, &target.instance_id, memory, report).await;
-            Ok(Action::requeue(Duration::from_secs(room.spec.health_check.period_seconds.into())))
+            Ok(Action::requeue(health::period(room)))
         }
         Step::IdleStop => {
             let timeout = observed.idle_timeout_minutes.unwrap_or_default();

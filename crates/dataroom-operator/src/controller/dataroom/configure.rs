@@ -1,6 +1,6 @@
 //! The Configure step: the room's content written to its instance over SFTP, each file whole or
 //! not at all, audited once per attempt (a connection that sshd, still starting, does not answer
-//! yet is neither a failure nor audited).
+//! yet is neither a failure nor audited), then verified by a health check.
 
 use bytes::Bytes;
 use jiff::Timestamp;
@@ -79,8 +79,11 @@ pub async fn configure(
     memory.pushed = observed.hash.clone();
     report.config_hash = observed.hash.clone();
     report.configured = (true, pushed_message(Some(content), report.instance_id.as_deref()));
-    report.set(Phase::Configuring, "configuration pushed; checking the health endpoint");
-    Ok(Action::requeue(std::time::Duration::ZERO))
+    // A push is verified by the health check at once, so that a room already serving a changed
+    // configuration never shows another phase in between.
+    let target = observed.live.as_ref().expect("a running instance to configure");
+    super::health::check(room, ctx, &target.ip, &target.instance_id, memory, report).await;
+    Ok(Action::requeue(super::health::period(room)))
 }
 
 /// Whether sshd may still be starting: the instance has been up less than the boot grace.

@@ -12,6 +12,11 @@ use crate::controller::Context;
 use crate::crd::DataRoom;
 use crate::probe;
 
+/// How long a room waits between health checks.
+pub fn period(room: &DataRoom) -> Duration {
+    Duration::from_secs(room.spec.health_check.period_seconds.into())
+}
+
 pub async fn check(
     room: &DataRoom,
     ctx: &Context,

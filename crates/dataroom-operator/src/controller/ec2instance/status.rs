@@ -7,7 +7,7 @@ use serde_json::json;
 use crate::budget::Refusal;
 use crate::cloud::{Instance, InstanceState, ssh_secret_name};
 use crate::controller::{Context, Result};
-use crate::crd::{Ec2Instance, Ec2InstanceStatus, MANAGER, PowerState, set_condition};
+use crate::crd::{Ec2Instance, Ec2InstanceStatus, HostKeyPin, MANAGER, PowerState, set_condition};
 
 /// What this reconcile saw and decided, as status needs it.
 #[derive(Debug, Default)]
@@ -43,7 +43,15 @@ pub fn build(obj: &Ec2Instance, ctx: &Context, report: &Report) -> Ec2InstanceSt
         key_pair_name: live.and_then(|i| i.key_name.clone()),
         ssh_key_secret: live.and_then(|i| i.key_name.as_deref()).map(ssh_secret_name),
         // The pin belongs to one instance: a replacement is trusted afresh.
-        ssh_host_key: old.ssh_host_key.filter(|pin| live.is_some_and(|i| i.id == pin.instance_id)),
+        // This writer alone writes the pin: the persisted one, or one trusted since on first use.
+        ssh_host_key: live.and_then(|i| {
+            let persisted = old.ssh_host_key.filter(|pin| pin.instance_id == i.id);
+            let trusted = || {
+                ctx.trusted_host_key(&i.id)
+                    .map(|key| HostKeyPin { instance_id: i.id.clone(), public_key: key })
+            };
+            persisted.or_else(trusted)
+        }),
         observed_generation: generation,
         conditions: old.conditions,
         message: None,

@@ -1,0 +1,53 @@
+//! Finding what a route names: an instance (by EC2 instance ID in any namespace, or by object name
+//! in the API's namespace), a room, and an SSH connection to a running instance. From the
+//! controller's views only, never from EC2.
+
+use std::sync::Arc;
+
+use kube::ResourceExt;
+use kube::runtime::reflector::ObjectRef;
+
+use super::auth::Admin;
+use super::error::ApiError;
+use super::{AdminState, is_dns_label};
+use crate::controller::reach;
+use crate::crd::{DataRoom, Ec2Instance};
+use crate::ssh::Connection;
+
+/// Finds an instance by EC2 instance ID (any namespace) or object name (the API's namespace).
+pub fn instance(state: &AdminState, id: &str) -> Result<Arc<Ec2Instance>, ApiError> {
+    let by_instance_id = |o: &Ec2Instance| {
+        let cached = o.uid().and_then(|uid| state.shared.cache.get(&uid)).map(|i| i.id);
+        let recorded = o.status.as_ref().and_then(|s| s.instance_id.clone());
+        cached.as_deref() == Some(id) || recorded.as_deref() == Some(id)
+    };
+    let found = match id.starts_with("i-") {
+        true => state.shared.instances.find(|o| by_instance_id(o)),
+        false => state.shared.instances.get(&ObjectRef::new(id).within(&state.namespace)),
+    };
+    found.ok_or_else(|| ApiError::not_found(&format!("instance {id}")))
+}
+
+/// The DataRoom `namespace/name`.
+pub fn room(state: &AdminState, namespace: &str, name: &str) -> Result<Arc<DataRoom>, ApiError> {
+    if !is_dns_label(namespace) || !is_dns_label(name) {
+        return Err(ApiError::bad_request("invalid_name", "namespace and name are DNS labels"));
+    }
+    let found = state.shared.rooms.get(&ObjectRef::new(name).within(namespace));
+    found.ok_or_else(|| ApiError::not_found(&format!("room {namespace}/{name}")))
+}
+
+/// An open connection to a running instance (its host key pinned on first use, a changed one
+/// refused; both audited). Counts as activity on the instance's DataRoom.
+pub async fn connect(
+    state: &AdminState,
+    admin: &Admin,
+    id: &str,
+) -> Result<(Arc<Ec2Instance>, Arc<Connection>), ApiError> {
+    let object = instance(state, id)?;
+    let connection = reach::connect(&state.shared, &state.ssh, &admin.actor(), &object).await?;
+    if let Some(room) = object.room_key() {
+        state.shared.touch(&room);
+    }
+    Ok((object, connection))
+}
