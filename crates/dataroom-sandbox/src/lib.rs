@@ -2,6 +2,7 @@
 //! A Kubernetes API emulator on loopback, the in-memory EC2 and secret store, and the real
 //! controller between them.
 
+mod banner;
 mod health;
 pub mod instances;
 pub mod remote;
@@ -17,6 +18,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use kube::api::{Api, PostParams};
 
+use banner::Banner;
 use dataroom_operator::admin::{self, auth::AdminKeys};
 use dataroom_operator::assembly::Assembly;
 use dataroom_operator::cloud::fake::{Delays, FakeCloud};
@@ -99,21 +101,7 @@ pub async fn run(args: SandboxArgs) -> anyhow::Result<()> {
     let client = server.client();
     install_crds(&client).await?;
 
-    // Instances of different sandboxes get different addresses (127.B.x.y, B from the process
-    // ID), so that each can serve SSH on port 2222.
-    let block = 2 + (std::process::id() % 253) as u8;
-    let fake = Arc::new(
-        FakeCloud::new(Delays {
-            boot: Duration::from_secs(2),
-            stop: Duration::from_secs(1),
-            terminate: Duration::from_secs(1),
-        })
-        .with_address_block(block),
-    );
-    if ec2_state.exists() {
-        let snapshot = serde_json::from_slice(&std::fs::read(&ec2_state)?)?;
-        fake.restore(&snapshot).with_context(|| format!("resuming {}", ec2_state.display()))?;
-    }
+    let fake = simulated_ec2(&ec2_state)?;
     let saver = State { server: server.clone(), fake: fake.clone(), api: api_state, ec2: ec2_state };
     let periodic = tokio::spawn(saver.clone().every(Duration::from_secs(5)));
     let simulator = instances::Simulator {
@@ -124,14 +112,7 @@ pub async fn run(args: SandboxArgs) -> anyhow::Result<()> {
     };
     let simulated = tokio::spawn(simulator.run());
     if let Some(port) = args.external_operator {
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-        let (addr, cloud_task) = remote::serve(fake, addr)
-            .await
-            .with_context(|| format!("binding the simulated EC2 to {addr}"))?;
-        println!(
-            "dataroom-operator sandbox without its operator\n  kubeconfig:  {}\n  EC2:         run --sandbox-cloud {addr}",
-            kubeconfig.display()
-        );
+        let cloud_task = serve_external(fake, port, &kubeconfig).await?;
         dataroom_operator::signal::shutdown().await;
         for task in [cloud_task, periodic, simulated, api_task] {
             task.abort();
@@ -164,22 +145,9 @@ pub async fn run(args: SandboxArgs) -> anyhow::Result<()> {
     tokio::spawn(http);
 
     let controller = tokio::spawn(async move { operator.run(ready).await });
-    let k = format!("kubectl --kubeconfig {}", kubeconfig.display());
-    println!(
-        "dataroom-operator sandbox is ready ({:.1}s, {})\n\
-         \n  state:       {dir}\n  kubeconfig:  {kc}\n  API:         http://{api_addr}\n  admin API:   http://{admin_addr}/api  (docs: /api/docs/; key in {key})\n  health:      http://{admin_addr}/healthz  /readyz  /metrics\n  audit log:   {audit}\n  instances:   SSH and SFTP on 127.B.x.y:{ssh}, health on :{health}, files under {dir}/instances\n\
-         \nEverything runs on this machine: EC2 is simulated in memory, no AWS account is used.\n\
-         \nTry:\n  export KUBECONFIG={kc}\n  kubectl apply -f examples/ec2instance.yaml\n  kubectl get ec2 -w\n  kubectl patch ec2 web --type merge -p '{{\"spec\":{{\"powerState\":\"Stopped\"}}}}'\n  kubectl delete ec2 web\n  curl -H \"Authorization: Bearer $(cat {key})\" http://{admin_addr}/api/ec2/instances\n  cargo run --release -- audit verify {audit}\n\
-         \nCtrl-C stops the sandbox. (Plain `{k} get ec2` works without the export.)",
-        started.elapsed().as_secs_f64(),
-        if resumed { "resumed from its state directory" } else { "fresh state" },
-        dir = dir.display(),
-        kc = kubeconfig.display(),
-        audit = audit_path.display(),
-        key = key_file.display(),
-        ssh = instances::SSH_PORT,
-        health = instances::HEALTH_PORT,
-    );
+    let banner =
+        Banner { started, resumed, dir, kubeconfig, api_addr, admin_addr, audit: audit_path, key_file };
+    println!("{banner}");
     let result = controller.await.context("the controller stopped unexpectedly")?;
     periodic.abort();
     simulated.abort();
@@ -187,6 +155,39 @@ pub async fn run(args: SandboxArgs) -> anyhow::Result<()> {
     http_handle.stop(true).await;
     api_task.abort();
     result
+}
+
+/// The simulated EC2, resumed from `state` when it exists. Instances of different sandboxes get
+/// different addresses (127.B.x.y, B from the process ID), so that each can serve SSH on port 2222.
+fn simulated_ec2(state: &Path) -> anyhow::Result<Arc<FakeCloud>> {
+    let block = 2 + (std::process::id() % 253) as u8;
+    let delays = Delays {
+        boot: Duration::from_secs(2),
+        stop: Duration::from_secs(1),
+        terminate: Duration::from_secs(1),
+    };
+    let fake = Arc::new(FakeCloud::new(delays).with_address_block(block));
+    if state.exists() {
+        let snapshot = serde_json::from_slice(&std::fs::read(state)?)?;
+        fake.restore(&snapshot).with_context(|| format!("resuming {}", state.display()))?;
+    }
+    Ok(fake)
+}
+
+/// Serves the simulated EC2 to an operator in another process (`--external-operator PORT`).
+async fn serve_external(
+    fake: Arc<FakeCloud>,
+    port: u16,
+    kubeconfig: &Path,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let (addr, task) =
+        remote::serve(fake, addr).await.with_context(|| format!("binding the simulated EC2 to {addr}"))?;
+    println!(
+        "dataroom-operator sandbox without its operator\n  kubeconfig:  {}\n  EC2:         run --sandbox-cloud {addr}",
+        kubeconfig.display()
+    );
+    Ok(task)
 }
 
 /// The sandbox's admin key: the one in `path`, or a new one written there (mode 0600).

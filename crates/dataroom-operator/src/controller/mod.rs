@@ -184,7 +184,7 @@ impl std::ops::Deref for Context {
 }
 
 impl Context {
-    /// Only the assembly (`crate::assembly`) wires a context.
+    /// Only the assembly (`assembly::Assembly`) wires a context.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         client: kube::Client,
