@@ -8,7 +8,7 @@ COPY crates ./crates
 COPY src ./src
 # benches/ and tests/ only because Cargo.toml declares their targets; they are not built.
 COPY benches ./benches
-RUN cargo build --release --locked --bin dataroom-operator
+RUN cargo build --release --locked --features aws --bin dataroom-operator
 
 # glibc and CA certificates, no shell, no package manager; runs as uid 65532.
 FROM gcr.io/distroless/cc-debian12:nonroot

@@ -146,7 +146,9 @@ async fn aws_cloud(region: &str, endpoint_url: Option<&str>) -> anyhow::Result<A
 
 #[cfg(not(feature = "aws"))]
 async fn aws_cloud(_region: &str, _endpoint_url: Option<&str>) -> anyhow::Result<Arc<dyn Cloud>> {
-    anyhow::bail!("this build has no AWS backend (built without the `aws` feature)")
+    anyhow::bail!(
+        "this build has no AWS backend: build it with `cargo build --release --features aws` (the container image is)"
+    )
 }
 
 /// This replica's name in the lease: the pod's name, or host and process ID outside a cluster.
