@@ -3,7 +3,7 @@
 #![no_main]
 
 use dataroom_operator::admin::auth::AdminKeys;
-use dataroom_operator::cloud::pricing::PriceTable;
+use dataroom_operator::budget::pricing::PriceTable;
 use dataroom_operator::controller::dataroom::content;
 use dataroom_operator::crd::DataRoomSpec;
 use libfuzzer_sys::fuzz_target;
