@@ -19,6 +19,8 @@ use crate::ssh::Target;
 /// The snapshot one reconcile works from.
 pub struct Observed {
     pub deleting: bool,
+    /// The spec asks for the room to run and it is not being deleted.
+    pub want_running: bool,
     /// Why the spec cannot run as written, if it cannot (the room fails without acting).
     pub invalid: Option<String>,
     /// The Ec2Instance the room owns, by name, whether or not it exists.
@@ -70,6 +72,7 @@ pub fn observe(room: &DataRoom, ctx: &Context, deleting: bool, uid: &str, memory
     let idle_minutes = last_activity.map_or(0.0, |t| now.duration_since(t).as_secs_f64() / 60.0);
     Observed {
         deleting,
+        want_running,
         invalid,
         child_name,
         object,
@@ -94,8 +97,7 @@ impl Observed {
         uid: &str,
         memory: &Memory,
     ) -> Result<Self> {
-        let want_running = room.spec.state == DataRoomState::Running && !self.deleting;
-        if !want_running {
+        if !self.want_running {
             return Ok(self);
         }
         let content = content::resolve(ctx, &room.namespace().unwrap_or_default(), &room.spec).await?;
