@@ -31,8 +31,12 @@ lint:
 	cargo fmt --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
+# Tests and benches share one build in Cargo.toml's `ci` profile (release optimisation, our crates'
+# debug assertions on): a cold run compiles the dependency graph once for both, not twice.
+PROFILE ?= ci
+
 unit: peers
-	cargo test --workspace
+	cargo test --workspace --profile $(PROFILE)
 
 # cargo-fuzz from crates.io. The machine has only a stable toolchain: RUSTC_BOOTSTRAP lets it take
 # the nightly flags libFuzzer's instrumentation needs. No sanitizer (the code under test is safe Rust), and
@@ -58,14 +62,14 @@ SCALE_ROOMS ?= 200
 OUTAGE_SECS ?= 45
 
 bench:
-	DATAROOM_OUTAGE_SECS=$(OUTAGE_SECS) cargo bench --bench poll --bench sandbox --bench admin --bench outage
-	DATAROOM_SCALE_ROOMS=$(SCALE_ROOMS) cargo bench --bench scale
+	DATAROOM_OUTAGE_SECS=$(OUTAGE_SECS) cargo bench --profile $(PROFILE) --bench poll --bench sandbox --bench admin --bench outage
+	DATAROOM_SCALE_ROOMS=$(SCALE_ROOMS) cargo bench --profile $(PROFILE) --bench scale
 
 scale:
-	DATAROOM_SCALE_ROOMS=1000 cargo bench --bench scale
+	DATAROOM_SCALE_ROOMS=1000 cargo bench --profile $(PROFILE) --bench scale
 
 outage:
-	DATAROOM_OUTAGE_SECS=300 cargo bench --bench outage
+	DATAROOM_OUTAGE_SECS=300 cargo bench --profile $(PROFILE) --bench outage
 
 # Regenerate the committed CRDs after changing crates/dataroom-operator/src/crd/.
 crds:
