@@ -41,7 +41,7 @@ fn main() {
     let converged = started.elapsed();
     std::thread::sleep(Duration::from_secs(2));
     let loaded = sandbox.rss_mib();
-    println!("sandbox (debug={}) startup and footprint", cfg!(debug_assertions));
+    println!("sandbox startup and footprint");
     println!("  process start to /readyz 200:     {:>8.3} s", sandbox.ready_after);
     println!("  resident memory, idle:            {idle:>8.1} MiB");
     println!("  {COUNT} Ec2Instances applied to running: {:>8.2} s", converged.as_secs_f64());

@@ -27,6 +27,8 @@ impl Operator {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let child = Command::new(env!("CARGO_BIN_EXE_dataroom-operator"))
             .args(["run", "--sandbox-cloud", &format!("127.0.0.1:{cloud}")])
+            .arg("--sandbox-cloud-token-file")
+            .arg(sandbox.dir.path().join("cloud-token"))
             .args([
                 "--http-addr",
                 &format!("127.0.0.1:{port}"),
@@ -116,10 +118,7 @@ fn main() {
         metric(&operator, "dataroom_cloud_calls_total", r#"operation="DescribeInstances""#) - describes;
     let polls = metric(&operator, "dataroom_poll_duration_seconds_count", "") - polls;
     let total_calls = metric(&operator, "dataroom_cloud_calls_total", "");
-    println!(
-        "scale (debug={}): {n} DataRooms applied at once; the operator in its own process",
-        cfg!(debug_assertions)
-    );
+    println!("scale: {n} DataRooms applied at once; the operator in its own process");
     println!("  kubectl apply of {n} rooms:            {:>8.1} s", applied.as_secs_f64());
     println!("  apply until all {n} Ready:             {:>8.1} s", all_ready.as_secs_f64());
     println!("  operator resident memory, peak:       {peak:>8.1} MiB   (goal <= 100; its own process)");

@@ -228,7 +228,7 @@ async fn amis_are_followed_until_available_and_private_keys_never_leave_secrets_
     let (_, all) = call(&app, "GET", "/api/ec2/amis", None).await;
     assert!(all.as_array().unwrap().iter().any(|a| a["image_id"] == id.as_str()));
     until(&app, "/api/audit?action=api.ami.available", "audited", |v| {
-        v["records"][0]["target"] == id.as_str()
+        v["records"][0]["target"] == format!("image//{id}").as_str()
     })
     .await;
     let (status, problem) = call(&app, "POST", "/api/ec2/amis", Some(body)).await;

@@ -51,7 +51,7 @@ async fn retain_hands_the_instance_over() {
     h.gone("keep").await;
     let live = h.fake.live_instances();
     assert_eq!(live.len(), 1);
-    assert!(live[0].tag(TAG_MANAGED_BY).is_none());
+    assert_eq!(live[0].tag(TAG_MANAGED_BY), Some("retained"), "handed over, still counted");
     assert_eq!(h.fake.secret_names().len(), 1);
 }
 

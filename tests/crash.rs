@@ -23,7 +23,7 @@ use dataroom_operator::crd::Ec2Instance;
 use dataroom_sandbox::{install_crds, write_kubeconfig};
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::{Resource, ResourceExt};
-use kube_emulator::{ApiServer, serve};
+use kube_emulator::{Access, ApiServer, serve};
 use rand::Rng;
 use support::moto::Moto;
 
@@ -189,7 +189,8 @@ async fn crash_and_converge<F>(
 
 async fn emulator(dir: &Path) -> (Arc<ApiServer>, Api<Ec2Instance>, tokio::task::JoinHandle<()>) {
     let server = ApiServer::new();
-    let (addr, serving) = serve(server.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let (addr, serving) =
+        serve(server.clone(), "127.0.0.1:0".parse().unwrap(), Access::default()).await.unwrap();
     install_crds(&server.client()).await.unwrap();
     let budget = serde_json::json!({"apiVersion": "dataroom.dev/v1alpha1", "kind": "Ec2Budget",
         "metadata": {"name": "default"}, "spec": {"maxInstances": 500, "dailySpendUsd": 1000}});

@@ -16,7 +16,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
 use kube::api::PostParams;
-use kube_emulator::{ApiServer, serve};
+use kube_emulator::{Access, ApiServer, serve};
 use support::moto::Moto;
 use support::sandbox::http_get;
 
@@ -117,7 +117,8 @@ async fn one_replica_leads_and_a_standby_takes_over() {
     let moto = Moto::start();
     let image = moto.image().await;
     let server = ApiServer::new();
-    let (addr, _serving) = serve(server.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let (addr, _serving) =
+        serve(server.clone(), "127.0.0.1:0".parse().unwrap(), Access::default()).await.unwrap();
     let client = server.client();
     install_crds(&client).await.unwrap();
     let dir = tempfile::tempdir().unwrap();

@@ -207,7 +207,7 @@ async fn deletion_with_retain_keeps_instance_key_and_secret() {
     delete(&f, "web", "Retain").await;
     let kept = f.fake.live_instances();
     assert_eq!(kept.len(), 1);
-    assert_eq!(kept[0].tag(TAG_MANAGED_BY), None, "no longer managed, so never collected");
+    assert_eq!(kept[0].tag(TAG_MANAGED_BY), Some("retained"), "handed over: never acted on, still counted");
     assert_eq!(f.fake.secret_names().len(), 1);
     assert_eq!(f.fake.describe_key_pairs(&[]).await.unwrap().len(), 1);
     assert!(f.fetch("web").metadata.finalizers.unwrap_or_default().is_empty());

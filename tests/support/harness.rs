@@ -35,6 +35,8 @@ pub struct Options {
     pub clock: Clock,
     pub backoff: Backoff,
     pub poll_interval: Duration,
+    /// The operator's own namespace, never reconciled.
+    pub own_namespace: Option<String>,
 }
 
 impl Default for Options {
@@ -45,6 +47,7 @@ impl Default for Options {
             clock: clock::system(),
             backoff: Backoff::default(),
             poll_interval: Duration::from_secs(1),
+            own_namespace: None,
         }
     }
 }
@@ -81,6 +84,7 @@ impl Harness {
             ssh: options.ssh,
             seams: options.seams,
             backoff: options.backoff,
+            own_namespace: options.own_namespace,
             ..Default::default()
         };
         let audit = audit_dir.path().join("audit.jsonl");

@@ -25,10 +25,11 @@ pub async fn patch_room(h: &Harness, name: &str, patch: Value) {
     rooms(h).patch(name, &PatchParams::default(), &Patch::Merge(patch)).await.unwrap();
 }
 
-/// Creates or replaces the ConfigMap `name` in `default` with `data`.
+/// Creates or replaces the ConfigMap `name` in `default` with `data`, labelled pushable.
 pub async fn config_map(h: &Harness, name: &str, data: Value) {
     let api: Api<ConfigMap> = Api::namespaced(h.client.clone(), "default");
-    let map = json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": name }, "data": data });
+    let metadata = json!({ "name": name, "labels": { "dataroom.dev/pushable": "true" } });
+    let map = json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": data });
     let params = PatchParams::apply("test").force();
     api.patch(name, &params, &Patch::Apply(map)).await.unwrap();
 }

@@ -36,7 +36,7 @@ pub fn http_get_with(url: &str, headers: &str) -> Option<(u16, String)> {
     http_request("GET", url, headers, "")
 }
 
-fn http_request(method: &str, url: &str, headers: &str, body: &str) -> Option<(u16, String)> {
+pub fn http_request(method: &str, url: &str, headers: &str, body: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let rest = url.strip_prefix("http://")?;
     let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}")))?;

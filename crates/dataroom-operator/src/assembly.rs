@@ -10,15 +10,19 @@ use kube::runtime::events::{Recorder, Reporter};
 
 use crate::admin::auth::AdminKeys;
 use crate::admin::{AdminState, HealthState};
-use crate::audit::{AuditError, AuditLog};
+use crate::audit::AuditLog;
 use crate::budget::Gate;
 use crate::budget::pricing::PriceTable;
 use crate::clock::{self, Clock};
 use crate::cloud::Cloud;
 use crate::cloud::metered::Metered;
+use crate::controller::dataroom::content::ContentKey;
 use crate::controller::{self, Context, Settings};
 use crate::crd;
 use crate::metrics::Metrics;
+
+/// The content key lives beside the audit log (same volume, same lifetime): `audit.content-key`.
+pub const CONTENT_KEY_EXTENSION: &str = "content-key";
 
 /// What the operator is made of; `build` opens the audit log and wires the rest.
 pub struct Assembly {
@@ -66,15 +70,29 @@ impl Assembly {
         Self { instance, ..self }
     }
 
-    /// Opens (and checks) the audit log and wires the controller's context.
-    pub fn build(self) -> Result<Operator, AuditError> {
+    /// Opens (and checks) the audit log, loads (or makes) the content key beside it, and wires the
+    /// controller's context.
+    pub fn build(self) -> anyhow::Result<Operator> {
         let audit = AuditLog::open(&self.audit_log)?;
+        let key_path = self.audit_log.with_extension(CONTENT_KEY_EXTENSION);
+        let content_key = ContentKey::load_or_create(&key_path)
+            .map_err(|e| anyhow::anyhow!("the content key {}: {e}", key_path.display()))?;
         let cloud = Arc::new(Metered::new(self.cloud, self.metrics.clone()));
         let gate = Arc::new(Gate::new(self.prices, &self.settings.region, self.clock.clone()));
         let reporter = Reporter { controller: crd::MANAGER.into(), instance: self.instance };
         let recorder = Recorder::new(self.client.clone(), reporter);
         let metrics = self.metrics.clone();
-        let ctx = Context::new(self.client, cloud, gate, audit, recorder, metrics, self.settings, self.clock);
+        let ctx = Context::new(
+            self.client,
+            cloud,
+            gate,
+            audit,
+            recorder,
+            metrics,
+            self.settings,
+            self.clock,
+            content_key,
+        );
         Ok(Operator { ctx: Arc::new(ctx) })
     }
 }

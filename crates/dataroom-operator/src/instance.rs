@@ -8,6 +8,9 @@ use jiff::Timestamp;
 
 pub const TAG_MANAGED_BY: &str = "dataroom.dev/managed-by";
 pub const MANAGED_BY: &str = "dataroom-operator";
+/// The managed-by tag's value on an instance handed over by `deletionPolicy: Retain`: no longer
+/// acted on, still counted by the budget while it runs.
+pub const RETAINED: &str = "retained";
 pub const TAG_OWNER_UID: &str = "dataroom.dev/owner-uid";
 pub const TAG_NAMESPACE: &str = "dataroom.dev/namespace";
 pub const TAG_NAME: &str = "dataroom.dev/name";
@@ -75,6 +78,11 @@ pub struct Instance {
 impl Instance {
     pub fn tag(&self, key: &str) -> Option<&str> {
         self.tags.get(key).map(String::as_str)
+    }
+
+    /// Handed over by `deletionPolicy: Retain`: counted, never acted on.
+    pub fn is_retained(&self) -> bool {
+        self.tag(TAG_MANAGED_BY) == Some(RETAINED)
     }
 
     pub fn owner_uid(&self) -> Option<&str> {

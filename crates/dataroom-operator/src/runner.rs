@@ -36,7 +36,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     }
     let cloud = match &config.cloud {
-        CloudSource::Sandbox(addr) => Arc::new(RemoteCloud::new(*addr)) as Arc<dyn Cloud>,
+        CloudSource::Sandbox { addr, token } => Arc::new(RemoteCloud::new(*addr, token)) as Arc<dyn Cloud>,
         CloudSource::Aws { region, endpoint_url } => aws_cloud(region, endpoint_url.as_deref()).await?,
     };
     // The audit log is opened here, by the leader only, so that it continues the chain the

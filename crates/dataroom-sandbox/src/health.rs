@@ -20,7 +20,10 @@ fn answer(home: &Path, method: &Method) -> (StatusCode, Vec<u8>) {
     if method != Method::GET && method != Method::HEAD {
         return (StatusCode::METHOD_NOT_ALLOWED, br#"{"status":"method not allowed"}"#.to_vec());
     }
-    let Ok(body) = std::fs::read(home.join(HEALTH_FILE)) else {
+    // Read beneath the instance directory: a `health.json` linked to a file of this machine is
+    // not served.
+    let beneath = cap_std::fs::Dir::open_ambient_dir(home, cap_std::ambient_authority());
+    let Ok(body) = beneath.and_then(|dir| dir.read(HEALTH_FILE)) else {
         return (StatusCode::OK, br#"{"status":"ok"}"#.to_vec());
     };
     let healthy = serde_json::from_slice::<serde_json::Value>(&body)
@@ -46,5 +49,29 @@ pub async fn listen(home: PathBuf, address: String) {
             let io = hyper_util::rt::TokioIo::new(stream);
             let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `ln -s /etc/passwd health.json` through exec does not serve the machine's file.
+    #[test]
+    fn a_health_file_linked_out_of_the_instance_is_not_served() {
+        let home = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret"), "host file").unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret"), home.path().join(HEALTH_FILE)).unwrap();
+        let (status, body) = answer(home.path(), &Method::GET);
+        assert_eq!((status, body.as_slice()), (StatusCode::OK, br#"{"status":"ok"}"#.as_slice()));
+        std::fs::write(home.path().join("mine.json"), r#"{"status":"down"}"#).unwrap();
+        std::fs::remove_file(home.path().join(HEALTH_FILE)).unwrap();
+        std::os::unix::fs::symlink("mine.json", home.path().join(HEALTH_FILE)).unwrap();
+        assert_eq!(
+            answer(home.path(), &Method::GET).0,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "a link inside is followed"
+        );
     }
 }

@@ -171,11 +171,16 @@ impl russh::server::Handler for Connection {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         match self.channels.remove(&channel) {
-            Some(stream) if name == "sftp" => {
-                session.channel_success(channel)?;
-                let sftp = super::sftp::Sftp::new(self.server.home.clone());
-                russh_sftp::server::run(stream.into_stream(), sftp).await;
-            }
+            Some(stream) if name == "sftp" => match super::sftp::Sftp::new(&self.server.home) {
+                Ok(sftp) => {
+                    session.channel_success(channel)?;
+                    russh_sftp::server::run(stream.into_stream(), sftp).await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "sftp: the instance directory cannot be opened");
+                    session.channel_failure(channel)?;
+                }
+            },
             _ => session.channel_failure(channel)?,
         }
         Ok(())
@@ -247,15 +252,64 @@ impl Connection {
     }
 }
 
-/// Runs `command` with `sh -c` in the instance's directory, which is also its `HOME`.
+/// Runs `command` with `sh -c` in the instance's directory, which is also its `HOME`, in a
+/// process group of its own: a command killed before it ends (a timeout, a signal, a closed
+/// channel) takes everything it started with it, not only `sh`.
 async fn run(home: &Path, command: &str) -> std::io::Result<std::process::Output> {
-    tokio::process::Command::new("sh")
+    use std::process::Stdio;
+    let child = tokio::process::Command::new("sh")
         .arg("-c")
         .arg(command)
         .current_dir(home)
         .env("HOME", home)
-        .stdin(std::process::Stdio::null())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
         .kill_on_drop(true)
-        .output()
-        .await
+        .spawn()?;
+    let mut group = GroupKill(child.id());
+    let output = child.wait_with_output().await;
+    // Ended on its own: what it left running in the background is the user's.
+    group.0 = None;
+    output
+}
+
+/// Kills a process group when dropped while still armed.
+struct GroupKill(Option<u32>);
+
+impl Drop for GroupKill {
+    fn drop(&mut self) {
+        let group = self.0.and_then(|id| rustix::process::Pid::from_raw(id as i32));
+        if let Some(group) = group {
+            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Alive and not a zombie left for init to reap.
+    fn alive(pid: &str) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|stat| stat.rsplit(')').next().is_some_and(|rest| !rest.trim_start().starts_with('Z')))
+    }
+
+    /// A command killed at its timeout takes what it started with it: a background job does not
+    /// outlive the exec that started it.
+    #[tokio::test]
+    async fn a_killed_command_takes_its_children_with_it() {
+        let home = tempfile::tempdir().unwrap();
+        let command = "sleep 300 & echo $! > child.pid; wait";
+        let timed_out = tokio::time::timeout(Duration::from_millis(500), run(home.path(), command)).await;
+        assert!(timed_out.is_err(), "the command ran past its timeout");
+        let pid = std::fs::read_to_string(home.path().join("child.pid")).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while alive(pid.trim()) {
+            assert!(std::time::Instant::now() < deadline, "the background job {pid} outlived the kill");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }

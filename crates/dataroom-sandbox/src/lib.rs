@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use kube::api::{Api, PostParams};
+use kube_emulator::Access;
 
 use banner::Banner;
 use dataroom_operator::admin::{self, auth::AdminKeys};
@@ -28,6 +29,8 @@ use dataroom_operator::ssh::SshSettings;
 
 /// The AMI the sandbox launches when an Ec2Instance names none.
 pub const SANDBOX_IMAGE: &str = "ami-0000000000000000a";
+/// With `--external-operator`: the simulated EC2's token, in the state directory, mode 0600.
+pub const CLOUD_TOKEN_FILE: &str = "cloud-token";
 
 #[derive(Debug, clap::Args)]
 pub struct SandboxArgs {
@@ -60,11 +63,31 @@ fn state_dir(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     Ok(dir.canonicalize()?)
 }
 
+/// Writes a kubeconfig for the emulator at `api`, readable by this user only.
 pub fn write_kubeconfig(path: &Path, api: SocketAddr) -> anyhow::Result<()> {
     let config = format!(
         "apiVersion: v1\nkind: Config\nclusters:\n- name: sandbox\n  cluster:\n    server: http://{api}\ncontexts:\n- name: sandbox\n  context:\n    cluster: sandbox\n    user: sandbox\n    namespace: default\ncurrent-context: sandbox\nusers:\n- name: sandbox\n  user: {{}}\n"
     );
-    std::fs::write(path, config).with_context(|| format!("writing {}", path.display()))
+    write_private(path, &config)
+}
+
+/// Writes `contents` to `path` with mode 0600 (also when the file already existed).
+pub fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let context = || format!("writing {}", path.display());
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true).mode(0o600);
+    let mut file = options.open(path).with_context(context)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600)).with_context(context)?;
+    std::io::Write::write_all(&mut file, contents.as_bytes()).with_context(context)
+}
+
+/// A fresh random token (256 bits, hex) for the simulated EC2's client.
+pub fn new_token() -> String {
+    use ssh_key::rand_core::RngCore;
+    let mut bytes = [0u8; 32];
+    ssh_key::rand_core::OsRng.fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Creates every CRD through the API, as `kubectl apply -f crds/` would.
@@ -93,7 +116,8 @@ pub async fn run(args: SandboxArgs) -> anyhow::Result<()> {
         false => kube_emulator::ApiServer::new(),
     };
     let api_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, args.api_port));
-    let (api_addr, api_task) = kube_emulator::serve(server.clone(), api_addr)
+    // No bearer token yet: kubectl sends none to a plain-HTTP server, and the emulator has no TLS.
+    let (api_addr, api_task) = kube_emulator::serve(server.clone(), api_addr, Access::default())
         .await
         .with_context(|| format!("binding the API emulator to {api_addr} (try --api-port)"))?;
     let kubeconfig = dir.join("kubeconfig");
@@ -112,7 +136,7 @@ pub async fn run(args: SandboxArgs) -> anyhow::Result<()> {
     };
     let simulated = tokio::spawn(simulator.run());
     if let Some(port) = args.external_operator {
-        let cloud_task = serve_external(fake, port, &kubeconfig).await?;
+        let cloud_task = serve_external(fake, port, &kubeconfig, &dir.join(CLOUD_TOKEN_FILE)).await?;
         dataroom_operator::signal::shutdown().await;
         for task in [cloud_task, periodic, simulated, api_task] {
             task.abort();
@@ -179,13 +203,18 @@ async fn serve_external(
     fake: Arc<FakeCloud>,
     port: u16,
     kubeconfig: &Path,
+    token_file: &Path,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let token = new_token();
+    write_private(token_file, &token)?;
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let (addr, task) =
-        remote::serve(fake, addr).await.with_context(|| format!("binding the simulated EC2 to {addr}"))?;
+    let (addr, task) = remote::serve(fake, addr, &token)
+        .await
+        .with_context(|| format!("binding the simulated EC2 to {addr}"))?;
     println!(
-        "dataroom-operator sandbox without its operator\n  kubeconfig:  {}\n  EC2:         run --sandbox-cloud {addr}",
-        kubeconfig.display()
+        "dataroom-operator sandbox without its operator\n  kubeconfig:  {}\n  EC2:         run --sandbox-cloud {addr} --sandbox-cloud-token-file {}",
+        kubeconfig.display(),
+        token_file.display()
     );
     Ok(task)
 }

@@ -7,11 +7,12 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use dataroom_operator::cloud::fake::FakeCloud;
-use dataroom_operator::cloud::remote::{Call, transport};
-use dataroom_operator::cloud::{CloudError, Imperative, Lifecycle, Result, SecretValue};
+use dataroom_operator::cloud::remote::{AUTHORIZATION, Call, transport};
+use dataroom_operator::cloud::{CloudError, Imperative, Lifecycle, Result};
 use http_body_util::{BodyExt, Full};
 use serde::Serialize;
 use serde_json::Value;
+use subtle::ConstantTimeEq;
 
 /// Answers `call` as the simulated EC2 does (launches and starts take no reservation: the
 /// operator on the other side took it before it called): the result as JSON, or the cloud's error.
@@ -26,7 +27,7 @@ async fn answer(cloud: &FakeCloud, call: Call) -> Result<Value> {
         Call::StartInstance { id } => json(cloud.start_instances(&id).await?),
         Call::StopInstance { id } => json(cloud.stop_instance(&id).await?),
         Call::TerminateInstance { id } => json(cloud.terminate_instance(&id).await?),
-        Call::UnmanageInstance { id } => json(cloud.unmanage_instance(&id).await?),
+        Call::RetainInstance { id } => json(cloud.retain_instance(&id).await?),
         Call::ConsoleOutput { id } => json(cloud.console_output(&id).await?),
         Call::CreateImage { instance_id, name } => json(cloud.create_image(&instance_id, &name).await?),
         Call::DescribeImages { ids } => json(cloud.describe_images(&ids).await?),
@@ -34,27 +35,36 @@ async fn answer(cloud: &FakeCloud, call: Call) -> Result<Value> {
         Call::ImportKeyPair { name, public_key } => json(cloud.import_key_pair(&name, &public_key).await?),
         Call::DescribeKeyPairs { names } => json(cloud.describe_key_pairs(&names).await?),
         Call::DeleteKeyPair { name } => json(cloud.delete_key_pair(&name).await?),
-        Call::PutSecret { name, value } => json(cloud.put_secret(&name, &SecretValue::new(value)).await?),
-        Call::GetSecret { name } => json(cloud.get_secret(&name).await?.map(|s| s.expose().to_string())),
-        Call::DeleteSecret { name } => json(cloud.delete_secret(&name).await?),
         Call::GetObject { bucket, key, max_bytes } => json(cloud.get_object(&bucket, &key, max_bytes).await?),
     }
 }
 
-/// Serves `cloud` on `addr` (loopback) until the task is aborted; returns the bound address.
+/// The largest call accepted (a launch request with its user data is the largest).
+const MAX_CALL_BYTES: usize = 256 * 1024;
+
+/// Serves `cloud` on `addr` (loopback) to callers that present `token`, until the task is
+/// aborted; returns the bound address.
 pub async fn serve(
     cloud: Arc<FakeCloud>,
     addr: SocketAddr,
+    token: &str,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
+    let expected = Arc::new(format!("Bearer {token}"));
     let task = tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            let cloud = cloud.clone();
+            let (cloud, expected) = (cloud.clone(), expected.clone());
             let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                let cloud = cloud.clone();
+                let (cloud, expected) = (cloud.clone(), expected.clone());
                 async move {
-                    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                    let presented = req.headers().get(AUTHORIZATION).map(|v| v.as_bytes());
+                    if !presented.is_some_and(|p| bool::from(p.ct_eq(expected.as_bytes()))) {
+                        let refused = hyper::Response::builder().status(401).body(Full::new(Bytes::new()));
+                        return Ok::<_, Infallible>(refused.expect("a valid response"));
+                    }
+                    let body = http_body_util::Limited::new(req.into_body(), MAX_CALL_BYTES);
+                    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
                     let reply: std::result::Result<Value, CloudError> = match serde_json::from_slice(&body) {
                         Ok(call) => answer(cloud.as_ref(), call).await,
                         Err(e) => Err(transport(format!("not a cloud call: {e}"))),

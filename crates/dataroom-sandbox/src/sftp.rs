@@ -1,14 +1,20 @@
 //! The SFTP subsystem of a simulated instance. Paths are rooted at the instance's working
-//! directory: `/etc/dataroom/config.json` over SFTP is `etc/dataroom/config.json` under it, and
-//! `..` never climbs above it. Plain `rename` refuses to replace an existing file, as OpenSSH's
-//! does; `posix-rename@openssh.com` replaces it atomically.
+//! directory: `/etc/dataroom/config.json` over SFTP is `etc/dataroom/config.json` under it.
+//! Every operation resolves its path beneath that directory (cap-std: `openat2` with
+//! `RESOLVE_BENEATH`), so neither `..` nor a symbolic link made through exec (`ln -s / x`)
+//! reaches the machine's own files. Plain `rename` refuses to replace an existing file, as
+//! OpenSSH's does; `posix-rename@openssh.com` replaces it atomically.
+//!
+//! The path operations are short blocking calls on local files, made on the session's task.
 
 use std::collections::HashMap;
 use std::io::SeekFrom;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
+use std::time::UNIX_EPOCH;
 
 use bytes::Bytes;
+use cap_std::fs::{Dir, DirBuilder, DirBuilderExt, Metadata, MetadataExt, OpenOptions, OpenOptionsExt};
+use cap_std::fs::{Permissions, PermissionsExt};
 use russh_sftp::protocol::{
     Attrs, Data, File, FileAttributes, Handle, Name, OpenFlags, Packet, Status, StatusCode, Version,
 };
@@ -24,18 +30,16 @@ enum Open {
 }
 
 pub struct Sftp {
-    root: PathBuf,
+    root: Dir,
     handles: HashMap<String, Open>,
     next: u64,
 }
 
 impl Sftp {
-    pub fn new(root: PathBuf) -> Self {
-        Sftp { root, handles: HashMap::new(), next: 0 }
-    }
-
-    fn local(&self, path: &str) -> PathBuf {
-        self.root.join(normalize(path).trim_start_matches('/'))
+    /// The subsystem for the instance whose working directory is `home`.
+    pub fn new(home: &Path) -> std::io::Result<Self> {
+        let root = Dir::open_ambient_dir(home, cap_std::ambient_authority())?;
+        Ok(Sftp { root, handles: HashMap::new(), next: 0 })
     }
 
     fn insert(&mut self, id: u32, open: Open) -> Handle {
@@ -66,6 +70,14 @@ fn normalize(path: &str) -> String {
     format!("/{}", parts.join("/"))
 }
 
+/// An SFTP path as a path relative to the instance directory (`.` for `/`).
+fn local(path: &str) -> PathBuf {
+    match normalize(path).trim_start_matches('/') {
+        "" => PathBuf::from("."),
+        relative => PathBuf::from(relative),
+    }
+}
+
 fn reply(e: std::io::Error) -> StatusReply {
     let code = match e.kind() {
         std::io::ErrorKind::NotFound => StatusCode::NoSuchFile,
@@ -79,22 +91,53 @@ fn ok(id: u32) -> Status {
     Status { id, status_code: StatusCode::Ok, error_message: "Ok".into(), language_tag: "en-US".into() }
 }
 
-async fn set_attrs(path: &Path, attrs: &FileAttributes) -> std::io::Result<()> {
-    if let Some(size) = attrs.size {
-        tokio::fs::OpenOptions::new().write(true).open(path).await?.set_len(size).await?;
+fn open_options(flags: OpenFlags, attrs: &FileAttributes) -> OpenOptions {
+    let mut options = OpenOptions::new();
+    options.read(flags.contains(OpenFlags::READ)).write(flags.contains(OpenFlags::WRITE));
+    options.append(flags.contains(OpenFlags::APPEND)).truncate(flags.contains(OpenFlags::TRUNCATE));
+    // SFTP's EXCLUDE comes with CREATE; Rust's create_new is both.
+    match (flags.contains(OpenFlags::CREATE), flags.contains(OpenFlags::EXCLUDE)) {
+        (true, true) => drop(options.create_new(true)),
+        (true, false) => drop(options.create(true)),
+        _ => {}
     }
     if let Some(mode) = attrs.permissions {
-        tokio::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o7777)).await?;
+        options.mode(mode & 0o7777);
+    }
+    options
+}
+
+fn set_attrs(root: &Dir, path: &Path, attrs: &FileAttributes) -> std::io::Result<()> {
+    if let Some(size) = attrs.size {
+        root.open_with(path, OpenOptions::new().write(true))?.set_len(size)?;
+    }
+    if let Some(mode) = attrs.permissions {
+        root.set_permissions(path, Permissions::from_mode(mode & 0o7777))?;
     }
     Ok(())
 }
 
-async fn stat(path: &Path, follow: bool) -> Result<FileAttributes, StatusReply> {
-    let metadata = match follow {
-        true => tokio::fs::metadata(path).await,
-        false => tokio::fs::symlink_metadata(path).await,
+fn attributes(metadata: &Metadata) -> FileAttributes {
+    let seconds = |t: std::io::Result<std::time::SystemTime>| {
+        t.ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_secs() as u32)
     };
-    Ok(FileAttributes::from(&metadata.map_err(reply)?))
+    FileAttributes {
+        size: Some(metadata.len()),
+        uid: Some(metadata.uid()),
+        gid: Some(metadata.gid()),
+        permissions: Some(metadata.mode()),
+        atime: seconds(metadata.accessed().map(|t| t.into_std())),
+        mtime: seconds(metadata.modified().map(|t| t.into_std())),
+        ..Default::default()
+    }
+}
+
+fn stat(root: &Dir, path: &str, follow: bool) -> Result<FileAttributes, StatusReply> {
+    let metadata = match follow {
+        true => root.metadata(local(path)),
+        false => root.symlink_metadata(local(path)),
+    };
+    Ok(attributes(&metadata.map_err(reply)?))
 }
 
 impl russh_sftp::server::Handler for Sftp {
@@ -117,13 +160,8 @@ impl russh_sftp::server::Handler for Sftp {
         flags: OpenFlags,
         attrs: FileAttributes,
     ) -> Result<Handle, Self::Error> {
-        let path = self.local(&filename);
-        let mut options = tokio::fs::OpenOptions::from(std::fs::OpenOptions::from(flags));
-        if let Some(mode) = attrs.permissions {
-            options.mode(mode & 0o7777);
-        }
-        let file = options.open(&path).await.map_err(reply)?;
-        Ok(self.insert(id, Open::File(file)))
+        let file = self.root.open_with(local(&filename), &open_options(flags, &attrs)).map_err(reply)?;
+        Ok(self.insert(id, Open::File(tokio::fs::File::from_std(file.into_std()))))
     }
 
     async fn close(&mut self, id: u32, handle: String) -> Result<Status, Self::Error> {
@@ -161,11 +199,11 @@ impl russh_sftp::server::Handler for Sftp {
     }
 
     async fn lstat(&mut self, id: u32, path: String) -> Result<Attrs, Self::Error> {
-        Ok(Attrs { id, attrs: stat(&self.local(&path), false).await? })
+        Ok(Attrs { id, attrs: stat(&self.root, &path, false)? })
     }
 
     async fn stat(&mut self, id: u32, path: String) -> Result<Attrs, Self::Error> {
-        Ok(Attrs { id, attrs: stat(&self.local(&path), true).await? })
+        Ok(Attrs { id, attrs: stat(&self.root, &path, true)? })
     }
 
     async fn fstat(&mut self, id: u32, handle: String) -> Result<Attrs, Self::Error> {
@@ -174,7 +212,7 @@ impl russh_sftp::server::Handler for Sftp {
     }
 
     async fn setstat(&mut self, id: u32, path: String, attrs: FileAttributes) -> Result<Status, Self::Error> {
-        set_attrs(&self.local(&path), &attrs).await.map_err(reply)?;
+        set_attrs(&self.root, &local(&path), &attrs).map_err(reply)?;
         Ok(ok(id))
     }
 
@@ -189,17 +227,19 @@ impl russh_sftp::server::Handler for Sftp {
             file.set_len(size).await.map_err(reply)?;
         }
         if let Some(mode) = attrs.permissions {
-            file.set_permissions(std::fs::Permissions::from_mode(mode & 0o7777)).await.map_err(reply)?;
+            let mode = std::os::unix::fs::PermissionsExt::from_mode(mode & 0o7777);
+            file.set_permissions(mode).await.map_err(reply)?;
         }
         Ok(ok(id))
     }
 
     async fn opendir(&mut self, id: u32, path: String) -> Result<Handle, Self::Error> {
-        let mut entries = tokio::fs::read_dir(self.local(&path)).await.map_err(reply)?;
+        let entries = self.root.read_dir(local(&path)).map_err(reply)?;
         let mut files = Vec::new();
-        while let Some(entry) = entries.next_entry().await.map_err(reply)? {
-            let Ok(metadata) = entry.metadata().await else { continue };
-            files.push(File::new(entry.file_name().to_string_lossy(), FileAttributes::from(&metadata)));
+        for entry in entries {
+            let entry = entry.map_err(reply)?;
+            let Ok(metadata) = entry.metadata() else { continue };
+            files.push(File::new(entry.file_name().to_string_lossy(), attributes(&metadata)));
         }
         Ok(self.insert(id, Open::Dir(Some(files))))
     }
@@ -215,19 +255,19 @@ impl russh_sftp::server::Handler for Sftp {
     }
 
     async fn remove(&mut self, id: u32, filename: String) -> Result<Status, Self::Error> {
-        tokio::fs::remove_file(self.local(&filename)).await.map_err(reply)?;
+        self.root.remove_file(local(&filename)).map_err(reply)?;
         Ok(ok(id))
     }
 
     async fn mkdir(&mut self, id: u32, path: String, attrs: FileAttributes) -> Result<Status, Self::Error> {
-        let mut builder = tokio::fs::DirBuilder::new();
+        let mut builder = DirBuilder::new();
         builder.mode(attrs.permissions.unwrap_or(0o777) & 0o7777);
-        builder.create(self.local(&path)).await.map_err(reply)?;
+        self.root.create_dir_with(local(&path), &builder).map_err(reply)?;
         Ok(ok(id))
     }
 
     async fn rmdir(&mut self, id: u32, path: String) -> Result<Status, Self::Error> {
-        tokio::fs::remove_dir(self.local(&path)).await.map_err(reply)?;
+        self.root.remove_dir(local(&path)).map_err(reply)?;
         Ok(ok(id))
     }
 
@@ -236,11 +276,11 @@ impl russh_sftp::server::Handler for Sftp {
     }
 
     async fn rename(&mut self, id: u32, from: String, to: String) -> Result<Status, Self::Error> {
-        let (from, to) = (self.local(&from), self.local(&to));
-        if tokio::fs::symlink_metadata(&to).await.is_ok() {
+        let (from, to) = (local(&from), local(&to));
+        if self.root.symlink_metadata(&to).is_ok() {
             return Err(StatusCode::Failure.with_message("the target exists (use posix-rename)"));
         }
-        tokio::fs::rename(from, to).await.map_err(reply)?;
+        self.root.rename(from, &self.root, to).map_err(reply)?;
         Ok(ok(id))
     }
 
@@ -250,14 +290,14 @@ impl russh_sftp::server::Handler for Sftp {
         }
         let (from, to): (String, String) = russh_sftp::de::from_bytes(&mut Bytes::from(data))
             .map_err(|_| StatusCode::BadMessage.with_message("expected two paths"))?;
-        tokio::fs::rename(self.local(&from), self.local(&to)).await.map_err(reply)?;
+        self.root.rename(local(&from), &self.root, local(&to)).map_err(reply)?;
         Ok(Packet::Status(ok(id)))
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::normalize;
+    use super::*;
 
     #[test]
     fn paths_never_climb_above_the_instance_root() {
@@ -266,5 +306,39 @@ mod tests {
         assert_eq!(normalize("a/./b/../c"), "/a/c");
         assert_eq!(normalize("."), "/");
         assert_eq!(normalize(""), "/");
+    }
+
+    /// A link made through exec (`ln -s / x`, or to any path outside) leads nowhere over SFTP:
+    /// reads, writes, listings and stats through it are refused.
+    #[tokio::test]
+    async fn a_symbolic_link_out_of_the_instance_leads_nowhere() {
+        use russh_sftp::server::Handler;
+        let machine = tempfile::tempdir().unwrap();
+        std::fs::write(machine.path().join("secret"), "host file").unwrap();
+        let home = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/", home.path().join("x")).unwrap();
+        std::os::unix::fs::symlink(machine.path(), home.path().join("y")).unwrap();
+        std::os::unix::fs::symlink(machine.path().join("secret"), home.path().join("z")).unwrap();
+        let mut sftp = Sftp::new(home.path()).unwrap();
+        let secret = "/y/secret".to_string();
+        let read = OpenFlags::READ;
+        let write = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
+        for (path, flags) in
+            [("/x/etc/passwd", read), (secret.as_str(), read), ("/z", read), ("/y/new", write), ("/z", write)]
+        {
+            let opened = sftp.open(1, path.into(), flags, FileAttributes::default()).await;
+            assert!(opened.is_err(), "{path} opened through a link");
+        }
+        assert!(sftp.opendir(1, "/x/etc".into()).await.is_err());
+        assert!(sftp.stat(1, "/y/secret".into()).await.is_err());
+        assert!(sftp.mkdir(1, "/y/dir".into(), FileAttributes::default()).await.is_err());
+        assert!(sftp.remove(1, "/y/secret".into()).await.is_err());
+        assert!(sftp.rename(1, "/y/secret".into(), "/stolen".into()).await.is_err());
+        assert_eq!(std::fs::read_to_string(machine.path().join("secret")).unwrap(), "host file");
+        assert!(!machine.path().join("new").exists() && !machine.path().join("dir").exists());
+        // A link inside the instance still works, as on a real machine.
+        std::fs::write(home.path().join("real"), "mine").unwrap();
+        std::os::unix::fs::symlink("real", home.path().join("inside")).unwrap();
+        assert!(sftp.open(1, "/inside".into(), read, FileAttributes::default()).await.is_ok());
     }
 }

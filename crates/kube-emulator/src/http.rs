@@ -9,22 +9,126 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::StreamExt;
 use http_body_util::{BodyExt, Full, StreamBody, combinators::UnsyncBoxBody};
-use hyper::body::{Body, Frame};
+use hyper::body::Frame;
 use hyper::{Request, Response};
 
 use super::{ApiRequest, ApiServer, Reply};
 
 type ReplyBody = UnsyncBoxBody<Bytes, Infallible>;
 
-async fn respond<B>(server: Arc<ApiServer>, req: Request<B>) -> Response<ReplyBody>
-where
-    B: Body<Data = Bytes>,
-    B::Error: std::fmt::Display,
-{
+/// Who may use the emulator over TCP, and how much one request may carry. The checks guard a
+/// server on a developer's machine from everyone else on it and from web pages in its browser:
+/// a bearer token (what a kubeconfig carries), a `Host` that is an address or `localhost` (no DNS
+/// rebinding), JSON or YAML bodies only (no cross-site form posts) and a bounded body.
+#[derive(Clone, Debug)]
+pub struct Access {
+    /// The bearer token every request must carry; `None` asks for none.
+    pub token: Option<String>,
+    /// The largest request body accepted (kube-apiserver's own limit is 3 MiB).
+    pub max_body_bytes: usize,
+}
+
+impl Default for Access {
+    fn default() -> Self {
+        Access { token: None, max_body_bytes: 3 * 1024 * 1024 }
+    }
+}
+
+impl Access {
+    /// Requests must carry `Authorization: Bearer <token>`.
+    pub fn with_token(token: impl Into<String>) -> Self {
+        Access { token: Some(token.into()), ..Access::default() }
+    }
+
+    /// Why a request is refused before its body is read, if it is: status code, reason, message.
+    fn refuse(&self, parts: &http::request::Parts) -> Option<(u16, &'static str, String)> {
+        let header = |name: http::HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok());
+        if !header(http::header::HOST).is_some_and(names_this_machine) {
+            let why = "the Host header must be an IP address or localhost";
+            return Some((403, "Forbidden", why.into()));
+        }
+        if let Some(token) = &self.token {
+            let given = header(http::header::AUTHORIZATION).and_then(|v| v.strip_prefix("Bearer "));
+            if !given.is_some_and(|given| same(given.as_bytes(), token.as_bytes())) {
+                return Some((401, "Unauthorized", "a valid bearer token is required".into()));
+            }
+        }
+        let announced = header(http::header::CONTENT_LENGTH).and_then(|n| n.parse::<usize>().ok());
+        if announced.is_some_and(|n| n > self.max_body_bytes) {
+            let why = format!("the request body is over {} bytes", self.max_body_bytes);
+            return Some((413, "RequestEntityTooLarge", why));
+        }
+        let has_body = matches!(parts.method, http::Method::POST | http::Method::PUT | http::Method::PATCH);
+        if has_body && !header(http::header::CONTENT_TYPE).is_some_and(accepted_media_type) {
+            let why = "the body must be JSON or YAML (application/json, a patch type, or application/yaml)";
+            return Some((415, "UnsupportedMediaType", why.into()));
+        }
+        None
+    }
+}
+
+/// An IP literal or `localhost`, with or without a port: a name a web page could have resolved
+/// to this machine is refused.
+fn names_this_machine(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok()
+}
+
+fn accepted_media_type(content_type: &str) -> bool {
+    let media = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    [
+        "application/json",
+        "application/yaml",
+        "application/merge-patch+json",
+        "application/strategic-merge-patch+json",
+        "application/json-patch+json",
+        "application/apply-patch+yaml",
+    ]
+    .contains(&media.as_str())
+}
+
+/// Compares in time independent of where the inputs differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+}
+
+fn status_reply(code: u16, reason: &str, message: String) -> Response<ReplyBody> {
+    let body = super::status_body(code, reason, message, None);
+    let bytes = serde_json::to_vec(&body).expect("replies serialise");
+    Response::builder()
+        .status(code)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(bytes)).boxed_unsync())
+        .expect("a valid response")
+}
+
+/// A request over TCP: checked, its body read up to the limit, then answered.
+async fn respond_guarded(
+    server: Arc<ApiServer>,
+    access: &Access,
+    req: Request<hyper::body::Incoming>,
+) -> Response<ReplyBody> {
     let (parts, body) = req.into_parts();
+    if let Some((code, reason, message)) = access.refuse(&parts) {
+        return status_reply(code, reason, message);
+    }
+    let body = match http_body_util::Limited::new(body, access.max_body_bytes).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            let why = format!("the request body is over {} bytes", access.max_body_bytes);
+            return status_reply(413, "RequestEntityTooLarge", why);
+        }
+        Err(e) => return status_reply(400, "BadRequest", format!("reading the body: {e}")),
+    };
+    respond(server, parts, body).await
+}
+
+async fn respond(server: Arc<ApiServer>, parts: http::request::Parts, body: Bytes) -> Response<ReplyBody> {
     let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     let query: HashMap<String, String> = parts.uri.query().map(url_decode_pairs).unwrap_or_default();
-    let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
     let request = ApiRequest {
         method: parts.method.clone(),
         path: parts.uri.path().to_string(),
@@ -88,30 +192,37 @@ fn decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// An in-process client: requests go straight to the handlers.
+/// An in-process client: requests go straight to the handlers (no transport, so no checks).
 pub fn client(server: Arc<ApiServer>) -> kube::Client {
     let service = tower::service_fn(move |req: Request<kube::client::Body>| {
         let server = server.clone();
-        async move { Ok::<_, Infallible>(respond(server, req).await) }
+        async move {
+            let (parts, body) = req.into_parts();
+            let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+            Ok::<_, Infallible>(respond(server, parts, body).await)
+        }
     });
     kube::Client::new(service, "default")
 }
 
-/// Serves the emulator on `addr` until the returned task is aborted; returns the bound address.
+/// Serves the emulator on `addr` to whoever `access` admits, until the returned task is
+/// aborted; returns the bound address.
 pub async fn serve(
     server: Arc<ApiServer>,
     addr: SocketAddr,
+    access: Access,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let access = Arc::new(access);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     let task = tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else { continue };
-            let server = server.clone();
+            let (server, access) = (server.clone(), access.clone());
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req| {
-                    let server = server.clone();
-                    async move { Ok::<_, Infallible>(respond(server, req).await) }
+                    let (server, access) = (server.clone(), access.clone());
+                    async move { Ok::<_, Infallible>(respond_guarded(server, &access, req).await) }
                 });
                 let io = hyper_util::rt::TokioIo::new(stream);
                 let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
@@ -119,4 +230,31 @@ pub async fn serve(
         }
     });
     Ok((bound, task))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_addresses_and_localhost_name_this_machine() {
+        for host in ["127.0.0.1:6443", "localhost:80", "LOCALHOST", "[::1]:6443", "10.0.0.1"] {
+            assert!(names_this_machine(host), "{host}");
+        }
+        for host in ["attacker.example", "attacker.example:6443", "localhost.attacker.example:1", ""] {
+            assert!(!names_this_machine(host), "{host}");
+        }
+    }
+
+    #[test]
+    fn bodies_are_json_or_yaml_only() {
+        for ok in ["application/json", "application/json; charset=utf-8", "application/apply-patch+yaml"] {
+            assert!(accepted_media_type(ok), "{ok}");
+        }
+        for refused in
+            ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", ""]
+        {
+            assert!(!accepted_media_type(refused), "{refused}");
+        }
+    }
 }

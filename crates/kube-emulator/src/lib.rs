@@ -26,7 +26,7 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use serde_json::{Value, json};
 
-pub use http::serve;
+pub use http::{Access, serve};
 use store::Store;
 use types::ResourceType;
 

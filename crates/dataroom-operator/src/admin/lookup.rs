@@ -11,7 +11,7 @@ use super::auth::Admin;
 use super::error::ApiError;
 use super::{AdminState, is_dns_label};
 use crate::controller::reach;
-use crate::crd::{DataRoom, Ec2Instance};
+use crate::crd::{DataRoom, Ec2Instance, audit_name, audit_target};
 use crate::ssh::Connection;
 
 /// Finds an instance by EC2 instance ID (any namespace) or object name (the API's namespace).
@@ -26,6 +26,23 @@ pub fn instance(state: &AdminState, id: &str) -> Result<Arc<Ec2Instance>, ApiErr
         false => state.shared.instances.get(&ObjectRef::new(id).within(&state.namespace)),
     };
     found.ok_or_else(|| ApiError::not_found(&format!("instance {id}")))
+}
+
+/// The audit target (`ec2instance/namespace/name`) of what `id` names, found or not, so that a
+/// refused attempt is recorded against the target the operation would have had.
+pub fn instance_target(state: &AdminState, id: &str) -> String {
+    match instance(state, id) {
+        Ok(object) => audit_target(&*object),
+        // An instance ID is looked for in every namespace.
+        Err(_) if id.starts_with("i-") => audit_name::<Ec2Instance>("*", id),
+        Err(_) => audit_name::<Ec2Instance>(&state.namespace, id),
+    }
+}
+
+/// The audit target of what is not a namespaced object (an AMI, a key pair, the cluster's
+/// budget): `kind//name`, the namespace left empty.
+pub fn unnamespaced_target(kind: &str, name: &str) -> String {
+    format!("{kind}//{name}")
 }
 
 /// The DataRoom `namespace/name`.

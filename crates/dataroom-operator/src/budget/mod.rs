@@ -154,7 +154,9 @@ impl Gate {
     }
 
     /// Makes the slots match a full sweep of EC2 that started at `swept_at`: billed instances are
-    /// counted, and slots reserved before the sweep whose instance is not billed are released.
+    /// counted, and slots reserved before the sweep whose instance is not billed are released. A
+    /// retained instance (its object deleted, so nothing of it can be in flight) gives its slot
+    /// back as soon as it is seen stopped or gone.
     pub fn sync(&self, instances: &[Instance], swept_at: jiff::Timestamp) {
         let billed: HashMap<&str, &Instance> = instances
             .iter()
@@ -164,9 +166,15 @@ impl Gate {
         for (uid, instance) in &billed {
             self.adopt(uid, instance);
         }
+        let retained_idle: Vec<&str> = instances
+            .iter()
+            .filter(|i| i.is_retained() && !i.state.is_billed())
+            .filter_map(Instance::owner_uid)
+            .filter(|uid| !billed.contains_key(uid))
+            .collect();
         let stale = self.ledger.lock().unwrap().stale(swept_at, |uid| billed.contains_key(uid));
-        for uid in stale {
-            self.release(&uid);
+        for uid in stale.iter().map(String::as_str).chain(retained_idle) {
+            self.release(uid);
         }
     }
 

@@ -13,8 +13,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use jiff::Timestamp;
 
 use super::{
-    CloudError, ErrorKind, Image, Instance, InstanceState, KeyPair, LaunchRequest, Result, SecretValue,
-    TAG_MANAGED_BY, TAG_OWNER_UID, classify,
+    CloudError, ErrorKind, Image, Instance, InstanceState, KeyPair, LaunchRequest, RETAINED, Result,
+    SecretValue, TAG_MANAGED_BY, TAG_OWNER_UID, classify,
 };
 use super::{Imperative, Lifecycle};
 use crate::budget::Reservation;
@@ -94,8 +94,9 @@ fn tag_filter(key: &str, value: &str) -> Filter {
     Filter::builder().name(format!("tag:{key}")).values(value).build()
 }
 
+/// Instances the operator manages, and those it handed over and still counts.
 fn managed_filter() -> Filter {
-    tag_filter(TAG_MANAGED_BY, super::MANAGED_BY)
+    Filter::builder().name(format!("tag:{TAG_MANAGED_BY}")).values(super::MANAGED_BY).values(RETAINED).build()
 }
 
 /// Maps an SDK failure onto the port's classified error.
@@ -201,9 +202,9 @@ impl Lifecycle for AwsCloud {
         call.map(drop).map_err(sdk_error)
     }
 
-    async fn unmanage_instance(&self, id: &str) -> Result<()> {
-        let tag = Tag::builder().key(TAG_MANAGED_BY).build();
-        let call = self.ec2.delete_tags().resources(id).tags(tag).send().await;
+    async fn retain_instance(&self, id: &str) -> Result<()> {
+        let tag = Tag::builder().key(TAG_MANAGED_BY).value(RETAINED).build();
+        let call = self.ec2.create_tags().resources(id).tags(tag).send().await;
         call.map(drop).map_err(sdk_error)
     }
 }

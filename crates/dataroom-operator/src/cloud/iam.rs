@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use super::{MANAGED_BY, TAG_MANAGED_BY};
+use super::{MANAGED_BY, RETAINED, TAG_MANAGED_BY};
 
 /// What to scope the policy to.
 #[derive(Debug, Clone, Default)]
@@ -62,12 +62,17 @@ pub fn policy(scope: &Scope) -> Value {
             "Condition": managed,
         }),
         json!({
-            "Sid": "ReleaseManagedInstances",
+            // deletionPolicy Retain: the managed-by tag's value becomes `retained`, and nothing else.
+            // After that the operator may no longer act on the instance (see OperateManagedInstances).
+            "Sid": "RetainManagedInstances",
             "Effect": "Allow",
-            "Action": "ec2:DeleteTags",
+            "Action": "ec2:CreateTags",
             "Resource": [ec2("instance/*")],
             "Condition": {
-                "StringEquals": { format!("aws:ResourceTag/{TAG_MANAGED_BY}"): MANAGED_BY },
+                "StringEquals": {
+                    format!("aws:ResourceTag/{TAG_MANAGED_BY}"): MANAGED_BY,
+                    format!("aws:RequestTag/{TAG_MANAGED_BY}"): RETAINED,
+                },
                 "ForAllValues:StringEquals": { "aws:TagKeys": [TAG_MANAGED_BY] },
             },
         }),

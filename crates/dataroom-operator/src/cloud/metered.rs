@@ -46,8 +46,8 @@ impl Lifecycle for Metered {
     async fn terminate_instance(&self, id: &str) -> Result<()> {
         self.count("TerminateInstances", self.inner.terminate_instance(id).await)
     }
-    async fn unmanage_instance(&self, id: &str) -> Result<()> {
-        self.count("DeleteTags", self.inner.unmanage_instance(id).await)
+    async fn retain_instance(&self, id: &str) -> Result<()> {
+        self.count("CreateTags", self.inner.retain_instance(id).await)
     }
 }
 

@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use crate::budget::Reservation;
 
 pub use crate::instance::{
-    Instance, InstanceState, MANAGED_BY, TAG_DATA_ROOM, TAG_MANAGED_BY, TAG_NAME, TAG_NAMESPACE,
+    Instance, InstanceState, MANAGED_BY, RETAINED, TAG_DATA_ROOM, TAG_MANAGED_BY, TAG_NAME, TAG_NAMESPACE,
     TAG_OWNER_UID,
 };
 pub use error::{CloudError, ErrorKind, classify};
@@ -123,8 +123,10 @@ pub trait Lifecycle: Send + Sync + 'static {
     async fn start_instance(&self, id: &str, reservation: &Reservation) -> Result<()>;
     async fn stop_instance(&self, id: &str) -> Result<()>;
     async fn terminate_instance(&self, id: &str) -> Result<()>;
-    /// Removes the managed-by tag so the operator no longer counts or collects the instance.
-    async fn unmanage_instance(&self, id: &str) -> Result<()>;
+    /// Hands the instance over (`deletionPolicy: Retain`): its managed-by tag becomes
+    /// `retained`, so that no controller or collector acts on it again, while the budget keeps
+    /// counting it for as long as it runs (the sweep still lists it).
+    async fn retain_instance(&self, id: &str) -> Result<()>;
 }
 
 /// The imperative operations that are not an instance's life: console output, images, key pairs,

@@ -1,9 +1,13 @@
 //! A `Cloud` in another process: forwards every call to a sandbox serving its simulated EC2
 //! (`sandbox --external-operator` and `run --sandbox-cloud`), so that the operator's own memory can
 //! be measured apart from the emulator and the simulated instances. One JSON call per HTTP/1.1
-//! request on loopback; a test and benchmark aid, never a production path.
+//! request on loopback, each with the bearer token the sandbox wrote to a 0600 file; a test and
+//! benchmark aid, never a production path. Secrets (the instances' SSH private keys) never
+//! cross: this process keeps those it puts, and the sandbox serves none.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Mutex;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -26,7 +30,7 @@ pub enum Call {
     StartInstance { id: String },
     StopInstance { id: String },
     TerminateInstance { id: String },
-    UnmanageInstance { id: String },
+    RetainInstance { id: String },
     ConsoleOutput { id: String },
     CreateImage { instance_id: String, name: String },
     DescribeImages { ids: Vec<String> },
@@ -34,9 +38,6 @@ pub enum Call {
     ImportKeyPair { name: String, public_key: String },
     DescribeKeyPairs { names: Vec<String> },
     DeleteKeyPair { name: String },
-    PutSecret { name: String, value: String },
-    GetSecret { name: String },
-    DeleteSecret { name: String },
     GetObject { bucket: String, key: String, max_bytes: u64 },
 }
 
@@ -45,14 +46,20 @@ pub fn transport(message: String) -> CloudError {
     CloudError::new(ErrorKind::Retryable, "Transport", message)
 }
 
+/// The header that carries the token.
+pub const AUTHORIZATION: &str = "authorization";
+
 /// A `Cloud` that forwards every call to a sandbox serving its simulated EC2 at `addr`.
 pub struct RemoteCloud {
     addr: SocketAddr,
+    token: String,
+    /// The secrets this process put, kept here: none crosses the wire.
+    secrets: Mutex<HashMap<String, SecretValue>>,
 }
 
 impl RemoteCloud {
-    pub fn new(addr: SocketAddr) -> Self {
-        Self { addr }
+    pub fn new(addr: SocketAddr, token: &str) -> Self {
+        Self { addr, token: token.to_string(), secrets: Mutex::default() }
     }
 
     async fn call<T: DeserializeOwned>(&self, call: Call) -> Result<T> {
@@ -64,11 +71,15 @@ impl RemoteCloud {
         let body = serde_json::to_vec(&call).map_err(|e| transport(e.to_string()))?;
         let request = hyper::Request::post("/")
             .header("host", self.addr.to_string())
+            .header(AUTHORIZATION, format!("Bearer {}", self.token))
             .body(Full::new(Bytes::from(body)));
         let response = sender
             .send_request(request.expect("a valid request"))
             .await
             .map_err(|e| transport(e.to_string()))?;
+        if response.status() != hyper::StatusCode::OK {
+            return Err(transport(format!("the sandbox refused the call: HTTP {}", response.status())));
+        }
         let bytes = response.into_body().collect().await.map_err(|e| transport(e.to_string()))?.to_bytes();
         let reply: std::result::Result<Value, CloudError> =
             serde_json::from_slice(&bytes).map_err(|e| transport(e.to_string()))?;
@@ -96,8 +107,8 @@ impl Lifecycle for RemoteCloud {
     async fn terminate_instance(&self, id: &str) -> Result<()> {
         self.call(Call::TerminateInstance { id: id.into() }).await
     }
-    async fn unmanage_instance(&self, id: &str) -> Result<()> {
-        self.call(Call::UnmanageInstance { id: id.into() }).await
+    async fn retain_instance(&self, id: &str) -> Result<()> {
+        self.call(Call::RetainInstance { id: id.into() }).await
     }
 }
 
@@ -125,14 +136,15 @@ impl Imperative for RemoteCloud {
         self.call(Call::DeleteKeyPair { name: name.into() }).await
     }
     async fn put_secret(&self, name: &str, value: &SecretValue) -> Result<()> {
-        self.call(Call::PutSecret { name: name.into(), value: value.expose().into() }).await
+        self.secrets.lock().unwrap().insert(name.into(), value.clone());
+        Ok(())
     }
     async fn get_secret(&self, name: &str) -> Result<Option<SecretValue>> {
-        let value: Option<String> = self.call(Call::GetSecret { name: name.into() }).await?;
-        Ok(value.map(SecretValue::new))
+        Ok(self.secrets.lock().unwrap().get(name).cloned())
     }
     async fn delete_secret(&self, name: &str) -> Result<()> {
-        self.call(Call::DeleteSecret { name: name.into() }).await
+        self.secrets.lock().unwrap().remove(name);
+        Ok(())
     }
     async fn get_object(&self, bucket: &str, key: &str, max_bytes: u64) -> Result<Vec<u8>> {
         self.call(Call::GetObject { bucket: bucket.into(), key: key.into(), max_bytes }).await

@@ -17,8 +17,11 @@ pub struct RunArgs {
     pub endpoint_url: Option<String>,
     /// Test aid: use the simulated EC2 of a `sandbox --external-operator` at this address instead
     /// of AWS (to measure the operator apart from the sandbox).
-    #[arg(long, hide = true)]
+    #[arg(long, hide = true, requires = "sandbox_cloud_token_file")]
     pub sandbox_cloud: Option<std::net::SocketAddr>,
+    /// The token file that sandbox wrote (`<state dir>/cloud-token`), for `--sandbox-cloud`.
+    #[arg(long, hide = true)]
+    pub sandbox_cloud_token_file: Option<std::path::PathBuf>,
     /// AMI for Ec2Instances that do not name one.
     #[arg(long, env = "DATAROOM_DEFAULT_IMAGE_ID", value_parser = parse_image_id)]
     pub default_image_id: Option<String>,
@@ -104,6 +107,10 @@ pub struct RunArgs {
     /// Namespace of the Lease and the checkpoint ConfigMap (default: the client's namespace, in a pod its own).
     #[arg(long, env = "DATAROOM_LEASE_NAMESPACE")]
     pub lease_namespace: Option<String>,
+    /// The operator's own namespace (the chart sets its release namespace): DataRooms and
+    /// Ec2Instances there are never reconciled, as it holds the operator's keys and credentials.
+    #[arg(long, env = "DATAROOM_OPERATOR_NAMESPACE")]
+    pub operator_namespace: Option<String>,
     /// Seconds a leader keeps the lease without renewing it: how long a standby waits after a crash.
     #[arg(long, env = "DATAROOM_LEASE_DURATION", default_value_t = 15, value_parser = clap::value_parser!(u64).range(2..=300))]
     pub lease_duration: u64,

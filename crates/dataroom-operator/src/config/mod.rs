@@ -45,8 +45,11 @@ pub enum CloudSource {
         region: String,
         endpoint_url: Option<String>,
     },
-    /// The test seam: a sandbox's simulated EC2 in another process.
-    Sandbox(SocketAddr),
+    /// The test seam: a sandbox's simulated EC2 in another process, and the token it asks for.
+    Sandbox {
+        addr: SocketAddr,
+        token: String,
+    },
 }
 
 pub struct AdminConfig {
@@ -93,9 +96,14 @@ impl Config {
         let election = args
             .leader_election
             .then(|| Election { lease_name: args.lease_name.clone(), duration_seconds: args.lease_duration });
-        let cloud = match args.sandbox_cloud {
-            Some(addr) => CloudSource::Sandbox(addr),
-            None => CloudSource::Aws { region: args.region.clone(), endpoint_url: args.endpoint_url.clone() },
+        let cloud = match (args.sandbox_cloud, &args.sandbox_cloud_token_file) {
+            (Some(addr), Some(file)) => {
+                let token = std::fs::read_to_string(file).map_err(|e| {
+                    anyhow::anyhow!("reading the sandbox cloud token {}: {e}", file.display())
+                })?;
+                CloudSource::Sandbox { addr, token: token.trim().to_string() }
+            }
+            _ => CloudSource::Aws { region: args.region.clone(), endpoint_url: args.endpoint_url.clone() },
         };
         let seams = Seams { sandbox_cloud: args.sandbox_cloud, ..Default::default() };
         let settings = Settings {
@@ -110,6 +118,7 @@ impl Config {
             seams,
             backoff: Backoff { base: args.retry_base, max: args.retry_max.max(args.retry_base) },
             concurrent_reconciles: Some(args.max_concurrent_reconciles),
+            own_namespace: args.operator_namespace.clone(),
         };
         Ok(Config {
             settings,

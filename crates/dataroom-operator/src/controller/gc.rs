@@ -43,6 +43,8 @@ pub async fn collect(ctx: &Context, orphans: &mut Orphans, grace: SignedDuration
         .all()
         .into_iter()
         .filter(|i| !matches!(i.state, InstanceState::Terminated | InstanceState::ShuttingDown))
+        // Handed over by deletionPolicy Retain: its owner is gone on purpose.
+        .filter(|i| !i.is_retained())
         .filter(|i| scope.is_none_or(|ns| i.tag(TAG_NAMESPACE) == Some(ns)))
         .filter(|i| i.owner_uid().is_none_or(|uid| !owners.contains(uid)))
         .collect();

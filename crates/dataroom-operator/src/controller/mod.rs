@@ -173,6 +173,8 @@ pub struct Context {
     /// Key pairs this process made or found whole (in EC2, with their secret): a launch retried
     /// after a capacity error or an outage does not look them up again.
     pub key_pairs: Mutex<HashSet<String>>,
+    /// The key of rooms' content hashes (`status.configHash`).
+    pub content_key: dataroom::content::ContentKey,
 }
 
 impl std::ops::Deref for Context {
@@ -195,6 +197,7 @@ impl Context {
         metrics: Arc<Metrics>,
         settings: Settings,
         clock: Clock,
+        content_key: dataroom::content::ContentKey,
     ) -> Self {
         let (instances, writer) = reflector::store();
         let (rooms, rooms_writer) = reflector::store();
@@ -228,6 +231,7 @@ impl Context {
             rooms_writer: Mutex::new(Some(rooms_writer)),
             room_memory: Mutex::default(),
             key_pairs: Mutex::default(),
+            content_key,
         }
     }
 

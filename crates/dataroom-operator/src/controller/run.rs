@@ -40,6 +40,20 @@ pub struct Settings {
     pub backoff: Backoff,
     /// Reconciles of one kind that run at once; `None` is `DEFAULT_CONCURRENT_RECONCILES`.
     pub concurrent_reconciles: Option<u16>,
+    /// The operator's own namespace (the chart's release namespace), when it is named: objects
+    /// there are never reconciled, as it holds the operator's keys and credentials.
+    pub own_namespace: Option<String>,
+}
+
+impl Settings {
+    /// Why objects in `namespace` are not reconciled, if they are not.
+    pub fn refuses_namespace(&self, namespace: &str) -> Option<String> {
+        (self.own_namespace.as_deref() == Some(namespace)).then(|| {
+            format!(
+                "namespace {namespace} is the operator's own (it holds its keys and credentials) and is never reconciled; create this object in another namespace"
+            )
+        })
+    }
 }
 
 /// Retry delays after failed reconciles: `base`, doubling with each consecutive failure up to

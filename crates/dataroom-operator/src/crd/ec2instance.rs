@@ -88,7 +88,8 @@ pub enum PowerState {
 }
 
 /// `Delete` terminates the instance and removes its key pair and secret; `Retain` leaves all three
-/// in place and stops managing the instance (its managed-by tag is removed).
+/// in place and stops managing the instance (its managed-by tag becomes `retained`); the budget
+/// counts a retained instance until it is stopped or terminated.
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum DeletionPolicy {
     #[default]

@@ -150,7 +150,16 @@ pub struct Pool {
     connections: Mutex<HashMap<String, Slot>>,
     /// When each pooled connection was last handed out.
     used: Mutex<HashMap<String, Instant>>,
+    /// Private keys by secret name, each kept `KEY_TTL` (dropped by `evict_idle`, or at once
+    /// when its instance is deleted).
     keys: Mutex<HashMap<String, (Instant, Arc<PrivateKey>)>>,
+}
+
+#[cfg(test)]
+impl Pool {
+    pub(crate) fn cached_keys(&self) -> usize {
+        self.keys.lock().unwrap().len()
+    }
 }
 
 impl Pool {
@@ -192,9 +201,16 @@ impl Pool {
         self.used.lock().unwrap().remove(instance_id);
     }
 
+    /// Drops the cached private key held in `secret` (its instance is gone).
+    pub fn forget_key(&self, secret: &str) {
+        self.keys.lock().unwrap().remove(secret);
+    }
+
     /// Closes the pooled connections unused for `idle_timeout` (calls still holding one finish
-    /// on it); returns how many are left open.
+    /// on it) and drops cached private keys past their time to live; returns how many
+    /// connections are left open.
     pub fn evict_idle(&self) -> usize {
+        self.keys.lock().unwrap().retain(|_, (at, _)| at.elapsed() < KEY_TTL);
         let idle: Vec<String> = {
             let used = self.used.lock().unwrap();
             used.iter()
@@ -256,5 +272,28 @@ impl Pool {
         let key = Arc::new(key);
         self.keys.lock().unwrap().insert(secret.to_string(), (Instant::now(), key.clone()));
         Ok(key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloud::fake::{Delays, FakeCloud};
+    use crate::cloud::{keys, ssh_secret_name};
+
+    /// A deleted instance's private key does not stay in memory: cleanup forgets it, and the
+    /// periodic eviction drops keys past their time to live.
+    #[tokio::test]
+    async fn a_private_key_leaves_the_cache_when_its_instance_goes() {
+        let cloud = Arc::new(FakeCloud::new(Delays::default()));
+        keys::ensure_key_pair(cloud.as_ref(), "dataroom-a").await.unwrap();
+        let pool = Pool::new(cloud, SshSettings::default(), &Seams::default());
+        let secret = ssh_secret_name("dataroom-a");
+        pool.private_key(&secret).await.unwrap();
+        assert_eq!(pool.cached_keys(), 1);
+        pool.evict_idle();
+        assert_eq!(pool.cached_keys(), 1, "a fresh key is kept");
+        pool.forget_key(&secret);
+        assert_eq!(pool.cached_keys(), 0);
     }
 }

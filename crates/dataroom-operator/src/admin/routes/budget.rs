@@ -68,7 +68,8 @@ pub async fn put_budget(
 ) -> Result<web::Json<BudgetView>, ApiError> {
     let change = change.into_inner();
     let params = serde_json::to_value(&change).unwrap_or_default();
-    let op = state.operation(&admin, "api.budget.update", BUDGET_NAME, params);
+    let target = crate::admin::lookup::unnamespaced_target("ec2budget", BUDGET_NAME);
+    let op = state.operation(&admin, "api.budget.update", &target, params);
     if change.daily_spend_usd.is_some_and(|d| !d.is_finite()) {
         let invalid = ApiError::bad_request("invalid_body", "dailySpendUsd must be a number");
         return Err(op.refused(invalid).await);

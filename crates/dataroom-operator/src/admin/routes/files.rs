@@ -13,7 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::admin::AdminState;
 use crate::admin::auth::Admin;
 use crate::admin::error::{ApiError, Problem};
-use crate::admin::lookup::connect;
+use crate::admin::lookup::{connect, instance_target};
 use crate::crd::audit_target as target;
 
 /// Where `push-config` writes when no path is given.
@@ -61,7 +61,12 @@ pub async fn download(
         Ok(ready) => ready,
         Err(e) => {
             return Err(state
-                .operation(&admin, "api.instance.download", &id, json!({"path": path}))
+                .operation(
+                    &admin,
+                    "api.instance.download",
+                    &instance_target(&state, &id),
+                    json!({"path": path}),
+                )
                 .refused(e)
                 .await);
         }
@@ -150,7 +155,10 @@ pub async fn upload(
         Ok(ready) => ready,
         Err(e) => {
             let params = json!({"path": query.destination_path});
-            return Err(state.operation(&admin, "api.instance.upload", &id, params).refused(e).await);
+            return Err(state
+                .operation(&admin, "api.instance.upload", &instance_target(&state, &id), params)
+                .refused(e)
+                .await);
         }
     };
     let params = json!({"path": path, "mode": format!("{mode:04o}")});
@@ -207,7 +215,10 @@ pub async fn push_files(
         Ok(ready) => ready,
         Err(e) => {
             let params = json!({"destination_dir": query.destination_dir});
-            return Err(state.operation(&admin, "api.instance.push_files", &id, params).refused(e).await);
+            return Err(state
+                .operation(&admin, "api.instance.push_files", &instance_target(&state, &id), params)
+                .refused(e)
+                .await);
         }
     };
     let mut form = parts(&req, payload);
@@ -314,7 +325,10 @@ pub async fn push_config(
         Ok(ready) => ready,
         Err(e) => {
             let params = json!({"path": body.path, "source": source});
-            return Err(state.operation(&admin, "api.instance.push_config", &id, params).refused(e).await);
+            return Err(state
+                .operation(&admin, "api.instance.push_config", &instance_target(&state, &id), params)
+                .refused(e)
+                .await);
         }
     };
     let sha256 = hex::encode(Sha256::digest(&bytes));

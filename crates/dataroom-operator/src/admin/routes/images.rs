@@ -99,7 +99,12 @@ pub async fn create_ami(
     body: web::Json<CreateAmi>,
 ) -> Result<HttpResponse, ApiError> {
     let params = json!({"instance": body.instance_id, "ami_name": body.ami_name});
-    let op = state.operation(&admin, "api.ami.create", &body.instance_id, params);
+    let op = state.operation(
+        &admin,
+        "api.ami.create",
+        &lookup::instance_target(&state, &body.instance_id),
+        params,
+    );
     let instance_id = match ami_source(&state, &body) {
         Ok(instance_id) => instance_id,
         Err(e) => return Err(op.refused(e).await),
@@ -145,7 +150,8 @@ async fn track(state: Arc<AdminState>, actor: String, image_id: String) {
             _ => Outcome::Failure,
         };
         let action = if outcome == Outcome::Success { "api.ami.available" } else { "api.ami.failed" };
-        let op = state.shared.operation(&actor, action, &image_id, json!({"state": image.state}));
+        let target = lookup::unnamespaced_target("image", &image_id);
+        let op = state.shared.operation(&actor, action, &target, json!({"state": image.state}));
         if let Err(e) = op.record(outcome, None, None).await {
             tracing::warn!(error = %e, %image_id, "the AMI's outcome is not in the audit log");
         }
@@ -207,7 +213,8 @@ pub async fn create_keypair(
     state: web::Data<AdminState>,
     body: web::Json<CreateKeyPair>,
 ) -> Result<HttpResponse, ApiError> {
-    let op = state.operation(&admin, "api.keypair.create", &body.name, json!({}));
+    let target = lookup::unnamespaced_target("keypair", &body.name);
+    let op = state.operation(&admin, "api.keypair.create", &target, json!({}));
     let cloud: &dyn Imperative = state.shared.imperative.as_ref();
     let checked = async {
         if !valid_key_name(&body.name) {
@@ -247,7 +254,8 @@ pub async fn delete_keypair(
     name: web::Path<String>,
     query: web::Query<DeleteKeyQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let op = state.operation(&admin, "api.keypair.delete", &name, json!({}));
+    let target = lookup::unnamespaced_target("keypair", &name);
+    let op = state.operation(&admin, "api.keypair.delete", &target, json!({}));
     let in_use =
         state.shared.cache.any(|i| i.key_name.as_deref() == Some(name.as_str()) && !i.state.is_gone());
     let refusal = match (query.confirm == Some(true), in_use) {

@@ -7,12 +7,13 @@ use std::time::Duration;
 use actix_web::{post, web};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use sha2::Digest;
 use utoipa::ToSchema;
 
 use crate::admin::AdminState;
 use crate::admin::auth::Admin;
 use crate::admin::error::{ApiError, Problem};
-use crate::admin::lookup::connect;
+use crate::admin::lookup::{connect, instance_target};
 use crate::audit::Outcome;
 use crate::controller::operation::Failed;
 use crate::crd::Ec2Instance;
@@ -73,10 +74,14 @@ impl From<&ExecOutput> for ExecResult {
     }
 }
 
-/// What an exec record says of the command: its first KiB and its length.
+/// What an exec record says of the command: all of it (it is capped at `max_command_bytes`, so
+/// no benign prefix can hide a payload), its length and its SHA-256.
 fn attempted(command: &str) -> serde_json::Value {
-    let shown: String = command.chars().take(1024).collect();
-    json!({"command": shown, "command_bytes": command.len()})
+    json!({"command": command, "command_bytes": command.len(), "command_sha256": command_sha256(command)})
+}
+
+fn command_sha256(command: &str) -> String {
+    hex::encode(sha2::Sha256::digest(command.as_bytes()))
 }
 
 fn check_command(state: &AdminState, command: &str) -> Result<(), ApiError> {
@@ -122,7 +127,9 @@ async fn run(
             return Err(e.into());
         }
     };
+    // The outcome names its command by hash, so that it pairs with its intent.
     let params = json!({
+        "command_sha256": command_sha256(command),
         "exit": output.exit, "timed_out": output.timed_out, "duration_ms": output.duration.as_millis() as u64,
         "stdout_bytes": output.stdout.total, "stderr_bytes": output.stderr.total,
         "stdout_sha256": output.stdout.sha256(), "stderr_sha256": output.stderr.sha256(),
@@ -158,7 +165,12 @@ pub async fn exec(
         Ok(ready) => ready,
         Err(e) => {
             return Err(state
-                .operation(&admin, "api.instance.exec", &id, attempted(&body.command))
+                .operation(
+                    &admin,
+                    "api.instance.exec",
+                    &instance_target(&state, &id),
+                    attempted(&body.command),
+                )
                 .refused(e)
                 .await);
         }
@@ -221,7 +233,10 @@ pub async fn exec_batch(
         Ok(ready) => ready,
         Err(e) => {
             let params = json!({"commands": body.commands.len()});
-            return Err(state.operation(&admin, "api.instance.exec_batch", &id, params).refused(e).await);
+            return Err(state
+                .operation(&admin, "api.instance.exec_batch", &instance_target(&state, &id), params)
+                .refused(e)
+                .await);
         }
     };
     let mut results = Vec::new();

@@ -10,7 +10,7 @@ use super::{FakeCloud, PAGE_SIZE, incorrect_state, next_id, not_found};
 use crate::budget::Reservation;
 use crate::cloud::{
     CloudError, ErrorKind, Image, Imperative, Instance, InstanceState, KeyPair, LaunchRequest, Lifecycle,
-    Result, SecretValue, TAG_MANAGED_BY, check_object_size,
+    RETAINED, Result, SecretValue, TAG_MANAGED_BY, check_object_size,
 };
 
 #[async_trait]
@@ -76,10 +76,10 @@ impl Lifecycle for FakeCloud {
         self.reply(done).await
     }
 
-    async fn unmanage_instance(&self, id: &str) -> Result<()> {
-        self.enter("DeleteTags").await?;
+    async fn retain_instance(&self, id: &str) -> Result<()> {
+        self.enter("CreateTags").await?;
         self.with_instance(id, |f| {
-            f.instance.tags.remove(TAG_MANAGED_BY);
+            f.instance.tags.insert(TAG_MANAGED_BY.into(), RETAINED.into());
             Ok(())
         })
     }

@@ -11,7 +11,7 @@ use super::content::Content;
 use super::observe::{Observed, observe};
 use super::plan::{Phase, Step, plan};
 use super::status::{self, Report};
-use super::{Boot, Memory, WAIT_REQUEUE, configure, health, key};
+use super::{Boot, ChildWrite, Memory, WAIT_REQUEUE, configure, health, key};
 use crate::audit::{Entry, Outcome};
 use crate::controller::{ACTOR, Context, Error, Result};
 use crate::crd::{DataRoom, Ec2Instance, PowerState, audit_target};
@@ -77,7 +77,7 @@ async fn apply(
             Ok(Action::requeue(WAIT_REQUEUE))
         }
         Step::PowerOn => {
-            power(room, ctx, child_name, PowerState::Running).await?;
+            power(room, ctx, child_name, PowerState::Running, memory).await?;
             booted(ctx, room, memory, report);
             report.set(Phase::Provisioning, "starting the instance again");
             Ok(Action::requeue(WAIT_REQUEUE))
@@ -97,24 +97,31 @@ async fn apply(
         }
         Step::IdleStop => {
             let timeout = observed.idle_timeout_minutes.unwrap_or_default();
-            let why = idle_stop(room, ctx, observed.idle_minutes, timeout).await?;
+            let why = idle_stop(room, ctx, observed.idle_minutes, timeout, memory).await?;
             // The spec change wakes the room again, to stop it.
             report.set(Phase::Stopping, why);
             Ok(Action::await_change())
         }
         Step::PowerOff => {
-            power(room, ctx, child_name, PowerState::Stopped).await?;
+            power(room, ctx, child_name, PowerState::Stopped, memory).await?;
             report.set(Phase::Stopping, "stopping the instance before it is terminated");
             Ok(Action::requeue(WAIT_REQUEUE))
         }
         Step::Delete => {
+            let uid = observed.object.as_ref().and_then(|o| o.uid());
             terminate(room, ctx, child_name).await?;
+            memory.child_write = uid.map(|uid| ChildWrite::Deleted { uid });
             report.set(Phase::Stopping, "terminating the instance");
             Ok(Action::requeue(WAIT_REQUEUE))
         }
         Step::Stopped => {
-            // A stopped room starts afresh, except for what its status last said.
-            *memory = Memory { written: memory.written.take(), ..Memory::default() };
+            // A stopped room starts afresh, except for what its status last said and its own
+            // last spec change (a stale copy of the room must still not act).
+            *memory = Memory {
+                written: memory.written.take(),
+                own_generation: memory.own_generation,
+                ..Memory::default()
+            };
             report.set(Phase::Stopped, "the room is stopped; set spec.state to Running to start it");
             Ok(Action::await_change())
         }
@@ -174,10 +181,21 @@ async fn create(room: &DataRoom, ctx: &Context, name: &str) -> Result<()> {
     ctx.record(room, entry, Some((EventType::Normal, "Booting"))).await
 }
 
-async fn power(room: &DataRoom, ctx: &Context, name: &str, power: PowerState) -> Result<()> {
+/// Sets the Ec2Instance's power state, remembered (before it is recorded) so that the next
+/// reconcile does not repeat it from an older cached object.
+async fn power(
+    room: &DataRoom,
+    ctx: &Context,
+    name: &str,
+    power: PowerState,
+    memory: &mut Memory,
+) -> Result<()> {
     let api: Api<Ec2Instance> = Api::namespaced(ctx.client.clone(), &room.namespace().unwrap_or_default());
     let patch = json!({ "spec": { "powerState": power } });
-    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    let written = api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    if let (Some(uid), Some(generation)) = (written.uid(), written.meta().generation) {
+        memory.child_write = Some(ChildWrite::Power { uid, generation, power });
+    }
     let (action, reason) = match power {
         PowerState::Running => ("start", "Starting"),
         PowerState::Stopped => ("stop", "Stopping"),
@@ -202,10 +220,17 @@ async fn terminate(room: &DataRoom, ctx: &Context, name: &str) -> Result<()> {
 }
 
 /// Sets the room's `spec.state` to Stopped; returns the reason its status gives from then on.
-async fn idle_stop(room: &DataRoom, ctx: &Context, idle: f64, timeout: u32) -> Result<String> {
+async fn idle_stop(
+    room: &DataRoom,
+    ctx: &Context,
+    idle: f64,
+    timeout: u32,
+    memory: &mut Memory,
+) -> Result<String> {
     let api: Api<DataRoom> = Api::namespaced(ctx.client.clone(), &room.namespace().unwrap_or_default());
     let patch = json!({ "spec": { "state": "Stopped" } });
-    api.patch(&room.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    let written = api.patch(&room.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    memory.own_generation = written.meta().generation;
     let detail = format!("no activity for {idle:.0} minutes (timeout {timeout}); stopping the room");
     let entry = Entry::new(ACTOR, "idle-stop", &audit_target(room), Outcome::Success)
         .params(json!({ "idle_minutes": (idle * 10.0).round() / 10.0, "timeout_minutes": timeout }))

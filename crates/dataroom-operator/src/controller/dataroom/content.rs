@@ -1,10 +1,14 @@
 //! What a room pushes to its instance: the configuration file and the listed files, read from the
-//! spec and from ConfigMaps and Secrets in the room's namespace. Contents are never logged, and
-//! are known outside this module only by a keyed hash.
+//! spec and from ConfigMaps and Secrets in the room's namespace that opt in with the label
+//! `dataroom.dev/pushable: "true"`. Contents are never logged, and are known outside this module
+//! only by an HMAC under a key that only the operator holds.
 
+use std::path::Path;
+
+use hmac::{Hmac, KeyInit, Mac};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::Api;
-use sha2::{Digest, Sha256};
+use kube::{Api, ResourceExt};
+use sha2::Sha256;
 
 use crate::controller::{Context, Error, Result};
 use crate::crd::{DataRoomSpec, KeyRef};
@@ -22,24 +26,58 @@ pub struct Content {
     pub payloads: Vec<Payload>,
 }
 
+/// The label a ConfigMap or Secret carries to let rooms push it: without it, a room's author could
+/// copy any Secret of the namespace onto an instance they control.
+pub const PUSHABLE_LABEL: &str = "dataroom.dev/pushable";
+
+/// The operator's key for content hashes (`status.configHash`). Without it a hash cannot be
+/// recomputed, so a status is no oracle for guesses at a Secret's value. No `Debug`.
+pub struct ContentKey(Vec<u8>);
+
+impl ContentKey {
+    /// The key in `path`, made there first (32 random bytes, mode 0600) if there is none.
+    pub fn load_or_create(path: &Path) -> std::io::Result<Self> {
+        match std::fs::read(path) {
+            Ok(key) if key.len() >= 32 => return Ok(ContentKey(key)),
+            Ok(_) => return Err(std::io::Error::other(format!("{}: shorter than 32 bytes", path.display()))),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            Err(_) => {}
+        }
+        let key = Self::random();
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+        file.write_all(&key.0)?;
+        file.sync_all()?;
+        Ok(key)
+    }
+
+    pub fn random() -> Self {
+        use rand::RngCore;
+        let mut key = vec![0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut key);
+        ContentKey(key)
+    }
+}
+
 impl Content {
-    /// `sha256:` and the hash of this content as pushed to `instance_id` for the room `uid`.
-    /// Keyed by both, so that a new instance needs a new push and the hash of a low-entropy
-    /// Secret cannot be looked up in a table.
-    pub fn hash(&self, uid: &str, instance_id: &str) -> String {
-        let mut hash = Sha256::new();
+    /// `hmac-sha256:` and the MAC of this content as pushed to `instance_id` for the room `uid`,
+    /// under the operator's key: a new instance needs a new push, and whoever reads the status
+    /// cannot test guesses of a Secret's value against it.
+    pub fn hash(&self, key: &ContentKey, uid: &str, instance_id: &str) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&key.0).expect("HMAC takes a key of any length");
         for part in [uid.as_bytes(), instance_id.as_bytes()] {
-            hash.update((part.len() as u64).to_be_bytes());
-            hash.update(part);
+            mac.update(&(part.len() as u64).to_be_bytes());
+            mac.update(part);
         }
         for p in &self.payloads {
-            hash.update((p.path.len() as u64).to_be_bytes());
-            hash.update(p.path.as_bytes());
-            hash.update(p.mode.to_be_bytes());
-            hash.update((p.bytes.len() as u64).to_be_bytes());
-            hash.update(&p.bytes);
+            mac.update(&(p.path.len() as u64).to_be_bytes());
+            mac.update(p.path.as_bytes());
+            mac.update(&p.mode.to_be_bytes());
+            mac.update(&(p.bytes.len() as u64).to_be_bytes());
+            mac.update(&p.bytes);
         }
-        format!("sha256:{}", hex::encode(hash.finalize()))
+        format!("hmac-sha256:{}", hex::encode(mac.finalize().into_bytes()))
     }
 
     pub fn bytes(&self) -> usize {
@@ -123,11 +161,23 @@ fn missing(what: String) -> Error {
     Error::ConfigSource(format!("{what}; create it, or change the room's spec"))
 }
 
+/// Refuses a source that has not opted in to being pushed.
+fn pushable(kind: &str, namespace: &str, object: &impl ResourceExt) -> Result<()> {
+    match object.labels().get(PUSHABLE_LABEL).map(String::as_str) {
+        Some("true") => Ok(()),
+        _ => Err(Error::ConfigSource(format!(
+            "{kind} {namespace}/{} is not labelled {PUSHABLE_LABEL}=true; label it to let rooms push it",
+            object.name_any()
+        ))),
+    }
+}
+
 async fn config_map(ctx: &Context, namespace: &str, key: &KeyRef) -> Result<Vec<u8>> {
     let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), namespace);
     let Some(map) = api.get_opt(&key.name).await? else {
         return Err(missing(format!("ConfigMap {namespace}/{} does not exist", key.name)));
     };
+    pushable("ConfigMap", namespace, &map)?;
     let text = map.data.and_then(|mut d| d.remove(&key.key)).map(String::into_bytes);
     let binary = || map.binary_data.and_then(|mut d| d.remove(&key.key)).map(|b| b.0);
     text.or_else(binary)
@@ -139,6 +189,7 @@ async fn secret(ctx: &Context, namespace: &str, key: &KeyRef) -> Result<Vec<u8>>
     let Some(secret) = api.get_opt(&key.name).await? else {
         return Err(missing(format!("Secret {namespace}/{} does not exist", key.name)));
     };
+    pushable("Secret", namespace, &secret)?;
     let data = secret.data.and_then(|mut d| d.remove(&key.key)).map(|b| b.0);
     // A real API server folds stringData into data; the sandbox's emulator may not.
     let text = || secret.string_data.and_then(|mut d| d.remove(&key.key)).map(String::into_bytes);
@@ -184,12 +235,27 @@ mod tests {
         let content = |bytes: &[u8], mode| Content {
             payloads: vec![Payload { path: "/etc/a".into(), mode, bytes: bytes.to_vec() }],
         };
-        let base = content(b"x", 0o600).hash("uid", "i-1");
-        assert!(base.starts_with("sha256:") && base.len() == 71);
-        assert_eq!(base, content(b"x", 0o600).hash("uid", "i-1"));
-        assert_ne!(base, content(b"y", 0o600).hash("uid", "i-1"));
-        assert_ne!(base, content(b"x", 0o644).hash("uid", "i-1"));
-        assert_ne!(base, content(b"x", 0o600).hash("uid", "i-2"));
-        assert_ne!(base, content(b"x", 0o600).hash("other", "i-1"));
+        let key = ContentKey::random();
+        let base = content(b"x", 0o600).hash(&key, "uid", "i-1");
+        assert!(base.starts_with("hmac-sha256:") && base.len() == 76, "{base}");
+        assert_eq!(base, content(b"x", 0o600).hash(&key, "uid", "i-1"));
+        assert_ne!(base, content(b"y", 0o600).hash(&key, "uid", "i-1"));
+        assert_ne!(base, content(b"x", 0o644).hash(&key, "uid", "i-1"));
+        assert_ne!(base, content(b"x", 0o600).hash(&key, "uid", "i-2"));
+        assert_ne!(base, content(b"x", 0o600).hash(&key, "other", "i-1"));
+        // Whoever reads the status but lacks the operator's key cannot recompute it.
+        assert_ne!(base, content(b"x", 0o600).hash(&ContentKey::random(), "uid", "i-1"));
+    }
+
+    #[test]
+    fn the_key_is_made_once_private_and_kept() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("content-key");
+        let first = ContentKey::load_or_create(&path).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(ContentKey::load_or_create(&path).unwrap().0, first.0);
+        std::fs::write(&path, b"short").unwrap();
+        assert!(ContentKey::load_or_create(&path).is_err(), "a damaged key is not silently replaced");
     }
 }

@@ -36,6 +36,9 @@ pub async fn check(
             let reported = serde_json::from_slice::<serde_json::Value>(body)
                 .ok()
                 .and_then(|v| v.get("lastActivity")?.as_str()?.parse::<Timestamp>().ok());
+            // A report is of activity up to now, whatever time it names: a time in the future
+            // would otherwise hold off the idle stop long after the endpoint stops saying it.
+            let reported = reported.map(|t| t.min((ctx.clock)()));
             memory.reported_activity = memory.reported_activity.max(reported);
             format!("HTTP {code}")
         }

@@ -53,6 +53,21 @@ pub struct Memory {
     /// reconcile gets may predate this controller's own status write.
     pub pushed: Option<String>,
     pub written: Option<(String, String)>,
+    /// The last change this controller made to the room's Ec2Instance. The instance cache may
+    /// not show it yet, and a plan made from the older object would repeat (and record) the step.
+    pub child_write: Option<ChildWrite>,
+    /// The room's generation after this controller's own change to its spec (the idle stop):
+    /// a room object older than that is not acted on.
+    pub own_generation: Option<i64>,
+}
+
+/// A change this controller made to a room's Ec2Instance, by the instance object's UID.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ChildWrite {
+    /// `spec.powerState` set; `generation` is the object's after the write.
+    Power { uid: String, generation: i64, power: crate::crd::PowerState },
+    /// Deleted: that object is on its way out, whatever the cache says.
+    Deleted { uid: String },
 }
 
 /// Seconds from the start of a boot to the end of each step.
@@ -104,6 +119,10 @@ pub async fn reconcile(room: Arc<DataRoom>, ctx: Arc<Context>) -> Result<Action>
         }
         (Some(_), _) => {}
     }
+    if predates_own_write(&room, &ctx, &uid) {
+        // Our own newer version of the room is on its way through the watch, which wakes it again.
+        return Ok(Action::requeue(WAIT_REQUEUE));
+    }
     let (action, phase) = apply::converge(&room, &ctx, deleting).await?;
     ctx.succeeded(&uid);
     if let (true, Phase::Stopped, Some(at)) = (deleting, phase, held) {
@@ -113,6 +132,13 @@ pub async fn reconcile(room: Arc<DataRoom>, ctx: Arc<Context>) -> Result<Action>
         ctx.room_memory.lock().unwrap().remove(&uid);
     }
     Ok(action)
+}
+
+/// The room object is older than the one this controller's own spec change produced.
+fn predates_own_write(room: &DataRoom, ctx: &Context, uid: &str) -> bool {
+    let memory = ctx.room_memory.lock().unwrap();
+    let own = memory.get(uid).and_then(|m| m.own_generation);
+    own.is_some_and(|own| room.meta().generation.unwrap_or(0) < own)
 }
 
 async fn patch(api: &Api<DataRoom>, room: &DataRoom, ops: serde_json::Value) -> Result<()> {

@@ -10,7 +10,7 @@ use kube::{Resource, ResourceExt};
 
 use super::content::{self, Content};
 use super::plan::{Child, Facts};
-use super::{Memory, instance_name, key};
+use super::{ChildWrite, Memory, instance_name, key};
 use crate::controller::reach;
 use crate::controller::{Context, Result};
 use crate::crd::{ACTIVITY_ANNOTATION, DEFAULT_INSTANCE_TYPE, DataRoom, DataRoomState, Ec2Instance};
@@ -59,16 +59,19 @@ impl Observed {
 pub fn observe(room: &DataRoom, ctx: &Context, deleting: bool, uid: &str, memory: &Memory) -> Observed {
     let spec = &room.spec;
     let want_running = spec.state == DataRoomState::Running && !deleting;
-    let invalid = want_running.then(|| content::check(&room.name_any(), spec).err()).flatten();
-    let child_name = instance_name(&room.name_any());
     let namespace = room.namespace().unwrap_or_default();
+    // A room being deleted is still torn down, wherever it is.
+    let refused = if deleting { None } else { ctx.settings.refuses_namespace(&namespace) };
+    let invalid =
+        refused.or_else(|| want_running.then(|| content::check(&room.name_any(), spec).err()).flatten());
+    let child_name = instance_name(&room.name_any());
     let object = ctx.instances.get(&ObjectRef::new(&child_name).within(&namespace));
-    let child = object.as_deref().map(|o| child(ctx, o, room, uid));
+    let child = object.as_deref().map(|o| child(ctx, o, room, uid, memory.child_write.as_ref()));
     let live = object.as_deref().and_then(|o| reach::target(ctx, o).ok());
     let idle_timeout_minutes =
         spec.idle_timeout_minutes.or(Some(ctx.gate.limits().default_idle_timeout_minutes));
-    let last_activity = latest_activity(room, ctx, object.as_deref(), memory);
     let now = (ctx.clock)();
+    let last_activity = latest_activity(room, ctx, object.as_deref(), memory, now);
     let idle_minutes = last_activity.map_or(0.0, |t| now.duration_since(t).as_secs_f64() / 60.0);
     Observed {
         deleting,
@@ -101,7 +104,7 @@ impl Observed {
             return Ok(self);
         }
         let content = content::resolve(ctx, &room.namespace().unwrap_or_default(), &room.spec).await?;
-        self.hash = self.live.as_ref().map(|t| content.hash(uid, &t.instance_id));
+        self.hash = self.live.as_ref().map(|t| content.hash(&ctx.content_key, uid, &t.instance_id));
         let recorded = room.status.as_ref().and_then(|s| s.config_hash.clone());
         self.configured = self.hash.is_some() && (self.hash == recorded || self.hash == memory.pushed);
         self.content = Some(content);
@@ -109,8 +112,30 @@ impl Observed {
     }
 }
 
-/// The room's Ec2Instance as the plan sees it.
-fn child(ctx: &Context, object: &Ec2Instance, room: &DataRoom, room_uid: &str) -> Child {
+/// The room's Ec2Instance as the plan sees it: the cached object, with this controller's own
+/// last change to it where the cache does not show that change yet.
+fn child(
+    ctx: &Context,
+    object: &Ec2Instance,
+    room: &DataRoom,
+    room_uid: &str,
+    own_write: Option<&ChildWrite>,
+) -> Child {
+    let mut child = cached_child(ctx, object, room, room_uid);
+    let this = object.uid();
+    match own_write {
+        Some(ChildWrite::Deleted { uid }) if this.as_ref() == Some(uid) => child.deleting = true,
+        Some(ChildWrite::Power { uid, generation, power })
+            if this.as_ref() == Some(uid) && object.meta().generation.unwrap_or(0) < *generation =>
+        {
+            child.power = *power;
+        }
+        _ => {}
+    }
+    child
+}
+
+fn cached_child(ctx: &Context, object: &Ec2Instance, room: &DataRoom, room_uid: &str) -> Child {
     let status = object.status.clone().unwrap_or_default();
     let live = object.uid().and_then(|uid| ctx.cache.get(&uid));
     let state = live.map(|i| i.state.as_str().to_string()).or(status.state).filter(|s| s != "none");
@@ -135,18 +160,27 @@ fn child(ctx: &Context, object: &Ec2Instance, room: &DataRoom, room_uid: &str) -
 
 /// The latest of: the instance's creation (a boot is activity), the recorded activity, the
 /// activity annotation, admin API calls on the room or its instance, and what the health
-/// endpoint reported.
+/// endpoint reported (each no later than when it was reported). A written time further in the
+/// future than clocks drift apart is not believed: an annotation of the year 2100 would
+/// otherwise put off the idle stop forever.
 fn latest_activity(
     room: &DataRoom,
     ctx: &Context,
     object: Option<&Ec2Instance>,
     memory: &Memory,
+    now: Timestamp,
 ) -> Option<Timestamp> {
+    let believable = |t: &Timestamp| *t <= now + CLOCK_SKEW;
     let recorded = room.status.as_ref().and_then(|s| s.last_activity_time.as_deref()?.parse().ok());
     let annotated = room.annotations().get(ACTIVITY_ANNOTATION).and_then(|t| t.parse().ok());
     let created = object.and_then(|o| o.meta().creation_timestamp.as_ref()).map(|t| t.0);
-    [recorded, annotated, created, ctx.activity(&key(room)), memory.reported_activity]
-        .into_iter()
-        .flatten()
+    let written = [recorded, annotated, created].into_iter().flatten().filter(believable);
+    written
+        .chain(ctx.activity(&key(room)))
+        .chain(memory.reported_activity)
         .max()
+        .map(|latest| latest.min(now))
 }
+
+/// How far ahead of the operator's clock a written activity time may be and still count (as now).
+const CLOCK_SKEW: jiff::SignedDuration = jiff::SignedDuration::from_secs(300);

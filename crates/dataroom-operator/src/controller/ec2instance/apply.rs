@@ -53,6 +53,10 @@ async fn step(
     observed: Observed,
     report: &mut Report,
 ) -> Result<Action> {
+    if let Some(why) = ctx.settings.refuses_namespace(&obj.namespace().unwrap_or_default()) {
+        report.invalid = Some(why);
+        return Ok(Action::await_change());
+    }
     if !observed.found.is_empty() {
         adopt(obj, ctx, observed.found, report).await?;
         // The adopted instance is in the view now: the next reconcile plans from it at once.

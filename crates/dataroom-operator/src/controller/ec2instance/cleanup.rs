@@ -1,5 +1,6 @@
 //! Deletion: terminate (or, for `Retain`, hand over) the instance, remove its key pair and secret,
-//! and let the finalizer go. An instance that is already gone never blocks deletion.
+//! and let the finalizer go. An instance that is already gone never blocks deletion. A retained
+//! instance stays in the budget while it runs (its tag says `retained`, and the sweep counts it).
 
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
@@ -39,7 +40,7 @@ pub async fn cleanup(obj: &Ec2Instance, ctx: &Context) -> Result<Action> {
         }
         DeletionPolicy::Retain => {
             for instance in &live {
-                ctx.cloud.unmanage_instance(&instance.id).await?;
+                ctx.cloud.retain_instance(&instance.id).await?;
             }
             let entry = Entry::new(ACTOR, "retain", &audit_target(obj), Outcome::Success)
                 .params(json!({
@@ -47,12 +48,22 @@ pub async fn cleanup(obj: &Ec2Instance, ctx: &Context) -> Result<Action> {
                     "key_pair": key_name,
                     "ssh_key_secret": ssh_secret_name(&key_name),
                 }))
-                .detail("deletionPolicy Retain: instance, key pair and secret kept; no longer managed");
+                .detail(
+                    "deletionPolicy Retain: instance, key pair and secret kept; no longer managed, \
+                     and counted by the budget until it is stopped or terminated",
+                );
             ctx.record(obj, entry, Some((EventType::Normal, "Retained"))).await?;
         }
     }
-    ctx.gate.release(&uid);
+    // A retained instance that runs keeps its slot (the sweep releases it once the instance is
+    // seen stopped or gone): deleting its object must not make room for another.
+    let retained_running =
+        obj.spec.deletion_policy == DeletionPolicy::Retain && live.iter().any(|i| i.state.is_billed());
+    if !retained_running {
+        ctx.gate.release(&uid);
+    }
     ctx.cache.remove(&uid);
     ctx.key_pairs.lock().unwrap().remove(&key_name);
+    ctx.ssh.forget_key(&ssh_secret_name(&key_name));
     Ok(Action::await_change())
 }

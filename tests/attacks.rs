@@ -1,0 +1,254 @@
+//! The attack suite: each test is an attack on a guarantee the product makes (the budget, the
+//! audit log, secrets, confinement), written as the attacker would try it, and asserts that it
+//! fails. docs/THREAT_MODEL.md lists every attack, the test that tries it and the result; attacks
+//! that other suites already make are named there too.
+
+mod support;
+
+use std::time::Duration;
+
+use dataroom_operator::clock;
+use dataroom_operator::cloud::Lifecycle;
+use dataroom_operator::crd::{Ec2Budget, Ec2Instance};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use serde_json::json;
+use sha2::Digest;
+use support::admin::call;
+use support::harness::{Harness, Options};
+use support::rig::Rig;
+use support::rooms::{create_room, in_phase, patch_room};
+
+async fn set_budget(h: &Harness, spec: serde_json::Value) {
+    let budgets: Api<Ec2Budget> = Api::all(h.client.clone());
+    let budget: Ec2Budget = serde_json::from_value(json!({
+        "apiVersion": "dataroom.dev/v1alpha1", "kind": "Ec2Budget", "metadata": { "name": "default" }, "spec": spec,
+    }))
+    .unwrap();
+    budgets.patch("default", &PatchParams::apply("attacker").force(), &Patch::Apply(&budget)).await.unwrap();
+    // The gate takes the limits from the watch.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while h.ctx.gate.limits().max_instances != spec["maxInstances"].as_u64().unwrap() as u32 {
+        assert!(std::time::Instant::now() < deadline, "the budget was never applied");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn refused(o: &Ec2Instance) -> bool {
+    o.status
+        .as_ref()
+        .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "BudgetAllowed" && c.status == "False"))
+}
+
+/// Budget hole 1: create with `deletionPolicy: Retain`, let it run, delete the object, repeat. The
+/// retained instance keeps running, so it keeps its slot: the next launch is refused at
+/// `maxInstances`, through several sweeps, until the retained instance is stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retain_and_delete_does_not_free_a_budget_slot() {
+    let h = Harness::start().await;
+    set_budget(&h, json!({ "maxInstances": 1 })).await;
+    h.create("first", json!({ "deletionPolicy": "Retain" })).await;
+    h.state("first", "running").await;
+    h.api.delete("first", &DeleteParams::default()).await.unwrap();
+    h.gone("first").await;
+
+    h.create("second", json!({ "deletionPolicy": "Retain" })).await;
+    let second = h.until("second", "refused", refused).await;
+    assert!(second.status.unwrap().message.unwrap().contains("maxInstances: 1 of 1"));
+    // Three sweeps (1 s apart) see the retained instance running: still refused, still one instance.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(h.fake.live_instances().len(), 1, "the budget let a second instance run");
+    assert!(refused(&h.api.get("second").await.unwrap()));
+
+    // Stopping the retained instance (outside the operator) gives the slot back.
+    let retained = h.fake.live_instances()[0].id.clone();
+    h.fake.stop_instance(&retained).await.unwrap();
+    h.state("second", "running").await;
+}
+
+/// Audit hole 7: a benign first KiB hides the payload after it. The record holds the whole
+/// command and its SHA-256.
+#[tokio::test]
+async fn an_exec_record_holds_the_whole_command() {
+    let rig = Rig::start().await;
+    rig.h.create("web", json!({})).await;
+    rig.h.state("web", "running").await;
+    let app = support::admin::app(rig.state()).await;
+    let command = format!("true # {}\necho payload", "a".repeat(1100));
+    let (code, out) =
+        call(&app, "POST", "/api/ec2/instances/web/exec", Some(json!({ "command": command }))).await;
+    assert_eq!(code, 200, "{out}");
+    let audit = std::fs::read_to_string(rig.h.ctx.audit.path()).unwrap();
+    let records: Vec<serde_json::Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|r: &serde_json::Value| r["action"] == "api.instance.exec")
+        .collect();
+    assert_eq!(records.len(), 2, "started and success: {records:?}");
+    let sha = hex::encode(sha2::Sha256::digest(command.as_bytes()));
+    let (intent, outcome) = (&records[0], &records[1]);
+    assert_eq!(intent["outcome"], "started");
+    assert_eq!(intent["params"]["command"], command.as_str(), "the payload is in the record");
+    assert_eq!(intent["params"]["command_sha256"], sha.as_str());
+    assert_eq!(outcome["params"]["command_sha256"], sha.as_str(), "the outcome pairs with its intent");
+}
+
+fn idle_room(rig: &Rig) -> serde_json::Value {
+    json!({
+        "config": { "inline": { "room": 1 } },
+        "healthCheck": { "port": rig.health_port, "periodSeconds": 1 },
+        "idleTimeoutMinutes": 30,
+    })
+}
+
+/// Secrets hole 10: `lastActivity` far in the future, in the room's annotation and in its health
+/// endpoint's answer, would hold the idle stop off forever. Thirty-one idle minutes later the
+/// room is stopped all the same.
+#[tokio::test]
+async fn a_last_activity_in_the_future_does_not_hold_off_the_idle_stop() {
+    let (clock, hands) = clock::manual(jiff::Timestamp::now());
+    let rig = Rig::start_with(Options { clock, ..Default::default() }).await;
+    let h = &rig.h;
+    create_room(h, "alpha", idle_room(&rig)).await;
+    in_phase(h, "alpha", "Ready").await;
+    let future = "2100-01-01T00:00:00Z";
+    patch_room(
+        h,
+        "alpha",
+        json!({ "metadata": { "annotations": { "dataroom.dev/last-activity": future } } }),
+    )
+    .await;
+    let health = json!({ "status": "ok", "lastActivity": future }).to_string();
+    std::fs::write(rig.home().join("health.json"), health).unwrap();
+    // A few health checks read the future time before the clock moves.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    std::fs::write(rig.home().join("health.json"), json!({ "status": "ok" }).to_string()).unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    hands.advance(jiff::SignedDuration::from_mins(31));
+    let room = in_phase(h, "alpha", "Stopped").await;
+    assert!(room.status.unwrap().reason.unwrap().starts_with("Idle"));
+    assert!(h.fake.live_instances().is_empty());
+}
+
+/// The sandbox's API emulator runs on people's own machines. A web page in their browser tries
+/// it: a forged `Host` (DNS rebinding), a cross-site form post, an endless body. Each is refused
+/// before anything is read or written; kubectl still works, and the kubeconfig is the user's only.
+#[test]
+fn the_sandbox_api_refuses_what_a_web_page_can_send() {
+    use std::os::unix::fs::PermissionsExt;
+    use support::sandbox::{Sandbox, http_request};
+    let sandbox = Sandbox::start();
+    let kubeconfig = std::fs::read_to_string(sandbox.kubeconfig()).unwrap();
+    let mode = std::fs::metadata(sandbox.kubeconfig()).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "the kubeconfig is the user's only");
+    let server =
+        kubeconfig.lines().find_map(|l| l.trim().strip_prefix("server:")).unwrap().trim().to_string();
+    let url = format!("{server}/api/v1/namespaces/default/configmaps");
+    let before = sandbox.ok(&["get", "configmaps", "-o", "name"]);
+    let form = "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 7\r\n";
+    let plain = "Content-Type: text/plain\r\nContent-Length: 2\r\n";
+    // Announced, and refused before a byte of it is read.
+    let huge = "Content-Type: application/json\r\nContent-Length: 4194304\r\n";
+    for (what, headers, body, refused) in [
+        ("a cross-site form post", form, "a=b&c=d", 415),
+        ("a text/plain post", plain, "{}", 415),
+        ("an endless body", huge, "", 413),
+    ] {
+        let (code, reply) = http_request("POST", &url, headers, body).unwrap();
+        assert_eq!(code, refused, "{what}: {reply}");
+    }
+    // DNS rebinding: a page at attacker.example resolves its own name to 127.0.0.1.
+    let address = server.trim_start_matches("http://");
+    let rebound = "GET /api/v1/namespaces/default/configmaps HTTP/1.0\r\nHost: attacker.example\r\n\r\n";
+    let reply = raw_http(address, rebound);
+    assert!(reply.starts_with("HTTP/1.0 403") || reply.starts_with("HTTP/1.1 403"), "{reply}");
+    assert_eq!(sandbox.ok(&["get", "configmaps", "-o", "name"]), before, "nothing was written");
+}
+
+/// The emulator served with a token (as a library user may serve it): no token and a wrong token
+/// are refused, the right one is served.
+#[tokio::test]
+async fn the_emulator_with_a_token_admits_only_its_holder() {
+    use kube_emulator::{Access, ApiServer};
+    let server = ApiServer::new();
+    let access = Access::with_token("s3cret-token");
+    let (addr, _serving) =
+        kube_emulator::serve(server, "127.0.0.1:0".parse().unwrap(), access).await.unwrap();
+    let get = |auth: &str| {
+        let request =
+            format!("GET /api/v1/namespaces/default/configmaps HTTP/1.0\r\nHost: {addr}\r\n{auth}\r\n");
+        let address = addr.to_string();
+        tokio::task::spawn_blocking(move || raw_http(&address, &request))
+    };
+    for (auth, status) in [
+        ("", "401"),
+        ("Authorization: Bearer guess\r\n", "401"),
+        ("Authorization: Bearer s3cret-token-and-more\r\n", "401"),
+        ("Authorization: Basic czNjcmV0LXRva2Vu\r\n", "401"),
+        ("Authorization: Bearer s3cret-token\r\n", "200"),
+    ] {
+        let reply = get(auth).await.unwrap();
+        assert!(reply.split_whitespace().nth(1) == Some(status), "{auth:?}: {reply}");
+    }
+}
+
+fn raw_http(address: &str, request: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    reply
+}
+
+/// Secrets hole 9: a room's author names a Secret of the namespace that was never meant for an
+/// instance. It is not pushed until its owner labels it pushable.
+#[tokio::test]
+async fn a_room_cannot_push_a_secret_that_did_not_opt_in() {
+    use k8s_openapi::api::core::v1::Secret;
+    let rig = Rig::start().await;
+    let h = &rig.h;
+    let secrets: Api<Secret> = Api::namespaced(h.client.clone(), "default");
+    let secret = |labels: serde_json::Value| {
+        json!({ "apiVersion": "v1", "kind": "Secret",
+                "metadata": { "name": "aws-credentials", "labels": labels },
+                "stringData": { "key": "AKIA-not-for-rooms" } })
+    };
+    let apply = PatchParams::apply("victim").force();
+    secrets.patch("aws-credentials", &apply, &Patch::Apply(secret(json!({})))).await.unwrap();
+    let spec = json!({
+        "config": { "secretKeyRef": { "name": "aws-credentials", "key": "key" } },
+        "healthCheck": { "port": rig.health_port, "periodSeconds": 1 },
+    });
+    create_room(h, "thief", spec).await;
+    let room = in_phase(h, "thief", "Failed").await;
+    let reason = room.status.unwrap().reason.unwrap();
+    assert!(reason.contains("dataroom.dev/pushable"), "{reason}");
+    assert!(h.fake.live_instances().is_empty(), "nothing launched for a room that cannot be configured");
+
+    // Once its owner opts in, the same room is configured.
+    let labels = json!({ "dataroom.dev/pushable": "true" });
+    secrets.patch("aws-credentials", &apply, &Patch::Apply(secret(labels))).await.unwrap();
+    in_phase(h, "thief", "Ready").await;
+    let pushed = std::fs::read_to_string(rig.home().join("etc/dataroom/config.json")).unwrap();
+    assert_eq!(pushed, "AKIA-not-for-rooms");
+}
+
+/// Secrets hole 9: the operator's own namespace holds its admin keys, signing key and AWS
+/// credentials. A room or an instance created there is refused, and nothing is launched.
+#[tokio::test]
+async fn the_operators_own_namespace_is_never_reconciled() {
+    let options = Options { own_namespace: Some("default".into()), ..Default::default() };
+    let h = Harness::start_with(options).await;
+    create_room(&h, "inside", json!({ "config": { "inline": { "a": 1 } } })).await;
+    let room = in_phase(&h, "inside", "Failed").await;
+    assert!(room.status.unwrap().reason.unwrap().contains("operator's own"));
+    h.create("direct", json!({})).await;
+    let direct = h
+        .until("direct", "refused", |o| {
+            o.status.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.reason == "InvalidSpec"))
+        })
+        .await;
+    assert!(format!("{:?}", direct.status).contains("operator's own"));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(h.fake.live_instances().is_empty());
+}
