@@ -96,8 +96,11 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 }
 
 fn status_reply(code: u16, reason: &str, message: String) -> Response<ReplyBody> {
-    let body = super::status_body(code, reason, message, None);
-    let bytes = serde_json::to_vec(&body).expect("replies serialise");
+    json_reply(code, &super::status_body(code, reason, message, None))
+}
+
+fn json_reply(code: u16, value: &serde_json::Value) -> Response<ReplyBody> {
+    let bytes = serde_json::to_vec(value).expect("replies serialise");
     Response::builder()
         .status(code)
         .header("content-type", "application/json")
@@ -138,14 +141,7 @@ async fn respond(server: Arc<ApiServer>, parts: http::request::Parts, body: Byte
         body,
     };
     match server.handle(request).await {
-        Reply::Json(code, value) => {
-            let bytes = serde_json::to_vec(&value).expect("replies serialise");
-            Response::builder()
-                .status(code)
-                .header("content-type", "application/json")
-                .body(Full::new(Bytes::from(bytes)).boxed_unsync())
-                .expect("a valid response")
-        }
+        Reply::Json(code, value) => json_reply(code, &value),
         Reply::Stream(stream) => {
             let frames = stream.map(|chunk| Ok::<_, Infallible>(Frame::data(chunk)));
             Response::builder()
