@@ -252,3 +252,37 @@ async fn the_operators_own_namespace_is_never_reconciled() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(h.fake.live_instances().is_empty());
 }
+
+/// Bounded resources (hole 11, in part): one request must not make the operator hold unbounded
+/// output. Binary output comes back base64 (a third larger, not six times as JSON escapes); a
+/// batch stops running commands once its output reaches the cap; a configuration over its limit
+/// is refused before anything is written.
+#[actix_web::test]
+async fn one_request_cannot_make_the_operator_hold_unbounded_output() {
+    use base64::Engine;
+    let rig = Rig::start().await;
+    let mut state = rig.state();
+    state.limits.max_batch_output_bytes = 3000;
+    state.limits.max_config_bytes = 64;
+    let app = support::admin::app(state).await;
+    support::rig::running(&app, "web").await;
+
+    let body = json!({ "command": "head -c 1000 /dev/zero" });
+    let (code, out) = call(&app, "POST", "/api/ec2/instances/web/exec", Some(body)).await;
+    assert_eq!(code, 200, "{out}");
+    assert_eq!(out["stdout_encoding"], "base64");
+    let stdout = base64::engine::general_purpose::STANDARD.decode(out["stdout"].as_str().unwrap()).unwrap();
+    assert_eq!(stdout, vec![0u8; 1000], "binary output arrives whole");
+    assert!(out["stdout"].as_str().unwrap().len() <= 1336, "not six bytes per NUL");
+
+    let commands = vec!["head -c 2000 /dev/zero | tr '\\0' a"; 10];
+    let body = json!({ "commands": commands });
+    let (code, batch) = call(&app, "POST", "/api/ec2/instances/web/exec-batch", Some(body)).await;
+    assert_eq!(code, 200, "{batch}");
+    assert_eq!(batch["results"].as_array().unwrap().len(), 2, "stopped once 3000 bytes were kept");
+    assert_eq!((&batch["output_capped"], &batch["stopped_early"]), (&json!(true), &json!(true)));
+
+    let big = json!({ "config_source": { "padding": "x".repeat(100) } });
+    let (code, problem) = call(&app, "POST", "/api/ec2/instances/web/push-config", Some(big)).await;
+    assert_eq!((code, problem["code"].as_str()), (413, Some("config_too_large")), "{problem}");
+}

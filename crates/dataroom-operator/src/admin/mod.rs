@@ -42,6 +42,11 @@ pub struct ApiLimits {
     pub max_command_bytes: usize,
     /// Most commands in one batch (default 50).
     pub max_batch: usize,
+    /// Kept output of a whole batch after which no further command is run (default 4 MiB): one
+    /// request cannot make the operator hold 50 commands' full output.
+    pub max_batch_output_bytes: usize,
+    /// Largest configuration `push-config` takes, inline or from S3 (default 1 MiB).
+    pub max_config_bytes: u64,
 }
 
 impl Default for ApiLimits {
@@ -51,6 +56,8 @@ impl Default for ApiLimits {
             output_cap: 1 << 20,
             max_command_bytes: 16 << 10,
             max_batch: 50,
+            max_batch_output_bytes: 4 << 20,
+            max_config_bytes: 1 << 20,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! NUL; no shell is used. Every write lands whole or not at all (a temporary file renamed into
 //! place), and is audited with its size and SHA-256, never its contents.
 
+use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
@@ -271,26 +272,38 @@ fn config_source_schema() -> utoipa::openapi::schema::Object {
     ObjectBuilder::new().schema_type(types).build()
 }
 
-/// The configuration's bytes: inline JSON as given, or the S3 object, which must be JSON too.
+/// The configuration's bytes: inline JSON as given, or the S3 object, which must be JSON too; at
+/// most `max_config_bytes` of them either way.
 async fn config_bytes(state: &AdminState, source: &serde_json::Value) -> Result<Vec<u8>, ApiError> {
     let invalid = |why: String| ApiError::bad_request("invalid_config", why);
-    let text = match source {
-        serde_json::Value::String(s) => s.clone(),
+    let max = state.limits.max_config_bytes;
+    let too_large = |why: String| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "config_too_large", why);
+    let bytes = match source {
         serde_json::Value::Object(_) | serde_json::Value::Array(_) => {
-            return Ok(serde_json::to_vec_pretty(source).unwrap_or_default());
+            serde_json::to_vec_pretty(source).unwrap_or_default()
         }
+        serde_json::Value::String(text) => match text.strip_prefix("s3://") {
+            Some(location) => {
+                let (bucket, key) = location
+                    .split_once('/')
+                    .filter(|(b, k)| !b.is_empty() && !k.is_empty())
+                    .ok_or_else(|| invalid(format!("{text}: expected s3://bucket/key")))?;
+                // Read no further than the limit: the object's size is checked before its body.
+                match state.shared.imperative.get_object(bucket, key, max).await {
+                    Err(e) if e.code == "ObjectTooLarge" => return Err(too_large(e.message)),
+                    fetched => fetched?,
+                }
+            }
+            None => text.clone().into_bytes(),
+        },
         _ => return Err(invalid("config_source is a JSON object, JSON text, or s3://bucket/key".into())),
     };
-    let bytes = match text.strip_prefix("s3://") {
-        Some(location) => {
-            let (bucket, key) = location
-                .split_once('/')
-                .filter(|(b, k)| !b.is_empty() && !k.is_empty())
-                .ok_or_else(|| invalid(format!("{text}: expected s3://bucket/key")))?;
-            state.shared.imperative.get_object(bucket, key, state.limits.max_file_bytes).await?
-        }
-        None => text.into_bytes(),
-    };
+    if bytes.len() as u64 > max {
+        return Err(too_large(format!(
+            "the configuration is {} bytes, more than the {max}-byte limit",
+            bytes.len()
+        )));
+    }
     serde_json::from_slice::<serde_json::Value>(&bytes)
         .map_err(|e| invalid(format!("the configuration is not JSON: {e}")))?;
     Ok(bytes)
@@ -300,7 +313,8 @@ async fn config_bytes(state: &AdminState, source: &serde_json::Value) -> Result<
     params(("id" = String, Path, description = "EC2 instance ID or object name")),
     request_body = PushConfig,
     responses((status = 201, body = Written), (status = 400, body = Problem), (status = 401, body = Problem),
-              (status = 404, body = Problem), (status = 409, body = Problem), (status = 502, body = Problem),
+              (status = 404, body = Problem), (status = 409, body = Problem),
+              (status = 413, description = "the configuration is over 1 MiB", body = Problem), (status = 502, body = Problem),
               (status = 504, body = Problem)),
     security(("admin_key" = [])),
     tag = "files"

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use actix_web::{post, web};
+use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::Digest;
@@ -40,9 +41,14 @@ pub struct ExecResult {
     pub exit_code: Option<u32>,
     pub exit_signal: Option<String>,
     pub timed_out: bool,
-    /// Lossy UTF-8 of the kept bytes.
+    /// The kept bytes: as text when they are UTF-8 without control characters other than
+    /// newline, carriage return and tab; otherwise base64 (see `stdout_encoding`), so that binary
+    /// output arrives whole and at most a third larger, never six times (JSON's `\u0000`).
     pub stdout: String,
     pub stderr: String,
+    /// `utf-8` or `base64`.
+    pub stdout_encoding: String,
+    pub stderr_encoding: String,
     /// Every byte written, kept or not.
     pub stdout_bytes: u64,
     pub stderr_bytes: u64,
@@ -58,19 +64,33 @@ impl From<&ExecOutput> for ExecResult {
             Exit::Signal(s) => ("signal", None, Some(s.clone())),
             Exit::Unknown => ("unknown", None, None),
         };
+        let ((stdout, stdout_encoding), (stderr, stderr_encoding)) =
+            (encode(&out.stdout.kept), encode(&out.stderr.kept));
         ExecResult {
             exit: exit.into(),
             exit_code,
             exit_signal,
             timed_out: out.timed_out,
-            stdout: String::from_utf8_lossy(&out.stdout.kept).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr.kept).into_owned(),
+            stdout,
+            stderr,
+            stdout_encoding: stdout_encoding.into(),
+            stderr_encoding: stderr_encoding.into(),
             stdout_bytes: out.stdout.total,
             stderr_bytes: out.stderr.total,
             stdout_truncated: out.stdout.truncated(),
             stderr_truncated: out.stderr.truncated(),
             duration_ms: out.duration.as_millis() as u64,
         }
+    }
+}
+
+/// Output as JSON can carry it compactly: text as is, anything else base64.
+fn encode(bytes: &[u8]) -> (String, &'static str) {
+    match std::str::from_utf8(bytes) {
+        Ok(text) if !text.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) => {
+            (text.to_string(), "utf-8")
+        }
+        _ => (base64::engine::general_purpose::STANDARD.encode(bytes), "base64"),
     }
 }
 
@@ -195,8 +215,10 @@ pub struct BatchRequest {
 pub struct BatchResult {
     /// One per command run, in order.
     pub results: Vec<ExecResult>,
-    /// True when `stop_on_error` skipped the remaining commands.
+    /// True when the remaining commands were not run: `stop_on_error`, or the output cap.
     pub stopped_early: bool,
+    /// True when the batch's kept output reached its cap (4 MiB) with commands left to run.
+    pub output_capped: bool,
 }
 
 #[utoipa::path(
@@ -239,18 +261,38 @@ pub async fn exec_batch(
                 .await);
         }
     };
-    let mut results = Vec::new();
-    for command in &body.commands {
+    let (mut results, mut kept, mut output_capped) = (Vec::new(), 0, false);
+    for (n, command) in body.commands.iter().enumerate() {
         let output = run(&state, &admin, &object, &connection, command, timeout).await?;
         results.push(ExecResult::from(&output));
+        kept += output.stdout.kept.len() + output.stderr.kept.len();
         if body.stop_on_error.unwrap_or(true) && !output.succeeded() {
+            break;
+        }
+        if kept >= state.limits.max_batch_output_bytes && n + 1 < body.commands.len() {
+            output_capped = true;
             break;
         }
     }
     let stopped_early = results.len() < body.commands.len();
-    Ok(web::Json(BatchResult { results, stopped_early }))
+    Ok(web::Json(BatchResult { results, stopped_early, output_capped }))
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(exec).service(exec_batch);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::encode;
+
+    #[test]
+    fn text_stays_text_and_anything_else_is_base64() {
+        assert_eq!(encode(b"hello\n\tworld\r\n"), ("hello\n\tworld\r\n".to_string(), "utf-8"));
+        assert_eq!(encode(b""), (String::new(), "utf-8"));
+        // NUL bytes would be six bytes each as JSON escapes; base64 is four per three.
+        assert_eq!(encode(&[0, 0, 0]), ("AAAA".to_string(), "base64"));
+        assert_eq!(encode(&[0xff, 0xfe]), ("//4=".to_string(), "base64"));
+        assert_eq!(encode(b"\x1b[31mred"), ("G1szMW1yZWQ=".to_string(), "base64"));
+    }
 }
