@@ -113,7 +113,8 @@ impl Fixture {
 
 /// Refreshes the controller's view with a full sweep, as the poller does.
 pub async fn sweep(f: &Fixture) {
-    f.ctx.cache.replace(f.ctx.cloud.describe_managed().await.unwrap());
+    let epoch = f.ctx.cache.epoch();
+    f.ctx.cache.replace(f.ctx.cloud.describe_managed().await.unwrap(), epoch);
 }
 
 /// An instance launched straight in `cloud` as the controller would for `namespace/name`, key pair

@@ -38,11 +38,12 @@ impl Poller {
     pub async fn sweep(&self) -> Result<usize, CloudError> {
         let started = Instant::now();
         let swept_at = (self.clock)();
+        let epoch = self.cache.epoch();
         let instances = self.cloud.describe_managed().await?;
         self.metrics.poll_duration.observe(started.elapsed().as_secs_f64());
         self.metrics.managed_instances.set(instances.len() as i64);
         self.gate.sync(&instances, swept_at - RESERVATION_GRACE);
-        let changed = self.cache.replace(instances);
+        let changed = self.cache.replace(instances, epoch);
         for instance in &changed {
             if let Some(object) = owner_ref(instance) {
                 // The receiver lives as long as the controller; a closed channel means shutdown.
