@@ -97,11 +97,8 @@ fn encode(bytes: &[u8]) -> (String, &'static str) {
 /// What an exec record says of the command: all of it (it is capped at `max_command_bytes`, so
 /// no benign prefix can hide a payload), its length and its SHA-256.
 fn attempted(command: &str) -> serde_json::Value {
-    json!({"command": command, "command_bytes": command.len(), "command_sha256": command_sha256(command)})
-}
-
-fn command_sha256(command: &str) -> String {
-    hex::encode(sha2::Sha256::digest(command.as_bytes()))
+    let sha256 = hex::encode(sha2::Sha256::digest(command.as_bytes()));
+    json!({"command": command, "command_bytes": command.len(), "command_sha256": sha256})
 }
 
 fn check_command(state: &AdminState, command: &str) -> Result<(), ApiError> {
@@ -132,6 +129,7 @@ async fn run(
     let target = audit_target(object);
     let mut params = attempted(command);
     params["timeout_seconds"] = timeout.as_secs().into();
+    let command_sha256 = params["command_sha256"].clone();
     let op = state.operation(admin, "api.instance.exec", &target, params);
     op.start().await?;
     let limits = Limits { timeout, output_cap: state.limits.output_cap };
@@ -149,7 +147,7 @@ async fn run(
     };
     // The outcome names its command by hash, so that it pairs with its intent.
     let params = json!({
-        "command_sha256": command_sha256(command),
+        "command_sha256": command_sha256,
         "exit": output.exit, "timed_out": output.timed_out, "duration_ms": output.duration.as_millis() as u64,
         "stdout_bytes": output.stdout.total, "stderr_bytes": output.stderr.total,
         "stdout_sha256": output.stdout.sha256(), "stderr_sha256": output.stderr.sha256(),

@@ -3,11 +3,14 @@
 //! `dataroom.dev/pushable: "true"`. Contents are never logged, and are known outside this module
 //! only by an HMAC under a key that only the operator holds.
 
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use hmac::{Hmac, KeyInit, Mac};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::{Api, ResourceExt};
+use rand::RngCore;
 use sha2::Sha256;
 
 use crate::controller::{Context, Error, Result};
@@ -44,8 +47,6 @@ impl ContentKey {
             Err(_) => {}
         }
         let key = Self::random();
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
         let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
         file.write_all(&key.0)?;
         file.sync_all()?;
@@ -53,7 +54,6 @@ impl ContentKey {
     }
 
     pub fn random() -> Self {
-        use rand::RngCore;
         let mut key = vec![0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut key);
         ContentKey(key)
