@@ -5,6 +5,8 @@
 
 mod support;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use dataroom_operator::clock;
@@ -285,4 +287,245 @@ async fn one_request_cannot_make_the_operator_hold_unbounded_output() {
     let big = json!({ "config_source": { "padding": "x".repeat(100) } });
     let (code, problem) = call(&app, "POST", "/api/ec2/instances/web/push-config", Some(big)).await;
     assert_eq!((code, problem["code"].as_str()), (413, Some("config_too_large")), "{problem}");
+}
+
+/// Budget hole 2: disks cost money, stopped or not. A 16 TiB root volume is refused outright. Then,
+/// with one instance allowed at a time, the attacker launches instances with large root volumes and
+/// stops each to free the slot for the next: the stopped instances' volumes go on counting against
+/// the day's cap, so the launches end once their volumes would pass it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopped_instances_root_volumes_stay_in_the_budget() {
+    // Midnight UTC: a whole day to midnight. 1,000 GiB of gp3 is $2.63 a day; a t3.micro $0.25.
+    let (clock, _) = clock::manual("2026-11-22T00:00:00Z".parse().unwrap());
+    let h = Harness::start_with(Options { clock, ..Default::default() }).await;
+    set_budget(&h, json!({ "maxInstances": 1, "dailySpendUsd": 6.0, "maxRootVolumeGiB": 1000 })).await;
+
+    h.create("huge", json!({ "rootVolumeGiB": 16384 })).await;
+    let huge = h.until("huge", "refused", refused).await.status.unwrap().message.unwrap();
+    assert!(huge.contains("maxRootVolumeGiB: a 16384 GiB root volume is larger than the 1000 GiB"), "{huge}");
+
+    for disk in ["disk-1", "disk-2"] {
+        h.create(disk, json!({ "rootVolumeGiB": 1000 })).await;
+        h.state(disk, "running").await;
+        h.patch_spec(disk, json!({ "powerState": "Stopped" })).await;
+        h.state(disk, "stopped").await;
+    }
+    assert_eq!(h.ctx.gate.snapshot().root_volume_gib, 2000, "both stopped instances' volumes are counted");
+    h.create("disk-3", json!({ "rootVolumeGiB": 1000 })).await;
+    let third = h.until("disk-3", "refused", refused).await.status.unwrap().message.unwrap();
+    assert!(third.contains("dailySpendUsd"), "{third}");
+    // Three sweeps later: still refused, and EC2 holds the two stopped instances only.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(refused(&h.api.get("disk-3").await.unwrap()));
+    assert_eq!(h.fake.live_instances().len(), 2, "a launch got past the volumes' cost");
+}
+
+/// A filesystem of `size` of its own, so that a test can fill it (CI runs as root; without root
+/// the test fails, it does not skip).
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(size: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let options = format!("size={size}");
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &options, "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("mount runs");
+        assert!(status.success(), "mounting a tmpfs needs root (CI runs as root)");
+        Tmpfs { dir }
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Writes a filler file until the filesystem refuses with ENOSPC.
+    fn fill(&self) {
+        use std::io::Write;
+        let mut filler = std::fs::File::create(self.path().join("filler")).unwrap();
+        let block = [0u8; 4096];
+        let error = loop {
+            if let Err(e) = filler.write_all(&block) {
+                break e;
+            }
+        };
+        assert_eq!(error.raw_os_error(), Some(28), "the disk is full: {error}");
+    }
+
+    fn free(&self) {
+        std::fs::remove_file(self.path().join("filler")).unwrap();
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(self.dir.path()).status();
+    }
+}
+
+/// Audit hole 5: the disk under the audit log fills up. Requests go on until one cannot be
+/// recorded. A record cut short never stays in the log (it would break the chain and block the
+/// next start), a request refused for want of its record ("nothing was done") did nothing, and
+/// every later one is refused the same way while the disk is full. Once there is room again the
+/// log takes the next record and the whole chain verifies.
+#[actix_web::test]
+async fn a_full_disk_under_the_audit_log_stops_mutations_and_leaves_the_log_whole() {
+    let disk = Tmpfs::mount("256k");
+    let log = disk.path().join("audit.jsonl");
+    let h = Harness::start_with(Options { audit_log: Some(log.clone()), ..Default::default() }).await;
+    let app = support::admin::app(support::admin::state(&h)).await;
+    let intact = |when: &str| {
+        let report = dataroom_operator::audit::verify_file(&log).unwrap();
+        assert!(report.is_intact(), "{when}: {:?}", report.problems);
+        report.records
+    };
+    let app = &app;
+    let create = move |name: String| call(app, "POST", "/api/ec2/instances", Some(json!({ "name": name })));
+    // Accepted (202): the object is made, the controller launches it.
+    let (code, created) = create("before".into()).await;
+    assert_eq!(code, 202, "{created}");
+
+    disk.fill();
+    let mut refusals = 0;
+    for attempt in 0..40 {
+        let name = format!("during-{attempt}");
+        let (code, answer) = create(name.clone()).await;
+        intact(&format!("after {name}"));
+        let exists = h.api.get_opt(&name).await.unwrap().is_some();
+        match code {
+            202 => assert!(exists && refusals == 0, "created while the disk was full: {answer}"),
+            503 => {
+                assert_eq!(answer["code"], "audit_unavailable", "{answer}");
+                let detail = answer["detail"].as_str().unwrap_or_default();
+                match detail.contains("nothing was done") {
+                    true => assert!(!exists, "{name} was done unrecorded: {detail}"),
+                    false => assert!(detail.contains("carried out") && exists, "{detail}"),
+                }
+                refusals += 1;
+            }
+            other => panic!("{name}: {other} {answer}"),
+        }
+        if refusals == 3 {
+            break;
+        }
+    }
+    assert_eq!(refusals, 3, "a full disk never refused a request");
+
+    disk.free();
+    let before = intact("once the disk has room");
+    let (code, created) = create("after".into()).await;
+    assert_eq!(code, 202, "{created}");
+    assert!(intact("after the disk had room again") >= before + 2, "the intent and outcome of `after`");
+    assert!(dataroom_operator::audit::AuditLog::open(&log).is_ok(), "the log opens for the next start");
+}
+
+/// The operator's own client to the emulator, which the test can cut off from it (a partition
+/// between one replica and the API server).
+fn cuttable_client(server: &std::sync::Arc<kube_emulator::ApiServer>) -> (Arc<AtomicBool>, kube::Client) {
+    let cut = Arc::new(AtomicBool::new(false));
+    let (inner, cut_off) = (server.client(), cut.clone());
+    let service = tower::service_fn(move |req: http::Request<kube::client::Body>| {
+        let (inner, cut_off) = (inner.clone(), cut_off.clone());
+        async move {
+            if cut_off.load(Ordering::SeqCst) {
+                return Err::<http::Response<kube::client::Body>, tower::BoxError>(
+                    "cut off from the API server".into(),
+                );
+            }
+            Ok(inner.send(req).await?)
+        }
+    });
+    (cut, kube::Client::new(service, "default"))
+}
+
+/// Budget hole 3: a leader is cut off from the API server while its reconciles go on. Once its
+/// lease has passed to another replica, none of its EC2 mutations goes through, whether it can
+/// reach the API server to find out or not.
+#[tokio::test]
+async fn a_deposed_leader_changes_nothing_in_ec2() {
+    use dataroom_operator::cloud::Imperative;
+    use dataroom_operator::cloud::fake::{Delays, FakeCloud};
+    use dataroom_operator::cloud::fenced::Fenced;
+    use dataroom_operator::leader::{Election, Fence, LeaseSettings};
+
+    let server = kube_emulator::ApiServer::new();
+    let (cut, client) = cuttable_client(&server);
+    let lease = |identity: &str| LeaseSettings {
+        namespace: "default".into(),
+        name: "dataroom-operator".into(),
+        identity: identity.into(),
+        duration_seconds: 2,
+    };
+    let mut first = Election::start(client.clone(), &lease("first")).await.unwrap();
+    first.acquired().await.unwrap();
+    let fence = Fence::acquired(client, &lease("first"), clock::system()).await.unwrap();
+    let fake = Arc::new(FakeCloud::new(Delays::default()));
+    let leader = Fenced::new(fake.clone(), Arc::new(fence));
+    let request = support::launch_request("uid-web", "default", "web");
+    dataroom_operator::cloud::keys::ensure_key_pair(fake.as_ref(), &request.key_name).await.unwrap();
+    let web = leader.run_instance(&request, &support::reservation("uid-web")).await.unwrap();
+
+    cut.store(true, Ordering::SeqCst);
+    let mut second = Election::start(server.client(), &lease("second")).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), second.acquired())
+        .await
+        .expect("the lease passes")
+        .unwrap();
+
+    let refused = |what: &str, result: Result<(), dataroom_operator::cloud::CloudError>| match result {
+        Err(e) => assert_eq!(e.code, "NotLeader", "{what}: {e}"),
+        Ok(()) => panic!("{what} went through from a deposed leader"),
+    };
+    for reachable in [false, true] {
+        cut.store(!reachable, Ordering::SeqCst);
+        let other = support::launch_request("uid-db", "default", "db");
+        refused("a launch", leader.run_instance(&other, &support::reservation("uid-db")).await.map(drop));
+        refused("a stop", leader.stop_instance(&web.id).await);
+        refused("a termination", leader.terminate_instance(&web.id).await);
+        refused("an image", leader.create_image(&web.id, "snapshot").await.map(drop));
+        refused("a key pair deletion", leader.delete_key_pair(&request.key_name).await);
+    }
+    let live = fake.live_instances();
+    assert_eq!(live.len(), 1, "only the launch made while leading");
+    assert_eq!(live[0].state.as_str(), "running", "nothing stopped or terminated it");
+    assert!(fake.describe_images(&[]).await.unwrap().is_empty(), "no image was made");
+}
+
+/// Bounded resources (hole 11): a caller opens more SSH work than the operator allows at once.
+/// The one over the bound is refused at once with 503 `ssh_busy` and `Retry-After`, is audited
+/// as refused, and the bound is given back when the work ends.
+#[actix_web::test]
+async fn ssh_work_beyond_the_bound_is_refused_with_a_time_to_retry() {
+    let rig = Rig::start().await;
+    let mut state = rig.state();
+    state.limits.max_ssh_operations = 1;
+    let app = support::admin::app(state).await;
+    support::rig::running(&app, "web").await;
+
+    let slow = json!({ "command": "sleep 2" });
+    let request = |body: serde_json::Value| {
+        actix_web::test::TestRequest::post()
+            .uri("/api/ec2/instances/web/exec")
+            .insert_header(("Authorization", format!("Bearer {}", support::admin::KEY)))
+            .set_json(body)
+            .to_request()
+    };
+    let busy = async {
+        // Once the slow command holds the one place.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        actix_web::test::call_service(&app, request(json!({ "command": "true" }))).await
+    };
+    let (slow, busy) = tokio::join!(actix_web::test::call_service(&app, request(slow)), busy);
+    assert_eq!(slow.status(), 200);
+    assert_eq!(busy.status(), 503);
+    assert_eq!(busy.headers().get("Retry-After").unwrap(), "1");
+    let problem: serde_json::Value = actix_web::test::read_body_json(busy).await;
+    assert_eq!(problem["code"], "ssh_busy", "{problem}");
+    let (code, _) =
+        call(&app, "POST", "/api/ec2/instances/web/exec", Some(json!({ "command": "true" }))).await;
+    assert_eq!(code, 200, "the place is given back when the work ends");
 }

@@ -32,6 +32,7 @@ REFUSED = {
     "unknown key": ({"replicaCount": 2}, "replicaCount"),
     "bad key line": ({"admin": {"keys": ["alice not-a-hash"]}}, "keys"),
     "HA on ReadWriteOnce": ({"replicas": 2}, "ReadWriteMany"),
+    "watching the release namespace": ({"watchNamespace": "dataroom"}, "watchNamespace"),
 }
 KUBE_VERSION = "1.30.0"
 

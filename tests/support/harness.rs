@@ -37,6 +37,8 @@ pub struct Options {
     pub poll_interval: Duration,
     /// The operator's own namespace, never reconciled.
     pub own_namespace: Option<String>,
+    /// Where the audit log is written (a file in `audit_dir` when absent).
+    pub audit_log: Option<std::path::PathBuf>,
 }
 
 impl Default for Options {
@@ -48,6 +50,7 @@ impl Default for Options {
             backoff: Backoff::default(),
             poll_interval: Duration::from_secs(1),
             own_namespace: None,
+            audit_log: None,
         }
     }
 }
@@ -87,7 +90,7 @@ impl Harness {
             own_namespace: options.own_namespace,
             ..Default::default()
         };
-        let audit = audit_dir.path().join("audit.jsonl");
+        let audit = options.audit_log.unwrap_or_else(|| audit_dir.path().join("audit.jsonl"));
         let operator =
             Assembly::new(client.clone(), cloud, settings, audit).clock(options.clock).build().unwrap();
         let ctx = operator.ctx;

@@ -134,8 +134,7 @@ pub async fn plant(
 /// lifecycle port takes one; the controller's gate is not involved in such a test).
 pub fn reservation(uid: &str) -> dataroom_operator::budget::Reservation {
     let gate = Gate::new(PriceTable::default(), "us-east-1", clock::system());
-    gate.reserve(uid, "t3.micro", dataroom_operator::budget::Purpose::Launch, None)
-        .expect("a fresh gate grants one")
+    gate.reserve(uid, "t3.micro", gate.launch(None), None).expect("a fresh gate grants one")
 }
 
 /// What the controller would ask EC2 for on behalf of `namespace/name` (owned by `owner_uid`).

@@ -15,10 +15,12 @@ use crate::budget::Gate;
 use crate::budget::pricing::PriceTable;
 use crate::clock::{self, Clock};
 use crate::cloud::Cloud;
+use crate::cloud::fenced::Fenced;
 use crate::cloud::metered::Metered;
 use crate::controller::dataroom::content::ContentKey;
 use crate::controller::{self, Context, Settings};
 use crate::crd;
+use crate::leader::Fence;
 use crate::metrics::Metrics;
 
 /// The content key lives beside the audit log (same volume, same lifetime): `audit.content-key`.
@@ -34,6 +36,7 @@ pub struct Assembly {
     clock: Clock,
     metrics: Arc<Metrics>,
     instance: Option<String>,
+    fence: Option<Arc<Fence>>,
 }
 
 impl Assembly {
@@ -49,6 +52,7 @@ impl Assembly {
             clock: clock::system(),
             metrics: Arc::default(),
             instance: None,
+            fence: None,
         }
     }
 
@@ -70,6 +74,11 @@ impl Assembly {
         Self { instance, ..self }
     }
 
+    /// The leader's fence: every EC2 mutation first proves that this replica still holds the lease.
+    pub fn fence(self, fence: Fence) -> Self {
+        Self { fence: Some(Arc::new(fence)), ..self }
+    }
+
     /// Opens (and checks) the audit log, loads (or makes) the content key beside it, and wires the
     /// controller's context.
     pub fn build(self) -> anyhow::Result<Operator> {
@@ -77,7 +86,11 @@ impl Assembly {
         let key_path = self.audit_log.with_extension(CONTENT_KEY_EXTENSION);
         let content_key = ContentKey::load_or_create(&key_path)
             .map_err(|e| anyhow::anyhow!("the content key {}: {e}", key_path.display()))?;
-        let cloud = Arc::new(Metered::new(self.cloud, self.metrics.clone()));
+        let cloud = match self.fence {
+            Some(fence) => Arc::new(Fenced::new(self.cloud, fence)),
+            None => self.cloud,
+        };
+        let cloud = Arc::new(Metered::new(cloud, self.metrics.clone()));
         let gate = Arc::new(Gate::new(self.prices, &self.settings.region, self.clock.clone()));
         let reporter = Reporter { controller: crd::MANAGER.into(), instance: self.instance };
         let recorder = Recorder::new(self.client.clone(), reporter);

@@ -15,6 +15,12 @@ pub const TAG_OWNER_UID: &str = "dataroom.dev/owner-uid";
 pub const TAG_NAMESPACE: &str = "dataroom.dev/namespace";
 pub const TAG_NAME: &str = "dataroom.dev/name";
 pub const TAG_DATA_ROOM: &str = "dataroom.dev/data-room";
+/// The root volume's size in GiB, tagged at launch: EC2's instance descriptions do not carry it,
+/// and the budget bills the volume for as long as the instance exists.
+pub const TAG_ROOT_VOLUME_GIB: &str = "dataroom.dev/root-volume-gib";
+/// The size assumed for a root volume whose size is not known (an image's own size, before the
+/// launch tags it): the usual Linux image's.
+pub const DEFAULT_ROOT_VOLUME_GIB: u32 = 8;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum InstanceState {
@@ -87,6 +93,11 @@ impl Instance {
 
     pub fn owner_uid(&self) -> Option<&str> {
         self.tag(TAG_OWNER_UID)
+    }
+
+    /// The root volume's size, from its launch tag (an unreadable one counts as the default).
+    pub fn root_volume_gib(&self) -> u32 {
+        self.tag(TAG_ROOT_VOLUME_GIB).and_then(|g| g.parse().ok()).unwrap_or(DEFAULT_ROOT_VOLUME_GIB)
     }
 
     /// The DataRoom (`namespace/name`) this instance serves, from its tags.

@@ -3,6 +3,7 @@
 //! the admin API; the others wait as standbys and take over when the lease runs out or is handed
 //! over on shutdown.
 
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use kube_lease_manager::{LeaseManagerBuilder, LeaseParams};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -58,6 +59,67 @@ impl Election {
                 tracing::warn!(error = %e, "releasing the leader lease failed; it runs out by itself")
             }
             Err(e) => tracing::warn!(error = %e, "the lease task ended abnormally"),
+        }
+    }
+}
+
+/// The proof a leader gives before each EC2 mutation that it still holds the lease: the Lease, read
+/// from the API server then and there, names this replica, has changed hands no more often than when
+/// this replica took it (so it was not lost and won back in between), and has time left. A leader
+/// cut off from the API server cannot read it, so it does nothing: by the time a standby may take the
+/// lease over, the deposed leader's mutations have stopped. (EC2 knows no fencing token, so a call
+/// that passed the check a moment before the lease ran out can still land; the check keeps a margin
+/// of a sixth of the lease for that call, half the time the renewal is made before the lease
+/// would run out.)
+pub struct Fence {
+    api: kube::Api<Lease>,
+    lease: LeaseSettings,
+    transitions: i32,
+    clock: crate::clock::Clock,
+}
+
+impl Fence {
+    /// The fence of the term this replica has just won (call it once the lease is held).
+    pub async fn acquired(
+        client: kube::Client,
+        lease: &LeaseSettings,
+        clock: crate::clock::Clock,
+    ) -> anyhow::Result<Self> {
+        let api: kube::Api<Lease> = kube::Api::namespaced(client, &lease.namespace);
+        let held = api.get(&lease.name).await?.spec.unwrap_or_default();
+        let fence =
+            Fence { api, lease: lease.clone(), transitions: held.lease_transitions.unwrap_or(0), clock };
+        fence.holds(&held).map_err(|why| anyhow::anyhow!("{why}"))?;
+        Ok(fence)
+    }
+
+    /// Ok while this replica provably holds the lease it won; otherwise why not.
+    pub async fn check(&self) -> Result<(), String> {
+        let lease = self
+            .api
+            .get(&self.lease.name)
+            .await
+            .map_err(|e| format!("the leader lease cannot be read: {e}"))?;
+        self.holds(&lease.spec.unwrap_or_default())
+    }
+
+    fn holds(&self, spec: &LeaseSpec) -> Result<(), String> {
+        let holder = spec.holder_identity.as_deref().unwrap_or("nobody");
+        if holder != self.lease.identity {
+            return Err(format!(
+                "the leader lease is held by {holder}, not by this replica ({})",
+                self.lease.identity
+            ));
+        }
+        if spec.lease_transitions.unwrap_or(0) != self.transitions {
+            return Err("the leader lease changed hands since this replica took it".into());
+        }
+        let seconds = spec.lease_duration_seconds.map_or(self.lease.duration_seconds as f64, f64::from);
+        let renewed = spec.renew_time.as_ref().map(|t| t.0).ok_or("the leader lease was never renewed")?;
+        let until = renewed + jiff::SignedDuration::from_secs_f64(seconds * 5.0 / 6.0);
+        match (self.clock)() < until {
+            true => Ok(()),
+            false => Err(format!("the leader lease, last renewed at {renewed}, has (nearly) run out")),
         }
     }
 }

@@ -12,7 +12,7 @@ use crate::cloud::Cloud;
 use crate::cloud::remote::RemoteCloud;
 use crate::config::{CloudSource, Config, RunArgs};
 use crate::controller::checkpoint::Publisher;
-use crate::leader::{Election, LeaseSettings};
+use crate::leader::{Election, Fence, LeaseSettings};
 use crate::metrics::Metrics;
 use crate::signal;
 
@@ -22,6 +22,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
     let home = config.home_namespace.clone().unwrap_or_else(|| client.default_namespace().to_string());
     let mut election = None;
+    let mut fence = None;
     if let Some(settings) = &config.election {
         let lease = LeaseSettings {
             namespace: home.clone(),
@@ -34,6 +35,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             Some(campaign) => election = Some(campaign),
             None => return Ok(()),
         }
+        let clock = crate::clock::system();
+        fence = Some(Fence::acquired(client.clone(), &lease, clock).await.context("the leader lease")?);
     }
     let cloud = match &config.cloud {
         CloudSource::Sandbox { addr, token } => Arc::new(RemoteCloud::new(*addr, token)) as Arc<dyn Cloud>,
@@ -41,7 +44,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     // The audit log is opened here, by the leader only, so that it continues the chain the
     // previous leader left.
-    let operator = Assembly::new(client.clone(), cloud, config.settings, config.audit_log)
+    let mut assembly = Assembly::new(client.clone(), cloud, config.settings, config.audit_log);
+    if let Some(fence) = fence {
+        assembly = assembly.fence(fence);
+    }
+    let operator = assembly
         .prices(config.prices)
         .metrics(metrics)
         .instance_name(std::env::var("POD_NAME").ok())

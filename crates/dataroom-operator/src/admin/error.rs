@@ -31,11 +31,17 @@ pub struct ApiError {
     pub code: &'static str,
     pub detail: String,
     pub limit: Option<&'static str>,
+    /// Seconds after which a retry may succeed (`Retry-After`), for a refusal that is temporary.
+    pub retry_after: Option<u32>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
-        ApiError { status, code, detail: detail.into(), limit: None }
+        ApiError { status, code, detail: detail.into(), limit: None, retry_after: None }
+    }
+
+    pub fn retry_after(self, seconds: u32) -> Self {
+        Self { retry_after: Some(seconds), ..self }
     }
 
     pub fn unauthorized(detail: &str) -> Self {
@@ -92,6 +98,9 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status);
         response.content_type("application/problem+json");
+        if let Some(seconds) = self.retry_after {
+            response.insert_header(("Retry-After", seconds.to_string()));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             response.insert_header(("WWW-Authenticate", "Bearer"));
         }

@@ -9,7 +9,7 @@ use kube::runtime::reflector::ObjectRef;
 
 use super::auth::Admin;
 use super::error::ApiError;
-use super::{AdminState, is_dns_label};
+use super::{AdminState, SshWork, is_dns_label};
 use crate::controller::reach;
 use crate::crd::{DataRoom, Ec2Instance, audit_name, audit_target};
 use crate::ssh::Connection;
@@ -55,16 +55,18 @@ pub fn room(state: &AdminState, namespace: &str, name: &str) -> Result<Arc<DataR
 }
 
 /// An open connection to a running instance (its host key pinned on first use, a changed one
-/// refused; both audited). Counts as activity on the instance's DataRoom.
+/// refused; both audited), and a place among the SSH operations allowed at once, held until the
+/// operation is over. Counts as activity on the instance's DataRoom.
 pub async fn connect(
     state: &AdminState,
     admin: &Admin,
     id: &str,
-) -> Result<(Arc<Ec2Instance>, Arc<Connection>), ApiError> {
+) -> Result<(Arc<Ec2Instance>, Arc<Connection>, SshWork), ApiError> {
     let object = instance(state, id)?;
+    let work = state.ssh_work()?;
     let connection = reach::connect(&state.shared, &state.ssh, &admin.actor(), &object).await?;
     if let Some(room) = object.room_key() {
         state.shared.touch(&room);
     }
-    Ok((object, connection))
+    Ok((object, connection, work))
 }

@@ -10,8 +10,9 @@ pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use actix_web::http::StatusCode;
 use actix_web::{App, HttpResponse, HttpServer, Responder, ResponseError, get, web};
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
@@ -47,6 +48,9 @@ pub struct ApiLimits {
     pub max_batch_output_bytes: usize,
     /// Largest configuration `push-config` takes, inline or from S3 (default 1 MiB).
     pub max_config_bytes: u64,
+    /// Most exec, file and configuration operations over SSH at once, all instances together
+    /// (default 64); one more is refused with 503 `ssh_busy` and `Retry-After`.
+    pub max_ssh_operations: usize,
 }
 
 impl Default for ApiLimits {
@@ -58,6 +62,7 @@ impl Default for ApiLimits {
             max_batch: 50,
             max_batch_output_bytes: 4 << 20,
             max_config_bytes: 1 << 20,
+            max_ssh_operations: 64,
         }
     }
 }
@@ -75,6 +80,18 @@ pub struct AdminState {
     pub limits: ApiLimits,
     /// How often a new AMI's state is checked until it settles (default 5 s).
     pub ami_poll: std::time::Duration,
+    /// SSH operations under way (bounded by `limits.max_ssh_operations`).
+    ssh_operations: Arc<AtomicUsize>,
+}
+
+/// One SSH operation's place among `max_ssh_operations`, given back when dropped (for a download,
+/// when its stream ends).
+pub struct SshWork(Arc<AtomicUsize>);
+
+impl Drop for SshWork {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl AdminState {
@@ -88,7 +105,20 @@ impl AdminState {
             ssh: pool,
             limits: ApiLimits::default(),
             ami_poll,
+            ssh_operations: Arc::default(),
         }
+    }
+
+    /// A place for one more SSH operation, or 503 `ssh_busy` when all are taken.
+    pub fn ssh_work(&self) -> Result<SshWork, ApiError> {
+        let max = self.limits.max_ssh_operations;
+        let taken = self.ssh_operations.fetch_add(1, Ordering::SeqCst);
+        let work = SshWork(self.ssh_operations.clone());
+        if taken >= max {
+            let why = format!("{max} SSH operations are under way, the most at once; try again shortly");
+            return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "ssh_busy", why).retry_after(1));
+        }
+        Ok(work)
     }
 
     /// The audited operation `action` on `target` by `admin` (see `controller::operation`).

@@ -25,43 +25,71 @@ impl Report {
     }
 }
 
+/// Checks the log at `path`, reading one record at a time (memory does not grow with the log).
 pub fn verify_file(path: &Path) -> std::io::Result<Report> {
     let file = std::fs::File::open(path)?;
     let mut reader = std::io::BufReader::new(file);
-    let mut lines = Vec::new();
+    let mut chain = Chain::default();
     let mut buf = Vec::new();
     // Read raw lines so that a missing final newline (a torn write) is visible.
     while reader.read_until(b'\n', &mut buf)? > 0 {
-        lines.push(String::from_utf8_lossy(&buf).into_owned());
+        if !chain.next(&String::from_utf8_lossy(&buf)) {
+            break;
+        }
         buf.clear();
     }
-    Ok(verify_lines(&lines))
+    Ok(chain.report)
 }
 
 /// Checks a log given as its lines (each with its trailing newline, as read from the file).
 /// After a problem the check resumes from the offending record, so every break is reported.
 pub fn verify_lines(lines: &[String]) -> Report {
-    let mut report = Report::default();
-    let mut expected_seq = 1u64;
-    let mut expected_prev = GENESIS.to_string();
-    for (index, raw) in lines.iter().enumerate() {
-        let line = index + 1;
-        let mut problem = |seq, message: String| report.problems.push(Problem { line, seq, message });
+    let mut chain = Chain::default();
+    for raw in lines {
+        if !chain.next(raw) {
+            break;
+        }
+    }
+    chain.report
+}
+
+/// The check so far: what the next record must be.
+struct Chain {
+    report: Report,
+    line: usize,
+    expected_seq: u64,
+    expected_prev: String,
+}
+
+impl Default for Chain {
+    fn default() -> Self {
+        Chain { report: Report::default(), line: 0, expected_seq: 1, expected_prev: GENESIS.to_string() }
+    }
+}
+
+impl Chain {
+    /// Checks the next line; false when nothing after it can be checked (a torn last line).
+    fn next(&mut self, raw: &str) -> bool {
+        self.line += 1;
+        let line = self.line;
+        let problems = &mut self.report.problems;
+        let mut problem = |seq, message: String| problems.push(Problem { line, seq, message });
         let Some(text) = raw.strip_suffix('\n') else {
             problem(None, "the last line is incomplete: the log was truncated mid-record".into());
-            break;
+            return false;
         };
         let (record, intact) = match Record::open(text) {
             Ok(opened) => opened,
             Err(why) => {
                 problem(None, format!("not a well-formed record ({why}): inserted or damaged"));
-                continue;
+                return true;
             }
         };
         let seq = Some(record.seq);
         if !intact {
             problem(seq, format!("record {} was edited: its hash does not match its contents", record.seq));
         }
+        let expected_seq = self.expected_seq;
         if record.seq < expected_seq {
             problem(
                 seq,
@@ -73,7 +101,7 @@ pub fn verify_lines(lines: &[String]) -> Report {
                 seq,
                 format!("{missing} record(s) missing before record {} (expected {expected_seq})", record.seq),
             );
-        } else if record.prev != expected_prev {
+        } else if record.prev != self.expected_prev {
             problem(
                 seq,
                 format!(
@@ -82,10 +110,10 @@ pub fn verify_lines(lines: &[String]) -> Report {
                 ),
             );
         }
-        expected_seq = record.seq + 1;
-        expected_prev = record.hash.clone();
-        report.records += 1;
-        report.head = Some((record.seq, record.hash));
+        self.expected_seq = record.seq + 1;
+        self.expected_prev = record.hash.clone();
+        self.report.records += 1;
+        self.report.head = Some((record.seq, record.hash));
+        true
     }
-    report
 }

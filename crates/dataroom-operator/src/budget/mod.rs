@@ -10,11 +10,11 @@ use std::sync::Mutex;
 
 use tokio::sync::watch;
 
-pub use ledger::{Ask, Ledger, Purpose, Refusal, Slot, day_start};
+pub use ledger::{Ask, Ledger, Purpose, Refusal, RootVolume, Slot, Volume, day_start};
 
 use crate::clock::Clock;
 use crate::crd::{Ec2BudgetSpec, Ec2BudgetStatus};
-use crate::instance::Instance;
+use crate::instance::{DEFAULT_ROOT_VOLUME_GIB, Instance};
 use pricing::PriceTable;
 
 /// Proof that the gate granted `uid` a slot. Only [`Gate::reserve`] makes one (the field is
@@ -58,6 +58,13 @@ impl Gate {
 
     pub fn hourly_price(&self, instance_type: &str) -> Option<f64> {
         self.prices.hourly(&self.region, instance_type)
+    }
+
+    /// A launch, with the root volume it creates priced: `gib` as the spec asks, or (the image's
+    /// own size, unknown until launch) the usual one; the sweep counts the real size after.
+    pub fn launch(&self, root_volume_gib: Option<i32>) -> Purpose {
+        let gib = root_volume_gib.map_or(DEFAULT_ROOT_VOLUME_GIB, |gib| u32::try_from(gib).unwrap_or(0));
+        Purpose::Launch(RootVolume { gib, hourly: self.prices.root_volume_hourly(&self.region, gib) })
     }
 
     pub fn limits(&self) -> Ec2BudgetSpec {
@@ -153,11 +160,13 @@ impl Gate {
         self.ledger.lock().unwrap().holds(uid)
     }
 
-    /// Makes the slots match a full sweep of EC2 that started at `swept_at`: billed instances are
-    /// counted, and slots reserved before the sweep whose instance is not billed are released. A
-    /// retained instance (its object deleted, so nothing of it can be in flight) gives its slot
-    /// back as soon as it is seen stopped or gone.
+    /// Makes the slots and volumes match a full sweep of EC2 that started at `swept_at`: billed
+    /// instances are counted, and slots reserved before the sweep whose instance is not billed
+    /// are released. A retained instance (its object deleted, so nothing of it can be in flight)
+    /// gives its slot back as soon as it is seen stopped or gone. Every instance not gone keeps
+    /// its root volume counted; the volumes of the rest are settled.
     pub fn sync(&self, instances: &[Instance], swept_at: jiff::Timestamp) {
+        self.sync_volumes(instances, swept_at);
         let billed: HashMap<&str, &Instance> = instances
             .iter()
             .filter(|i| i.state.is_billed())
@@ -175,6 +184,31 @@ impl Gate {
         let stale = self.ledger.lock().unwrap().stale(swept_at, |uid| billed.contains_key(uid));
         for uid in stale.iter().map(String::as_str).chain(retained_idle) {
             self.release(uid);
+        }
+    }
+
+    fn sync_volumes(&self, instances: &[Instance], swept_at: jiff::Timestamp) {
+        let now = (self.clock)();
+        let existing: HashMap<&str, &Instance> = instances
+            .iter()
+            .filter(|i| !i.state.is_gone())
+            .filter_map(|i| Some((i.owner_uid()?, i)))
+            .collect();
+        let mut ledger = self.ledger.lock().unwrap();
+        let mut changed = false;
+        for (uid, instance) in &existing {
+            let gib = instance.root_volume_gib();
+            let hourly_usd = self.prices.root_volume_hourly(&self.region, gib).unwrap_or(0.0);
+            let since = instance.launch_time.unwrap_or(now).min(now);
+            let volume = Volume { gib, hourly_usd, since, room: instance.room() };
+            changed |= ledger.adopt_volume(uid, volume, now);
+        }
+        for uid in ledger.stale_volumes(swept_at, |uid| existing.contains_key(uid)) {
+            changed |= ledger.release_volume(&uid, now);
+        }
+        drop(ledger);
+        if changed {
+            self.notify();
         }
     }
 

@@ -1,14 +1,24 @@
-//! On-demand hourly prices (Linux, shared tenancy, USD) used by the budget gate.
+//! On-demand prices (USD) used by the budget gate: instance types per hour (Linux, shared tenancy)
+//! and EBS volume types per GiB-month.
 //!
-//! Source: the AWS EC2 On-Demand pricing page (aws.amazon.com/ec2/pricing/on-demand/), list prices
-//! as published in 2025; they have been stable for years but are not fetched live. A deployment
-//! whose prices differ, or that uses another region or type, overrides or extends the table with
-//! `--price-table FILE` (YAML: `{region: {instance-type: usd-per-hour}}`). A type absent from
-//! the table is refused by the budget gate, never launched at an unknown cost.
+//! Sources: the AWS EC2 On-Demand pricing page (aws.amazon.com/ec2/pricing/on-demand/) and the
+//! EBS pricing page (aws.amazon.com/ebs/pricing/), list prices as published in 2025; they have been
+//! stable for years but are not fetched live. A deployment whose prices differ, or that uses another
+//! region or type, overrides or extends the table with `--price-table FILE` (YAML:
+//! `{region: {instance-type: usd-per-hour, volume-type: usd-per-gib-month}}`; an instance type has a
+//! dot, `t3.micro`, a volume type has none, `gp3`). A type absent from the table is refused by the
+//! budget gate, never launched at an unknown cost.
 
 use std::collections::BTreeMap;
 
-/// region → instance type → USD per hour.
+/// The EBS volume type of every root volume the operator creates (EC2 is asked for it by name, so
+/// the price is known; an image's own default might be the dearer gp2).
+pub const ROOT_VOLUME_TYPE: &str = "gp3";
+
+/// EBS bills per GiB-month; AWS prorates by the second over a 730-hour month.
+const HOURS_PER_MONTH: f64 = 730.0;
+
+/// region → instance type → USD per hour, and region → volume type → USD per GiB-month.
 #[derive(Clone, Debug, PartialEq, serde::Deserialize)]
 #[serde(transparent)]
 pub struct PriceTable(BTreeMap<String, BTreeMap<String, f64>>);
@@ -32,6 +42,7 @@ const US: &[(&str, f64)] = &[
     ("c5.large", 0.085),
     ("c5.xlarge", 0.17),
     ("r5.large", 0.126),
+    (ROOT_VOLUME_TYPE, 0.08),
 ];
 
 const EU_WEST_1: &[(&str, f64)] = &[
@@ -44,6 +55,7 @@ const EU_WEST_1: &[(&str, f64)] = &[
     ("t3.2xlarge", 0.3648),
     ("m5.large", 0.107),
     ("c5.large", 0.096),
+    (ROOT_VOLUME_TYPE, 0.088),
 ];
 
 const EU_CENTRAL_1: &[(&str, f64)] = &[
@@ -56,6 +68,7 @@ const EU_CENTRAL_1: &[(&str, f64)] = &[
     ("t3.2xlarge", 0.384),
     ("m5.large", 0.115),
     ("c5.large", 0.097),
+    (ROOT_VOLUME_TYPE, 0.0952),
 ];
 
 impl Default for PriceTable {
@@ -87,8 +100,15 @@ impl PriceTable {
         self
     }
 
+    /// An instance type's price per hour (a volume type is not an instance type).
     pub fn hourly(&self, region: &str, instance_type: &str) -> Option<f64> {
-        self.0.get(region)?.get(instance_type).copied()
+        instance_type.contains('.').then(|| self.0.get(region)?.get(instance_type).copied())?
+    }
+
+    /// What a root volume of `gib` GiB costs per hour.
+    pub fn root_volume_hourly(&self, region: &str, gib: u32) -> Option<f64> {
+        let per_gib_month = self.0.get(region)?.get(ROOT_VOLUME_TYPE)?;
+        Some(per_gib_month * f64::from(gib) / HOURS_PER_MONTH)
     }
 
     /// Every price in the table.
@@ -141,5 +161,17 @@ mod tests {
         assert_eq!(table.hourly("us-east-1", "g5.xlarge"), Some(1.006));
         assert_eq!(table.hourly("us-east-1", "t3.small"), Some(0.0208));
         assert_eq!(table.hourly("ap-south-9", "t3.micro"), Some(0.01));
+    }
+
+    #[test]
+    fn root_volumes_are_priced_per_gib_month_by_region() {
+        let table = PriceTable::default();
+        // 730 GiB of gp3 at $0.08 per GiB-month is $0.08 an hour.
+        assert!((table.root_volume_hourly("us-east-1", 730).unwrap() - 0.08).abs() < 1e-12);
+        assert!((table.root_volume_hourly("eu-central-1", 730).unwrap() - 0.0952).abs() < 1e-12);
+        assert_eq!(table.root_volume_hourly("ap-south-9", 8), None);
+        assert_eq!(table.hourly("us-east-1", "gp3"), None, "a volume type is not an instance type");
+        let table = table.with_overrides(PriceTable::parse("ap-south-9: {gp3: 0.0876}").unwrap());
+        assert!((table.root_volume_hourly("ap-south-9", 730).unwrap() - 0.0876).abs() < 1e-12);
     }
 }

@@ -6,7 +6,7 @@ use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::primitives::Blob;
 use aws_sdk_ec2::types::{
     BlockDeviceMapping, EbsBlockDevice, Filter, HttpTokensState, InstanceMetadataEndpointState,
-    InstanceMetadataOptionsRequest, InstanceType, ResourceType, Tag, TagSpecification,
+    InstanceMetadataOptionsRequest, InstanceType, ResourceType, Tag, TagSpecification, VolumeType,
 };
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -14,10 +14,11 @@ use jiff::Timestamp;
 
 use super::{
     CloudError, ErrorKind, Image, Instance, InstanceState, KeyPair, LaunchRequest, RETAINED, Result,
-    SecretValue, TAG_MANAGED_BY, TAG_OWNER_UID, classify,
+    SecretValue, TAG_MANAGED_BY, TAG_OWNER_UID, TAG_ROOT_VOLUME_GIB, classify,
 };
 use super::{Imperative, Lifecycle};
 use crate::budget::Reservation;
+use crate::budget::pricing::ROOT_VOLUME_TYPE;
 
 #[derive(Clone, Debug)]
 pub struct AwsCloud {
@@ -139,12 +140,17 @@ fn convert_instance(i: aws_sdk_ec2::types::Instance) -> Option<Instance> {
 impl Lifecycle for AwsCloud {
     async fn run_instance(&self, req: &LaunchRequest, _reservation: &Reservation) -> Result<Instance> {
         let (root, image_size) = self.root_device(&req.image_id).await.map_err(missing_is_terminal)?;
-        let mut ebs = EbsBlockDevice::builder().encrypted(true).delete_on_termination(true);
+        // gp3 by name, whatever the image's default: the budget prices that type.
+        let mut ebs = EbsBlockDevice::builder()
+            .encrypted(true)
+            .delete_on_termination(true)
+            .volume_type(VolumeType::from(ROOT_VOLUME_TYPE));
+        let mut tags = req.tags();
         if let Some(size) = req.root_volume_gib.or(image_size) {
             ebs = ebs.volume_size(size);
+            tags.insert(TAG_ROOT_VOLUME_GIB.into(), size.to_string());
         }
-        let tags: Vec<Tag> =
-            req.tags().into_iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect();
+        let tags: Vec<Tag> = tags.into_iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect();
         let tag_spec =
             |kind| TagSpecification::builder().resource_type(kind).set_tags(Some(tags.clone())).build();
         let metadata = InstanceMetadataOptionsRequest::builder()

@@ -5,6 +5,7 @@
 pub mod aws;
 mod error;
 pub mod fake;
+pub mod fenced;
 pub mod iam;
 pub mod keys;
 pub mod metered;
@@ -19,7 +20,7 @@ use crate::budget::Reservation;
 
 pub use crate::instance::{
     Instance, InstanceState, MANAGED_BY, RETAINED, TAG_DATA_ROOM, TAG_MANAGED_BY, TAG_NAME, TAG_NAMESPACE,
-    TAG_OWNER_UID,
+    TAG_OWNER_UID, TAG_ROOT_VOLUME_GIB,
 };
 pub use error::{CloudError, ErrorKind, classify};
 
@@ -59,6 +60,9 @@ impl LaunchRequest {
         tags.insert(TAG_NAME.into(), self.name.clone());
         if let Some(room) = &self.data_room {
             tags.insert(TAG_DATA_ROOM.into(), room.clone());
+        }
+        if let Some(gib) = self.root_volume_gib {
+            tags.insert(TAG_ROOT_VOLUME_GIB.into(), gib.to_string());
         }
         tags.insert("Name".into(), format!("{}/{}", self.namespace, self.name));
         tags

@@ -41,6 +41,11 @@ pub struct Ec2BudgetSpec {
     #[serde(default = "default_idle")]
     #[schemars(range(min = 0, max = 100000))]
     pub default_idle_timeout_minutes: u32,
+    /// Largest root volume (GiB) a launch may create. Volumes cost money while their instance
+    /// runs and while it is stopped, and count against `dailySpendUsd` the whole time.
+    #[serde(default = "default_max_root_volume", rename = "maxRootVolumeGiB")]
+    #[schemars(range(min = 1, max = 16384))]
+    pub max_root_volume_gib: u32,
     /// Most launches (RunInstances) in one UTC day; unlimited when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 1000000))]
@@ -54,6 +59,7 @@ impl Default for Ec2BudgetSpec {
             daily_spend_usd: default_daily_spend(),
             max_instance_type: default_max_type(),
             default_idle_timeout_minutes: default_idle(),
+            max_root_volume_gib: default_max_root_volume(),
             max_launches_per_day: None,
         }
     }
@@ -71,6 +77,9 @@ fn default_max_type() -> String {
 fn default_idle() -> u32 {
     30
 }
+fn default_max_root_volume() -> u32 {
+    100
+}
 
 /// Live usage. `settledSpendUsd` and `launchesToday` cannot be recomputed from EC2, so they are
 /// persisted here and read back after a restart.
@@ -79,7 +88,10 @@ fn default_idle() -> u32 {
 pub struct Ec2BudgetStatus {
     #[serde(default)]
     pub running_instances: u32,
-    /// Spend so far in the current UTC day, running instances included.
+    /// GiB of root volumes that exist (their instances running or stopped), billed while they do.
+    #[serde(default, rename = "rootVolumeGiB")]
+    pub root_volume_gib: u32,
+    /// Spend so far in the current UTC day, running instances and existing volumes included.
     #[serde(default)]
     pub spend_today_usd: f64,
     /// Spend of instance runs that ended in the current UTC day.

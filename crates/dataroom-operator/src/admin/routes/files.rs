@@ -58,7 +58,7 @@ pub async fn download(
         let path = remote_path(&format!("/{path}"))?;
         Ok((path, connect(&state, &admin, &id).await?))
     };
-    let (path, (object, connection)) = match prepared.await {
+    let (path, (object, connection, work)) = match prepared.await {
         Ok(ready) => ready,
         Err(e) => {
             return Err(state
@@ -76,6 +76,11 @@ pub async fn download(
     let download = async { connection.download(&path).await.map_err(ApiError::from) };
     let (size, stream) =
         op.run_with(download, |(size, _)| Some(json!({"path": path, "bytes": size}))).await?;
+    // The SSH operation lasts until the last byte is sent.
+    let stream = stream.map(move |chunk| {
+        let _ = &work;
+        chunk
+    });
     Ok(HttpResponse::Ok().content_type("application/octet-stream").no_chunking(size).streaming(stream))
 }
 
@@ -152,7 +157,7 @@ pub async fn upload(
         Ok((path, mode, form, field, connect(&state, &admin, &id).await?))
     };
     // The form outlives its part: a part reads the request body through it.
-    let (path, mode, _form, field, (object, connection)) = match prepared.await {
+    let (path, mode, _form, field, (object, connection, _work)) = match prepared.await {
         Ok(ready) => ready,
         Err(e) => {
             let params = json!({"path": query.destination_path});
@@ -212,7 +217,7 @@ pub async fn push_files(
         };
         Ok((dir, mode(&query.mode, 0o644)?, connect(&state, &admin, &id).await?))
     };
-    let (dir, mode, (object, connection)) = match prepared.await {
+    let (dir, mode, (object, connection, _work)) = match prepared.await {
         Ok(ready) => ready,
         Err(e) => {
             let params = json!({"destination_dir": query.destination_dir});
@@ -335,7 +340,7 @@ pub async fn push_config(
         let bytes = config_bytes(&state, &body.config_source).await?;
         Ok((path, bytes, connect(&state, &admin, &id).await?))
     };
-    let (path, bytes, (object, connection)) = match prepared.await {
+    let (path, bytes, (object, connection, _work)) = match prepared.await {
         Ok(ready) => ready,
         Err(e) => {
             let params = json!({"path": body.path, "source": source});

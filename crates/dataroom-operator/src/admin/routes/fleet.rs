@@ -12,7 +12,6 @@ use crate::admin::auth::Admin;
 use crate::admin::error::{ApiError, Problem};
 use crate::admin::lookup;
 use crate::admin::{AdminState, is_dns_label};
-use crate::budget::Purpose;
 use crate::controller::dataroom::key;
 use crate::crd::{DEFAULT_INSTANCE_TYPE, DataRoom, DataRoomState, audit_name};
 
@@ -168,7 +167,8 @@ async fn set_state(
     let checked = lookup::room(&state, namespace, name).and_then(|room| {
         if want == DataRoomState::Running && room.spec.state == DataRoomState::Stopped {
             let instance_type = room.spec.instance_type.as_deref().unwrap_or(DEFAULT_INSTANCE_TYPE);
-            state.shared.gate.check(instance_type, Purpose::Launch).map_err(|r| ApiError::budget(&r))?;
+            let launch = state.shared.gate.launch(None);
+            state.shared.gate.check(instance_type, launch).map_err(|r| ApiError::budget(&r))?;
         }
         Ok(room)
     });

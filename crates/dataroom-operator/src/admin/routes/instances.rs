@@ -226,7 +226,8 @@ pub async fn create(
     let checked = match wait > MAX_WAIT_SECONDS {
         true => Err(ApiError::bad_request("invalid_wait", format!("wait is at most {MAX_WAIT_SECONDS}"))),
         false => validate(&body).and_then(|()| {
-            state.shared.gate.check(&body.instance_type, Purpose::Launch).map_err(|r| ApiError::budget(&r))
+            let launch = state.shared.gate.launch(None);
+            state.shared.gate.check(&body.instance_type, launch).map_err(|r| ApiError::budget(&r))
         }),
     };
     if let Err(e) = checked {
@@ -292,7 +293,10 @@ async fn set_power(
     let checked = found.and_then(|object| {
         let view = InstanceView::of(&state, &object);
         if power == PowerState::Running && object.spec.power_state == PowerState::Stopped {
-            let purpose = if view.instance_id.is_some() { Purpose::Start } else { Purpose::Launch };
+            let purpose = match view.instance_id {
+                Some(_) => Purpose::Start,
+                None => state.shared.gate.launch(object.spec.root_volume_gib),
+            };
             state.shared.gate.check(&object.spec.instance_type, purpose).map_err(|r| ApiError::budget(&r))?;
         }
         Ok((object, view))

@@ -179,7 +179,7 @@ pub async fn exec(
         let timeout = timeout(body.timeout_seconds)?;
         Ok((timeout, connect(&state, &admin, &id).await?))
     };
-    let (timeout, (object, connection)) = match prepared.await {
+    let (timeout, (object, connection, _work)) = match prepared.await {
         Ok(ready) => ready,
         Err(e) => {
             return Err(state
@@ -249,7 +249,7 @@ pub async fn exec_batch(
         let timeout = timeout(body.timeout_seconds)?;
         Ok((timeout, connect(&state, &admin, &id).await?))
     };
-    let (timeout, (object, connection)) = match prepared.await {
+    let (timeout, (object, connection, _work)) = match prepared.await {
         Ok(ready) => ready,
         Err(e) => {
             let params = json!({"commands": body.commands.len()});

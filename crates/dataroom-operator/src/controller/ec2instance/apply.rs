@@ -87,9 +87,12 @@ async fn adopt(obj: &Ec2Instance, ctx: &Context, found: Vec<Instance>, report: &
     let mut found = found.into_iter();
     let keep = found.next().expect("adopt is called with an instance");
     for extra in found {
+        let params = json!({ "instance_id": extra.id, "kept": keep.id });
+        let intent = Entry::new(ACTOR, "terminate-duplicate", &audit_target(obj), Outcome::Started);
+        ctx.append(intent.params(params.clone())).await?;
         ctx.cloud.terminate_instance(&extra.id).await?;
         let entry = Entry::new(ACTOR, "terminate-duplicate", &audit_target(obj), Outcome::Success)
-            .params(json!({ "instance_id": extra.id, "kept": keep.id }))
+            .params(params)
             .detail(format!("terminated {} because {} already serves this object", extra.id, keep.id));
         ctx.record(obj, entry, Some((EventType::Warning, "DuplicateTerminated"))).await?;
     }
@@ -111,7 +114,8 @@ async fn launch(
     report: &mut Report,
 ) -> Result<Action> {
     let instance_type = &obj.spec.instance_type;
-    let reservation = match ctx.gate.reserve(uid, instance_type, Purpose::Launch, obj.room_key().as_deref()) {
+    let purpose = ctx.gate.launch(obj.spec.root_volume_gib);
+    let reservation = match ctx.gate.reserve(uid, instance_type, purpose, obj.room_key().as_deref()) {
         Ok(reservation) => reservation,
         Err(refusal) => return refused(obj, ctx, "launch", refusal, report).await,
     };
@@ -214,13 +218,20 @@ async fn power(
     report: &mut Report,
 ) -> Result<()> {
     let id = &instance.id;
-    let (action, call, state, reason) = match change {
-        Power::Start(reserved) => {
-            ("start", ctx.cloud.start_instance(id, reserved).await, InstanceState::Pending, "Started")
-        }
-        Power::Stop => ("stop", ctx.cloud.stop_instance(id).await, InstanceState::Stopping, "Stopped"),
+    let action = match change {
+        Power::Start(_) => "start",
+        Power::Stop => "stop",
     };
     let params = with_instance(json!({}), &instance.id);
+    // On disk before EC2 is asked: a change that took effect is never missing from the log.
+    ctx.append(Entry::new(ACTOR, action, &audit_target(obj), Outcome::Started).params(params.clone()))
+        .await?;
+    let (call, state, reason) = match change {
+        Power::Start(reserved) => {
+            (ctx.cloud.start_instance(id, reserved).await, InstanceState::Pending, "Started")
+        }
+        Power::Stop => (ctx.cloud.stop_instance(id).await, InstanceState::Stopping, "Stopped"),
+    };
     if let Err(e) = call {
         let entry = Entry::new(ACTOR, action, &audit_target(obj), Outcome::Failure)
             .params(params)

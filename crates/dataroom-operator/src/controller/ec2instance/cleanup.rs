@@ -20,6 +20,14 @@ pub async fn cleanup(obj: &Ec2Instance, ctx: &Context) -> Result<Action> {
     live.retain(|i| !i.state.is_gone());
     let key_name = key_pair_name(&uid);
     let ids: Vec<&str> = live.iter().map(|i| i.id.as_str()).collect();
+    let action = match obj.spec.deletion_policy {
+        DeletionPolicy::Delete => "terminate",
+        DeletionPolicy::Retain => "retain",
+    };
+    // On disk before EC2 is asked: a termination or hand-over that took effect is never missing
+    // from the log (a retry after a crash finds the instances gone and records that).
+    let intent = Entry::new(ACTOR, action, &audit_target(obj), Outcome::Started);
+    ctx.append(intent.params(json!({ "instance_ids": ids, "key_pair": key_name }))).await?;
     match obj.spec.deletion_policy {
         DeletionPolicy::Delete => {
             for instance in &live {
@@ -33,7 +41,7 @@ pub async fn cleanup(obj: &Ec2Instance, ctx: &Context) -> Result<Action> {
                 true => "no instance was running; key pair and secret removed".to_string(),
                 false => format!("terminated {}; key pair and secret removed", ids.join(", ")),
             };
-            let entry = Entry::new(ACTOR, "terminate", &audit_target(obj), Outcome::Success)
+            let entry = Entry::new(ACTOR, action, &audit_target(obj), Outcome::Success)
                 .params(json!({ "instance_ids": ids, "key_pair": key_name }))
                 .detail(detail);
             ctx.record(obj, entry, Some((EventType::Normal, "Terminated"))).await?;
@@ -42,7 +50,7 @@ pub async fn cleanup(obj: &Ec2Instance, ctx: &Context) -> Result<Action> {
             for instance in &live {
                 ctx.cloud.retain_instance(&instance.id).await?;
             }
-            let entry = Entry::new(ACTOR, "retain", &audit_target(obj), Outcome::Success)
+            let entry = Entry::new(ACTOR, action, &audit_target(obj), Outcome::Success)
                 .params(json!({
                     "instance_ids": ids,
                     "key_pair": key_name,
