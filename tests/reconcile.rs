@@ -153,7 +153,11 @@ async fn power_state_is_converged_both_ways() {
         (Some("running"), Some(id.as_str()))
     );
     let actions: Vec<_> = f.audit_lines().iter().map(|r| r["action"].as_str().unwrap().to_string()).collect();
-    assert_eq!(actions, ["launch", "launch", "stop", "start"], "the launch is recorded before and after");
+    assert_eq!(
+        actions,
+        ["launch", "launch", "stop", "stop", "start", "start"],
+        "each EC2 mutation is recorded before (its intent) and after (its outcome)"
+    );
 }
 
 #[tokio::test]

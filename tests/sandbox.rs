@@ -75,7 +75,8 @@ fn an_ec2instance_lives_its_whole_life_through_kubectl() {
             serde_json::from_str::<serde_json::Value>(l).unwrap()["action"].as_str().unwrap().to_string()
         })
         .collect();
-    assert_eq!(actions, ["launch", "launch", "stop", "start", "terminate"], "launch: started, then success");
+    let each_twice = ["launch", "launch", "stop", "stop", "start", "start", "terminate", "terminate"];
+    assert_eq!(actions, each_twice, "each EC2 mutation: its intent (started), then its outcome");
 }
 
 #[test]
@@ -118,7 +119,8 @@ fn a_state_directory_is_resumed() {
     assert_eq!(mode & 0o777, 0o600, "the simulated key store is private");
     sandbox.ok(&["delete", "ec2", "web", "--timeout=30s"]);
     let audit = std::fs::read_to_string(sandbox.dir.path().join("audit.jsonl")).unwrap();
-    assert!(audit.lines().count() == 3 && audit.contains("\"action\":\"terminate\""), "{audit}");
+    // The launch and the termination, each as its intent and its outcome.
+    assert!(audit.lines().count() == 4 && audit.contains("\"action\":\"terminate\""), "{audit}");
 }
 
 /// The README's walk-through, run as written (the `export KUBECONFIG=` line is the test's own).

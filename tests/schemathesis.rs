@@ -36,7 +36,9 @@ fn schemathesis_finds_no_server_error_and_no_undocumented_response() {
         .arg("run")
         .arg(format!("{}/api/openapi.json", sandbox.admin))
         .args(["--header", &format!("Authorization: Bearer {}", key.trim())])
-        .args(["--checks", CHECKS, "--max-examples", &examples, "--workers", "2"])
+        // One worker: with two, hypothesis's concurrent `ast.parse` trips a CPython 3.11.7 bug
+        // ("AST constructor recursion depth mismatch", fixed in later CPythons) about one run in two.
+        .args(["--checks", CHECKS, "--max-examples", &examples, "--workers", "1"])
         .args(["--phases", "examples,coverage,fuzzing", "--generation-database", "none"])
         .args(["--request-timeout", "30", "--no-color", "--report", "junit", "--report-junit-path"])
         .arg(&report)

@@ -49,6 +49,9 @@ pub struct BudgetChange {
     pub max_instance_type: Option<String>,
     #[schema(minimum = 0, maximum = 100000)]
     pub default_idle_timeout_minutes: Option<u32>,
+    #[serde(rename = "maxRootVolumeGiB")]
+    #[schema(minimum = 1, maximum = 16384)]
+    pub max_root_volume_gib: Option<u32>,
     #[schema(minimum = 0, maximum = 1000000)]
     pub max_launches_per_day: Option<u32>,
 }

@@ -43,7 +43,7 @@ fn mode(text: &Option<String>, default: u32) -> Result<u32, ApiError> {
            ("path" = String, Path, description = "the remote file's absolute path, without its leading `/`")),
     responses((status = 200, description = "the file's bytes, streamed", content_type = "application/octet-stream"),
               (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem),
-              (status = 409, body = Problem), (status = 502, body = Problem), (status = 504, body = Problem)),
+              (status = 409, body = Problem), (status = 502, body = Problem), (status = 503, description = "`ssh_busy` (with `Retry-After`) or `audit_unavailable`", body = Problem), (status = 504, body = Problem)),
     security(("admin_key" = [])),
     tag = "files"
 )]
@@ -130,7 +130,7 @@ async fn write_part(
     responses((status = 201, body = Written), (status = 400, body = Problem), (status = 401, body = Problem),
               (status = 404, body = Problem), (status = 409, body = Problem),
               (status = 413, description = "larger than the file size limit", body = Problem),
-              (status = 502, body = Problem), (status = 504, body = Problem)),
+              (status = 502, body = Problem), (status = 503, description = "`ssh_busy` (with `Retry-After`) or `audit_unavailable`", body = Problem), (status = 504, body = Problem)),
     security(("admin_key" = [])),
     tag = "files"
 )]
@@ -197,7 +197,7 @@ pub struct PushedFiles {
                  content_type = "multipart/form-data"),
     responses((status = 201, body = PushedFiles), (status = 400, body = Problem), (status = 401, body = Problem),
               (status = 404, body = Problem), (status = 409, body = Problem), (status = 413, body = Problem),
-              (status = 502, body = Problem), (status = 504, body = Problem)),
+              (status = 502, body = Problem), (status = 503, description = "`ssh_busy` (with `Retry-After`) or `audit_unavailable`", body = Problem), (status = 504, body = Problem)),
     security(("admin_key" = [])),
     tag = "files"
 )]
@@ -319,7 +319,7 @@ async fn config_bytes(state: &AdminState, source: &serde_json::Value) -> Result<
     request_body = PushConfig,
     responses((status = 201, body = Written), (status = 400, body = Problem), (status = 401, body = Problem),
               (status = 404, body = Problem), (status = 409, body = Problem),
-              (status = 413, description = "the configuration is over 1 MiB", body = Problem), (status = 502, body = Problem),
+              (status = 413, description = "the configuration is over 1 MiB", body = Problem), (status = 502, body = Problem), (status = 503, description = "`ssh_busy` (with `Retry-After`) or `audit_unavailable`", body = Problem),
               (status = 504, body = Problem)),
     security(("admin_key" = [])),
     tag = "files"

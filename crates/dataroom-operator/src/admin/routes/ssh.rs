@@ -163,7 +163,7 @@ async fn run(
     responses((status = 200, description = "the command ran (whatever its exit)", body = ExecResult),
               (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem),
               (status = 409, description = "not running, or its host key changed", body = Problem),
-              (status = 502, body = Problem), (status = 504, body = Problem)),
+              (status = 502, body = Problem), (status = 503, description = "`ssh_busy` (with `Retry-After`) or `audit_unavailable`", body = Problem), (status = 504, body = Problem)),
     security(("admin_key" = [])),
     tag = "ssh"
 )]
@@ -223,7 +223,7 @@ pub struct BatchResult {
     params(("id" = String, Path, description = "EC2 instance ID or object name")),
     request_body = BatchRequest,
     responses((status = 200, body = BatchResult), (status = 400, body = Problem), (status = 401, body = Problem),
-              (status = 404, body = Problem), (status = 409, body = Problem), (status = 502, body = Problem),
+              (status = 404, body = Problem), (status = 409, body = Problem), (status = 502, body = Problem), (status = 503, description = "`ssh_busy` (with `Retry-After`) or `audit_unavailable`", body = Problem),
               (status = 504, body = Problem)),
     security(("admin_key" = [])),
     tag = "ssh"
