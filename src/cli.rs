@@ -55,6 +55,10 @@ pub enum AuditCommand {
         /// The signing key's public half (base64, from `audit keygen` or `audit public-key`).
         #[arg(long, requires = "checkpoint")]
         public_key: Option<String>,
+        /// Where this verifier remembers the highest checkpoint it has accepted (created if
+        /// absent): an older checkpoint put back, or one that does not follow it, is refused.
+        #[arg(long, requires = "checkpoint")]
+        state: Option<PathBuf>,
     },
     /// Make a checkpoint signing key: the PKCS#8 PEM private key on stdout (put it in a Secret),
     /// its public key on stderr (keep it where the log's verifiers can trust it).

@@ -43,9 +43,9 @@ async fn main() -> ExitCode {
             println!("{}", serde_json::to_string_pretty(&policy).expect("JSON"));
             Ok(())
         }
-        Command::Audit { command: AuditCommand::Verify { file, checkpoint, public_key } } => {
+        Command::Audit { command: AuditCommand::Verify { file, checkpoint, public_key, state } } => {
             let checkpoint = checkpoint.as_deref().zip(public_key.as_deref());
-            return dataroom_operator::audit::verify(&file, checkpoint);
+            return dataroom_operator::audit::verify(&file, checkpoint, state.as_deref());
         }
         Command::Audit { command: AuditCommand::Keygen } => {
             let signer = dataroom_operator::audit::checkpoint::Signer::generate();

@@ -529,3 +529,66 @@ async fn ssh_work_beyond_the_bound_is_refused_with_a_time_to_retry() {
         call(&app, "POST", "/api/ec2/instances/web/exec", Some(json!({ "command": "true" }))).await;
     assert_eq!(code, 200, "the place is given back when the work ends");
 }
+
+/// Audit hole 8: whoever can write the audit volume and the checkpoint ConfigMap puts back an
+/// older checkpoint and cuts the log to match. The checkpoint alone cannot tell (it is genuine and
+/// the log holds its record); a verifier that remembers the highest checkpoint it accepted
+/// (`--state`) refuses it. Checkpoints come every interval, so a quiet one shows nothing was logged.
+#[tokio::test]
+async fn a_checkpoint_put_back_with_the_log_cut_to_match_is_refused() {
+    use dataroom_operator::audit::checkpoint::Signer;
+    use dataroom_operator::audit::{AuditLog, Entry, Outcome};
+    use std::process::ExitCode;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (log_path, checkpoint, state) = (
+        dir.path().join("audit.jsonl"),
+        dir.path().join("checkpoint.json"),
+        dir.path().join("verifier.state"),
+    );
+    let log = AuditLog::open(&log_path).unwrap();
+    let signer = Signer::generate();
+    let key = signer.public_key();
+    let append = async |n: usize| {
+        for _ in 0..n {
+            log.append(Entry::new("controller", "launch", "ec2instance/default/web", Outcome::Success))
+                .await
+                .unwrap();
+        }
+        log.head()
+    };
+    let store = |c: &dataroom_operator::audit::checkpoint::Checkpoint| {
+        std::fs::write(&checkpoint, serde_json::to_string(c).unwrap()).unwrap()
+    };
+    let verify = |remember: bool| {
+        dataroom_operator::audit::verify(
+            &log_path,
+            Some((&checkpoint, &key)),
+            remember.then_some(state.as_path()),
+        )
+    };
+
+    let (seq, hash) = append(10).await;
+    let old = signer.sign(None, seq, &hash, jiff::Timestamp::now());
+    store(&old);
+    assert_eq!(verify(true), ExitCode::SUCCESS);
+    let cut_at = std::fs::read(&log_path).unwrap().len();
+    let (seq, hash) = append(2).await;
+    let newer = signer.sign(Some(&old), seq, &hash, jiff::Timestamp::now());
+    store(&newer);
+    assert_eq!(verify(true), ExitCode::SUCCESS, "the verifier now remembers checkpoint 2");
+    let quiet = signer.sign(Some(&newer), seq, &hash, jiff::Timestamp::now());
+    store(&quiet);
+    assert_eq!(verify(true), ExitCode::SUCCESS, "a quiet interval's checkpoint follows");
+
+    // The attack: the last two records cut off, the first checkpoint put back.
+    std::fs::OpenOptions::new().write(true).open(&log_path).unwrap().set_len(cut_at as u64).unwrap();
+    store(&old);
+    assert_eq!(verify(false), ExitCode::SUCCESS, "without memory the rollback is undetectable");
+    assert_eq!(verify(true), ExitCode::FAILURE, "a verifier that remembers refuses it");
+    // Nor can a checkpoint of a rewritten chain take checkpoint 3's place.
+    let forged = signer.sign(Some(&old), 10, &old.hash, jiff::Timestamp::now());
+    let forged_next = signer.sign(Some(&forged), 10, &old.hash, jiff::Timestamp::now());
+    store(&forged_next);
+    assert_eq!(verify(true), ExitCode::FAILURE, "a chain forked from an older checkpoint");
+}

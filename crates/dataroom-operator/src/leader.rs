@@ -104,22 +104,70 @@ impl Fence {
     }
 
     fn holds(&self, spec: &LeaseSpec) -> Result<(), String> {
-        let holder = spec.holder_identity.as_deref().unwrap_or("nobody");
-        if holder != self.lease.identity {
-            return Err(format!(
-                "the leader lease is held by {holder}, not by this replica ({})",
-                self.lease.identity
-            ));
-        }
-        if spec.lease_transitions.unwrap_or(0) != self.transitions {
-            return Err("the leader lease changed hands since this replica took it".into());
-        }
-        let seconds = spec.lease_duration_seconds.map_or(self.lease.duration_seconds as f64, f64::from);
-        let renewed = spec.renew_time.as_ref().map(|t| t.0).ok_or("the leader lease was never renewed")?;
-        let until = renewed + jiff::SignedDuration::from_secs_f64(seconds * 5.0 / 6.0);
-        match (self.clock)() < until {
-            true => Ok(()),
-            false => Err(format!("the leader lease, last renewed at {renewed}, has (nearly) run out")),
+        proves_holding(spec, &self.lease, self.transitions, (self.clock)())
+    }
+}
+
+/// Whether `spec` shows `lease.identity` holding the lease it took at `transitions`, with time left
+/// at `now` beyond the fence's margin (a sixth of the lease).
+fn proves_holding(
+    spec: &LeaseSpec,
+    lease: &LeaseSettings,
+    transitions: i32,
+    now: jiff::Timestamp,
+) -> Result<(), String> {
+    let holder = spec.holder_identity.as_deref().unwrap_or("nobody");
+    if holder != lease.identity {
+        return Err(format!(
+            "the leader lease is held by {holder}, not by this replica ({})",
+            lease.identity
+        ));
+    }
+    if spec.lease_transitions.unwrap_or(0) != transitions {
+        return Err("the leader lease changed hands since this replica took it".into());
+    }
+    let seconds = spec.lease_duration_seconds.map_or(lease.duration_seconds as f64, f64::from);
+    let renewed = spec.renew_time.as_ref().map(|t| t.0).ok_or("the leader lease was never renewed")?;
+    let until = renewed + jiff::SignedDuration::from_secs_f64(seconds * 5.0 / 6.0);
+    match now < until {
+        true => Ok(()),
+        false => Err(format!("the leader lease, last renewed at {renewed}, has (nearly) run out")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+
+    use super::*;
+
+    #[test]
+    fn holding_is_proved_by_identity_term_and_time_left() {
+        let lease = LeaseSettings {
+            namespace: "ops".into(),
+            name: "dataroom-operator".into(),
+            identity: "pod-a".into(),
+            duration_seconds: 12,
+        };
+        let renewed: jiff::Timestamp = "2026-12-02T10:00:00Z".parse().unwrap();
+        let spec = |holder: &str, transitions: i32| LeaseSpec {
+            holder_identity: Some(holder.into()),
+            lease_transitions: Some(transitions),
+            lease_duration_seconds: Some(12),
+            renew_time: Some(MicroTime(renewed)),
+            ..Default::default()
+        };
+        let at = |seconds: i64| renewed + jiff::SignedDuration::from_secs(seconds);
+        let cases: [(&str, LeaseSpec, jiff::Timestamp, bool); 6] = [
+            ("held, just renewed", spec("pod-a", 3), at(1), true),
+            ("held, inside the margin", spec("pod-a", 3), at(9), true),
+            ("held, in the last sixth", spec("pod-a", 3), at(10), false),
+            ("another holder", spec("pod-b", 3), at(1), false),
+            ("lost and won back", spec("pod-a", 5), at(1), false),
+            ("never renewed", LeaseSpec { renew_time: None, ..spec("pod-a", 3) }, at(1), false),
+        ];
+        for (case, spec, now, held) in cases {
+            assert_eq!(proves_holding(&spec, &lease, 3, now).is_ok(), held, "{case}");
         }
     }
 }

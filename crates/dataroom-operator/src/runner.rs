@@ -85,7 +85,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     if let Some((publisher, task)) = checkpoints {
         task.abort();
         // The tail as it is on the way out, so that nothing after the last tick goes unprotected.
-        if let Err(e) = publisher.publish(0).await {
+        if let Err(e) = publisher.publish().await {
             tracing::warn!(error = %e, "the final audit checkpoint was not stored");
         }
     }
@@ -107,8 +107,7 @@ fn checkpoints(
     tracing::info!(public_key = %signer.public_key(), configmap = %name, "signing audit checkpoints");
     let ctx = &operator.ctx;
     let api = kube::Api::namespaced(ctx.client.clone(), namespace);
-    let publisher =
-        Arc::new(Publisher { api, name, signer, audit: ctx.audit.clone(), clock: ctx.clock.clone() });
+    let publisher = Arc::new(Publisher::new(api, name, signer, ctx.audit.clone(), ctx.clock.clone()));
     let running = publisher.clone();
     (publisher, tokio::spawn(async move { running.run(every).await }))
 }

@@ -89,7 +89,8 @@ pub struct RunArgs {
         default_value = "dataroom-operator-audit-checkpoint"
     )]
     pub audit_checkpoint_configmap: String,
-    /// Seconds between checkpoints (taken only when the log grew).
+    /// Seconds between checkpoints (taken whether or not the log grew, so that a quiet interval
+    /// is provably quiet).
     #[arg(long, env = "DATAROOM_AUDIT_CHECKPOINT_INTERVAL", default_value = "60", value_parser = parse_seconds)]
     pub audit_checkpoint_interval: Duration,
     /// Seconds a managed instance whose Ec2Instance is gone may live before it is terminated
