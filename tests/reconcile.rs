@@ -218,6 +218,31 @@ async fn deletion_with_retain_keeps_instance_key_and_secret() {
     assert_eq!(f.audit_lines().last().unwrap()["action"], "retain");
 }
 
+/// Every intent has its outcome: a termination EC2 refuses is recorded as a failure, the finalizer
+/// stays, and the retry records its own intent and success.
+#[tokio::test]
+async fn a_failed_termination_is_recorded_and_retried() {
+    use dataroom_operator::cloud::fake::Fault;
+    let f = Fixture::new();
+    running(&f, "web").await;
+    f.fake.inject(Some("TerminateInstances"), Fault::ServerError, 1);
+    let mut obj = f.fetch("web");
+    obj.metadata.deletion_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now()));
+    f.store(&obj);
+    assert!(f.reconcile("web").await.is_err(), "EC2 refused the termination");
+    assert!(!f.fetch("web").metadata.finalizers.unwrap_or_default().is_empty(), "the finalizer stays");
+    f.reconcile("web").await.unwrap();
+    let outcomes: Vec<_> = f
+        .audit_lines()
+        .into_iter()
+        .filter(|r| r["action"] == "terminate")
+        .map(|r| r["outcome"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(outcomes, ["started", "failure", "started", "success"]);
+    assert!(f.fake.live_instances().is_empty());
+}
+
 #[tokio::test]
 async fn an_instance_already_gone_never_blocks_deletion() {
     let f = Fixture::new();

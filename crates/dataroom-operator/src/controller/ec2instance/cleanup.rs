@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::plan::key_pair_name;
 use crate::audit::{Entry, Outcome};
-use crate::cloud::{keys, ssh_secret_name};
+use crate::cloud::{Instance, keys, ssh_secret_name};
 use crate::controller::{ACTOR, Context, Error, Result};
 use crate::crd::{DeletionPolicy, Ec2Instance, audit_target};
 
@@ -25,18 +25,18 @@ pub async fn cleanup(obj: &Ec2Instance, ctx: &Context) -> Result<Action> {
         DeletionPolicy::Retain => "retain",
     };
     // On disk before EC2 is asked: a termination or hand-over that took effect is never missing
-    // from the log (a retry after a crash finds the instances gone and records that).
-    let intent = Entry::new(ACTOR, action, &audit_target(obj), Outcome::Started);
-    ctx.append(intent.params(json!({ "instance_ids": ids, "key_pair": key_name }))).await?;
+    // from the log (a retry after a crash finds the instances gone and records that). A failure is
+    // recorded too, so that every intent has its outcome.
+    let params = json!({ "instance_ids": ids, "key_pair": key_name });
+    ctx.append(Entry::new(ACTOR, action, &audit_target(obj), Outcome::Started).params(params.clone()))
+        .await?;
+    if let Err(e) = hand_back(obj.spec.deletion_policy, ctx, &live, &key_name).await {
+        let failed = Entry::new(ACTOR, action, &audit_target(obj), Outcome::Failure).params(params);
+        ctx.append(failed.detail(e.to_string())).await?;
+        return Err(e);
+    }
     match obj.spec.deletion_policy {
         DeletionPolicy::Delete => {
-            for instance in &live {
-                match ctx.cloud.terminate_instance(&instance.id).await {
-                    Err(e) if !e.is_not_found() => return Err(e.into()),
-                    _ => {}
-                }
-            }
-            keys::delete_key_pair(ctx.cloud.as_ref(), &key_name).await?;
             let detail = match ids.is_empty() {
                 true => "no instance was running; key pair and secret removed".to_string(),
                 false => format!("terminated {}; key pair and secret removed", ids.join(", ")),
@@ -47,9 +47,6 @@ pub async fn cleanup(obj: &Ec2Instance, ctx: &Context) -> Result<Action> {
             ctx.record(obj, entry, Some((EventType::Normal, "Terminated"))).await?;
         }
         DeletionPolicy::Retain => {
-            for instance in &live {
-                ctx.cloud.retain_instance(&instance.id).await?;
-            }
             let entry = Entry::new(ACTOR, action, &audit_target(obj), Outcome::Success)
                 .params(json!({
                     "instance_ids": ids,
@@ -74,4 +71,26 @@ pub async fn cleanup(obj: &Ec2Instance, ctx: &Context) -> Result<Action> {
     ctx.key_pairs.lock().unwrap().remove(&key_name);
     ctx.ssh.forget_key(&ssh_secret_name(&key_name));
     Ok(Action::await_change())
+}
+
+/// The EC2 side of a deletion: terminate the instances and remove the key pair, or hand the
+/// instances over. An instance already gone is no failure.
+async fn hand_back(policy: DeletionPolicy, ctx: &Context, live: &[Instance], key_name: &str) -> Result<()> {
+    match policy {
+        DeletionPolicy::Delete => {
+            for instance in live {
+                match ctx.cloud.terminate_instance(&instance.id).await {
+                    Err(e) if !e.is_not_found() => return Err(e.into()),
+                    _ => {}
+                }
+            }
+            keys::delete_key_pair(ctx.cloud.as_ref(), key_name).await?;
+        }
+        DeletionPolicy::Retain => {
+            for instance in live {
+                ctx.cloud.retain_instance(&instance.id).await?;
+            }
+        }
+    }
+    Ok(())
 }
