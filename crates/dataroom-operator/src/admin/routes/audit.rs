@@ -123,11 +123,14 @@ fn page(path: &std::path::Path, query: &AuditQuery) -> Result<AuditPage, ApiErro
         }
         records.push(AuditRecord::from(record));
     }
-    let next_after = match records.len() == limit {
-        true => records.last().map(|r| r.seq),
-        false => last_seq.filter(|_| more),
+    // A full page goes on after its last record; one cut short by the scan bound after the last
+    // record it read.
+    let next_after = match (more, records.len() == limit) {
+        (false, _) => None,
+        (true, true) => records.last().map(|r| r.seq),
+        (true, false) => last_seq,
     };
-    Ok(AuditPage { records, next_after: next_after.filter(|_| more) })
+    Ok(AuditPage { records, next_after })
 }
 
 /// The offset of a line start at or before the first record numbered above `after`, found by
