@@ -45,19 +45,28 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Check the hash chain of an audit log; exits 1 and names every break when it is not intact.
+    /// Check the hash chain of an audit log, or of its archive; exits 1 and names every break
+    /// when it is not intact, 2 when something cannot be read.
+    #[command(group = clap::ArgGroup::new("against").args(["checkpoint", "archive"]))]
     Verify {
-        file: PathBuf,
+        /// The log; with --archive, optional: it must then still hold what was archived.
+        #[arg(required_unless_present = "archive")]
+        file: Option<PathBuf>,
         /// A signed checkpoint (the `checkpoint.json` of the operator's checkpoint ConfigMap): the
         /// log must still hold the record it covers, unchanged.
         #[arg(long, requires = "public_key")]
         checkpoint: Option<PathBuf>,
+        /// The audit archive (`s3://bucket/prefix`, as given to `run --audit-archive`): reads the
+        /// whole chain of checkpoints and every record back from there. AWS credentials, region
+        /// and endpoint come the standard way (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL, …).
+        #[arg(long, requires = "public_key", value_parser = parse_archive)]
+        archive: Option<(String, String)>,
         /// The signing key's public half (base64, from `audit keygen` or `audit public-key`).
-        #[arg(long, requires = "checkpoint")]
+        #[arg(long, requires = "against")]
         public_key: Option<String>,
         /// Where this verifier remembers the highest checkpoint it has accepted (created if
         /// absent): an older checkpoint put back, or one that does not follow it, is refused.
-        #[arg(long, requires = "checkpoint")]
+        #[arg(long, requires = "against")]
         state: Option<PathBuf>,
     },
     /// Make a checkpoint signing key: the PKCS#8 PEM private key on stdout (put it in a Secret),
@@ -81,6 +90,10 @@ pub struct IamPolicyArgs {
     /// A bucket the admin API may read `s3://` file sources from (repeatable; none: no S3 access).
     #[arg(long = "s3-bucket")]
     pub s3_buckets: Vec<String>,
+    /// The bucket of the audit archive (`run --audit-archive s3://BUCKET/…`): the operator may put
+    /// locked objects there and read them back, never delete them or shorten their lock.
+    #[arg(long)]
+    pub audit_bucket: Option<String>,
 }
 
 fn parse_account(s: &str) -> Result<String, String> {
@@ -92,4 +105,8 @@ fn parse_key_name(s: &str) -> Result<String, String> {
     let ok =
         (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b));
     if ok { Ok(s.to_string()) } else { Err("letters, digits and - _ . @ only, at most 64".into()) }
+}
+
+fn parse_archive(url: &str) -> Result<(String, String), String> {
+    dataroom_operator::audit::archive::parse_s3_url(url)
 }

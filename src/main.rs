@@ -38,14 +38,23 @@ async fn main() -> ExitCode {
                 region: args.region,
                 account: args.account,
                 buckets: args.s3_buckets,
+                audit_bucket: args.audit_bucket,
             };
             let policy = dataroom_operator::cloud::iam::policy(&scope);
             println!("{}", serde_json::to_string_pretty(&policy).expect("JSON"));
             Ok(())
         }
-        Command::Audit { command: AuditCommand::Verify { file, checkpoint, public_key, state } } => {
-            let checkpoint = checkpoint.as_deref().zip(public_key.as_deref());
-            return dataroom_operator::audit::verify(&file, checkpoint, state.as_deref());
+        Command::Audit { command: AuditCommand::Verify { file, checkpoint, archive, public_key, state } } => {
+            let (file, state) = (file.as_deref(), state.as_deref());
+            return match (archive, public_key) {
+                (Some((bucket, prefix)), Some(key)) => {
+                    dataroom_operator::audit::verify_s3_archive(&bucket, &prefix, &key, file, state).await
+                }
+                (_, public_key) => {
+                    let checkpoint = checkpoint.as_deref().zip(public_key.as_deref());
+                    dataroom_operator::audit::verify(file.expect("clap requires a file"), checkpoint, state)
+                }
+            };
         }
         Command::Audit { command: AuditCommand::Keygen } => {
             let signer = dataroom_operator::audit::checkpoint::Signer::generate();

@@ -7,6 +7,10 @@ use std::process::Command;
 use dataroom_operator::audit::{AuditLog, Entry, Outcome, verify_file};
 use serde_json::json;
 
+#[allow(dead_code)]
+#[path = "support/moto.rs"]
+mod moto;
+
 async fn log_with(records: usize) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.jsonl");
@@ -148,4 +152,108 @@ async fn secret_looking_parameters_are_redacted() {
 fn verify_reports_an_unreadable_file_with_exit_code_two() {
     let (code, _) = verify_cli(Path::new("/nonexistent/audit.jsonl"));
     assert_eq!(code, 2);
+}
+
+/// The archive against moto's S3 with Object Lock: the publisher copies each checkpoint and the
+/// records it covers, locked in compliance mode; then the attacks of someone who can rewrite the
+/// log's volume, the checkpoint ConfigMap and write to the bucket.
+#[tokio::test]
+async fn the_archive_keeps_what_the_cluster_can_rewrite() {
+    use aws_sdk_s3::types::ObjectLockMode;
+    use dataroom_operator::audit::archive::{Copier, Layout, s3::S3Archive};
+    use dataroom_operator::audit::checkpoint::{CONFIGMAP_KEY, Signer};
+    use dataroom_operator::controller::checkpoint::Publisher;
+
+    let moto = moto::Moto::start();
+    let config = moto.config().await;
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build(),
+    );
+    s3.create_bucket().bucket("plain").send().await.unwrap();
+    s3.create_bucket().bucket("locked").object_lock_enabled_for_bucket(true).send().await.unwrap();
+    let year = std::time::Duration::from_secs(365 * 86_400);
+    let refused = S3Archive::new(&config, "plain", year).check_locking().await.unwrap_err();
+    assert!(refused.to_string().contains("has no Object Lock"), "{refused}");
+    let archive = S3Archive::new(&config, "locked", year);
+    archive.check_locking().await.unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let (log_path, state) = (dir.path().join("audit.jsonl"), dir.path().join("verifier.state"));
+    let log = AuditLog::open(&log_path).unwrap();
+    let signer = Signer::generate();
+    let key = signer.public_key();
+    let emulator = kube_emulator::ApiServer::new();
+    let configmaps: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+        kube::Api::namespaced(emulator.client(), "default");
+    let copier = Copier::new(std::sync::Arc::new(archive), Layout::new("audit"), log_path.clone());
+    let clock = dataroom_operator::clock::system();
+    let publisher =
+        Publisher::new(configmaps.clone(), "checkpoint".into(), signer, log.clone(), clock, Some(copier));
+    let append = async |n: usize| {
+        for i in 0..n {
+            let entry =
+                Entry::new("controller", "launch", &format!("ec2instance/default/web-{i}"), Outcome::Success);
+            log.append(entry).await.unwrap();
+        }
+    };
+    append(5).await;
+    let first = publisher.publish().await.unwrap();
+    let cut_at = std::fs::metadata(&log_path).unwrap().len();
+    publisher.publish().await.unwrap();
+    append(3).await;
+    let third = publisher.publish().await.unwrap();
+    assert_eq!((first.number, third.number, third.seq), (1, 3, 8));
+
+    let verify = |file: bool| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_dataroom-operator"));
+        command.args(["audit", "verify", "--archive", "s3://locked/audit", "--public-key", &key, "--state"]);
+        command.arg(&state).args(file.then_some(&log_path));
+        command.env("AWS_ENDPOINT_URL", &moto.endpoint).env("AWS_REGION", "us-east-1");
+        command.env("AWS_ACCESS_KEY_ID", "testing").env("AWS_SECRET_ACCESS_KEY", "testing");
+        let out = command.output().unwrap();
+        let text = String::from_utf8(out.stdout).unwrap() + &String::from_utf8(out.stderr).unwrap();
+        (out.status.code().unwrap(), text)
+    };
+    let (code, out) = verify(true);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("the archive holds 8 records") && out.contains("checkpoint 3 of"), "{out}");
+
+    // Every object is locked in compliance mode for the retention asked for.
+    let listed = s3.list_object_versions().bucket("locked").send().await.unwrap();
+    let segment = listed.versions().iter().find(|v| v.key().unwrap().contains("/segments/")).unwrap();
+    let (segment_key, segment_version) = (segment.key().unwrap(), segment.version_id().unwrap());
+    let head = s3.head_object().bucket("locked").key(segment_key).send().await.unwrap();
+    assert_eq!(head.object_lock_mode(), Some(&ObjectLockMode::Compliance));
+    let until = head.object_lock_retain_until_date().unwrap().secs();
+    let in_a_year = jiff::Timestamp::now().as_second() + 365 * 86_400;
+    assert!((until - in_a_year).abs() < 600, "locked for a year: {until} vs {in_a_year}");
+    // The attack on the archive itself: delete the original version. The lock refuses it.
+    let deleted =
+        s3.delete_object().bucket("locked").key(segment_key).version_id(segment_version).send().await;
+    assert!(deleted.is_err(), "a locked version cannot be deleted");
+
+    // The attack on the cluster: the log cut back to the first checkpoint, that checkpoint put
+    // back in the ConfigMap. The cluster alone cannot tell; the archive can.
+    std::fs::OpenOptions::new().write(true).open(&log_path).unwrap().set_len(cut_at).unwrap();
+    let old = json!({ "data": { CONFIGMAP_KEY: serde_json::to_string(&first).unwrap() } });
+    let params = kube::api::PatchParams::default();
+    configmaps.patch("checkpoint", &params, &kube::api::Patch::Merge(&old)).await.unwrap();
+    let (code, out) = verify(true);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("covers record 8, but the log ends at record 5"), "{out}");
+    let (code, out) = verify(false);
+    assert_eq!(code, 0, "the archive itself is whole: {out}");
+
+    // A forged checkpoint written over an archived one: a new version, seen and set aside.
+    let forged = Signer::generate().sign(None, 5, &first.hash, jiff::Timestamp::now());
+    let checkpoint_key = Layout::new("audit").checkpoint(&key, 3);
+    let body = aws_sdk_s3::primitives::ByteStream::from(serde_json::to_vec(&forged).unwrap());
+    s3.put_object().bucket("locked").key(&checkpoint_key).body(body).send().await.unwrap();
+    let (code, out) = verify(false);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("00000000000000000003.json: written over 1 time(s)"), "{out}");
+    assert!(
+        out.contains("1 problem(s); the archive holds 8 records"),
+        "the original is still what is checked: {out}"
+    );
 }

@@ -41,6 +41,7 @@ impl Replica {
             .arg("--audit-signing-key")
             .arg(dir.join("signing.pem"))
             .args(["--audit-checkpoint-interval", "1", "--http-addr", &format!("127.0.0.1:{port}")])
+            .args(["--audit-archive", ARCHIVE])
             .env("KUBECONFIG", dir.join("kubeconfig"))
             .env("POD_NAME", name)
             .env("AWS_ACCESS_KEY_ID", "testing")
@@ -100,6 +101,27 @@ async fn running(api: &Api<Ec2Instance>, name: &str) {
     .await;
 }
 
+/// Where both replicas archive checkpoints and records (a bucket with Object Lock, in moto).
+const ARCHIVE: &str = "s3://audit/ha";
+
+/// `audit verify LOG --archive`: the chain both leaders archived, and the log still holding it.
+fn verify_archive(dir: &Path, moto: &Moto, public_key: &str) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_dataroom-operator"))
+        .args(["audit", "verify"])
+        .arg(dir.join("audit.jsonl"))
+        .args(["--archive", ARCHIVE, "--public-key", public_key])
+        .env("AWS_ENDPOINT_URL", &moto.endpoint)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
 fn verify(dir: &Path, public_key: &str) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_dataroom-operator"))
         .args(["audit", "verify"])
@@ -125,6 +147,10 @@ async fn one_replica_leads_and_a_standby_takes_over() {
     write_kubeconfig(&dir.path().join("kubeconfig"), addr).unwrap();
     let signer = Signer::generate();
     std::fs::write(dir.path().join("signing.pem"), signer.pem()).unwrap();
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&moto.config().await).force_path_style(true).build(),
+    );
+    s3.create_bucket().bucket("audit").object_lock_enabled_for_bucket(true).send().await.unwrap();
 
     let mut replicas = [
         Replica::start("replica-a", dir.path(), &moto, &image),
@@ -188,6 +214,8 @@ async fn one_replica_leads_and_a_standby_takes_over() {
     std::fs::write(dir.path().join("checkpoint.json"), &checkpoint).unwrap();
     let (intact, report) = verify(dir.path(), &signer.public_key());
     assert!(intact, "one chain across both leaders, covered by the checkpoint: {report}");
+    let (intact, report) = verify_archive(dir.path(), &moto, &signer.public_key());
+    assert!(intact, "the archive holds the same chain, both leaders' checkpoints in one: {report}");
     let text = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
     let launched = |l: &&str| l.contains(r#""action":"launch""#) && l.contains(r#""outcome":"success""#);
     assert_eq!(text.lines().filter(launched).count(), 2, "{text}");
@@ -198,4 +226,6 @@ async fn one_replica_leads_and_a_standby_takes_over() {
     let (intact, report) = verify(dir.path(), &signer.public_key());
     assert!(!intact, "{report}");
     assert!(report.contains("cut from its end"), "{report}");
+    let (intact, report) = verify_archive(dir.path(), &moto, &signer.public_key());
+    assert!(!intact && report.contains("the log ends at record"), "the archive keeps what was cut: {report}");
 }

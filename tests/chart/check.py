@@ -18,7 +18,11 @@ import yaml
 ROLE_ARN = "arn:aws:iam::123456789012:role/dataroom-operator"
 VALUE_SETS = {
     "defaults": {},
-    "irsa": {"serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": ROLE_ARN}}, "watchNamespace": "rooms"},
+    "irsa": {
+        "serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": ROLE_ARN}},
+        "watchNamespace": "rooms",
+        "audit": {"archive": {"bucket": "dr-audit"}},
+    },
     "ha": {"replicas": 2, "persistence": {"accessMode": "ReadWriteMany"}, "aws": {"region": "eu-west-1", "credentialsSecret": "aws-credentials"}},
     "metrics": {
         "metrics": {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}},
@@ -33,6 +37,8 @@ REFUSED = {
     "bad key line": ({"admin": {"keys": ["alice not-a-hash"]}}, "keys"),
     "HA on ReadWriteOnce": ({"replicas": 2}, "ReadWriteMany"),
     "watching the release namespace": ({"watchNamespace": "dataroom"}, "watchNamespace"),
+    "archive bucket name": ({"audit": {"archive": {"bucket": "Not_A_Bucket"}}}, "bucket"),
+    "checkpoint interval": ({"audit": {"checkpointIntervalSeconds": 7200}}, "checkpointIntervalSeconds"),
 }
 KUBE_VERSION = "1.30.0"
 
@@ -105,6 +111,17 @@ def check_pod(where, doc):
             fail(where, f"container {c['name']}: seccompProfile must be RuntimeDefault")
 
 
+def check_archive(where, doc, values):
+    """The archive is configured exactly when a bucket is named, as the operator reads it."""
+    if doc["kind"] != "Deployment":
+        return
+    env = {e["name"]: e.get("value") for e in doc["spec"]["template"]["spec"]["containers"][0]["env"]}
+    archive = values.get("audit", {}).get("archive", {})
+    expected = f"s3://{archive['bucket']}/{archive.get('prefix', 'dataroom-operator/audit')}" if archive.get("bucket") else None
+    if env.get("DATAROOM_AUDIT_ARCHIVE") != expected:
+        fail(where, f"DATAROOM_AUDIT_ARCHIVE is {env.get('DATAROOM_AUDIT_ARCHIVE')!r}, expected {expected!r}")
+
+
 def main():
     chart, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
     out.mkdir(parents=True, exist_ok=True)
@@ -129,6 +146,7 @@ def main():
                 validate(f"{name} {path}", doc, schemas)
                 check_rbac(f"{name} {path}", doc)
                 check_pod(f"{name} {path}", doc)
+                check_archive(f"{name} {path}", doc, values)
                 docs.append(doc)
                 kinds.append(doc["kind"])
         for kind in ("Deployment", "ServiceAccount", "Service", "Ec2Budget"):

@@ -7,7 +7,6 @@ use anyhow::Context as _;
 
 use crate::admin::{self, HealthState};
 use crate::assembly::{Assembly, Operator};
-use crate::audit::checkpoint::Signer;
 use crate::cloud::Cloud;
 use crate::cloud::remote::RemoteCloud;
 use crate::config::{CloudSource, Config, RunArgs};
@@ -66,8 +65,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     };
     let listener = admin::Listener { tls: config.tls, cors_origins: config.cors_origins, standby: false };
-    let checkpoints =
-        config.checkpoints.map(|c| checkpoints(c.signer, &operator, &home, c.configmap, c.every));
+    let checkpoints = match config.checkpoints {
+        Some(c) => Some(checkpoints(c, &operator, &home, &config.cloud).await?),
+        None => None,
+    };
     let (server, bound) = admin::serve(config.http_addr, operator.health(ready.clone()), api, listener)?;
     tracing::info!(%bound, "serving /healthz, /readyz, /metrics and, with admin keys, /api");
     let server_handle = server.handle();
@@ -96,20 +97,58 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     result
 }
 
-/// Starts signing checkpoints of the audit log's head into the checkpoint ConfigMap.
-fn checkpoints(
-    signer: Signer,
+/// Starts signing checkpoints of the audit log's head into the checkpoint ConfigMap, copying
+/// them to the archive first when there is one.
+async fn checkpoints(
+    settings: crate::config::Checkpoints,
     operator: &Operator,
     namespace: &str,
-    name: String,
-    every: std::time::Duration,
-) -> (Arc<Publisher>, tokio::task::JoinHandle<()>) {
-    tracing::info!(public_key = %signer.public_key(), configmap = %name, "signing audit checkpoints");
+    cloud: &CloudSource,
+) -> anyhow::Result<(Arc<Publisher>, tokio::task::JoinHandle<()>)> {
+    let crate::config::Checkpoints { signer, configmap, every, archive } = settings;
+    tracing::info!(public_key = %signer.public_key(), %configmap, "signing audit checkpoints");
     let ctx = &operator.ctx;
+    let copier = match archive {
+        Some(archive) => Some(archive_copier(archive, cloud, ctx.audit.path()).await?),
+        None => None,
+    };
     let api = kube::Api::namespaced(ctx.client.clone(), namespace);
-    let publisher = Arc::new(Publisher::new(api, name, signer, ctx.audit.clone(), ctx.clock.clone()));
+    let publisher =
+        Arc::new(Publisher::new(api, configmap, signer, ctx.audit.clone(), ctx.clock.clone(), copier));
     let running = publisher.clone();
-    (publisher, tokio::spawn(async move { running.run(every).await }))
+    Ok((publisher, tokio::spawn(async move { running.run(every).await })))
+}
+
+/// The S3 archive, once its bucket is known to lock what is put in it.
+#[cfg(feature = "aws")]
+async fn archive_copier(
+    archive: crate::config::ArchiveSettings,
+    cloud: &CloudSource,
+    log: std::path::PathBuf,
+) -> anyhow::Result<crate::audit::archive::Copier> {
+    use crate::audit::archive::{Copier, Layout, s3::S3Archive};
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let CloudSource::Aws { region, endpoint_url } = cloud {
+        loader = loader.region(aws_config::Region::new(region.clone()));
+        if let Some(url) = endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+    }
+    let s3 = S3Archive::new(&loader.load().await, &archive.bucket, archive.retention);
+    s3.check_locking().await?;
+    tracing::info!(bucket = %archive.bucket, prefix = %archive.prefix, "archiving audit checkpoints and records");
+    Ok(Copier::new(Arc::new(s3), Layout::new(&archive.prefix), log))
+}
+
+#[cfg(not(feature = "aws"))]
+async fn archive_copier(
+    _archive: crate::config::ArchiveSettings,
+    _cloud: &CloudSource,
+    _log: std::path::PathBuf,
+) -> anyhow::Result<crate::audit::archive::Copier> {
+    anyhow::bail!(
+        "this build has no AWS backend, so no S3 archive: build it with `cargo build --release --features aws`"
+    )
 }
 
 /// Serves health (not ready) and 503 `not_leader` on `addr` until this replica holds the lease;

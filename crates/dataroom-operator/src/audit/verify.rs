@@ -54,8 +54,8 @@ pub fn verify_lines(lines: &[String]) -> Report {
 }
 
 /// The check so far: what the next record must be.
-struct Chain {
-    report: Report,
+pub(crate) struct Chain {
+    pub(crate) report: Report,
     line: usize,
     expected_seq: u64,
     expected_prev: String,
@@ -69,7 +69,7 @@ impl Default for Chain {
 
 impl Chain {
     /// Checks the next line; false when nothing after it can be checked (a torn last line).
-    fn next(&mut self, raw: &str) -> bool {
+    pub(crate) fn next(&mut self, raw: &str) -> bool {
         self.line += 1;
         let line = self.line;
         let problems = &mut self.report.problems;

@@ -17,6 +17,8 @@ pub struct Scope {
     pub account: String,
     /// Buckets the admin API may read files from (`s3://` sources); none means no S3 access.
     pub buckets: Vec<String>,
+    /// The audit archive's bucket (`audit/archive/s3.rs`), if there is one.
+    pub audit_bucket: Option<String>,
 }
 
 pub fn policy(scope: &Scope) -> Value {
@@ -109,6 +111,18 @@ pub fn policy(scope: &Scope) -> Value {
             "Resource": objects,
         }));
     }
+    if let Some(bucket) = &scope.audit_bucket {
+        let arn = format!("arn:{}:s3:::{bucket}", scope.partition);
+        statements.push(json!({
+            // Put (only with a compliance-mode lock, which PutObjectRetention covers) and read back;
+            // no delete, no governance bypass, no change to the bucket's lock.
+            "Sid": "AuditArchive",
+            "Effect": "Allow",
+            "Action": ["s3:PutObject", "s3:PutObjectRetention", "s3:GetObjectVersion",
+                       "s3:ListBucketVersions", "s3:GetBucketObjectLockConfiguration"],
+            "Resource": [arn.clone(), format!("{arn}/*")],
+        }));
+    }
     json!({ "Version": "2012-10-17", "Statement": statements })
 }
 
@@ -133,37 +147,60 @@ pub fn actions(policy: &Value) -> Vec<String> {
 mod tests {
     use super::*;
 
-    /// The SDK calls in `aws.rs`, as IAM actions: a call added there without its permission here
-    /// fails this test.
+    /// The SDK calls made through `client` in `source`, as IAM actions (`service:Call`).
+    fn calls(source: &str, client: &str, service: &str) -> Vec<String> {
+        let mut called = Vec::new();
+        let mut rest = source;
+        while let Some(at) = rest.find(client) {
+            rest = &rest[at + client.len()..];
+            let call = rest.trim_start().strip_prefix('.').unwrap_or_default();
+            let name: String = call.chars().take_while(|c| c.is_ascii_lowercase() || *c == '_').collect();
+            if call[name.len()..].starts_with("()") && !name.is_empty() {
+                let pascal: String = name.split('_').map(|w| w[..1].to_uppercase() + &w[1..]).collect();
+                called.push(format!("{service}:{pascal}"));
+            }
+        }
+        called
+    }
+
+    /// The SDK calls in `aws.rs` and the audit archive, as IAM actions: a call added there
+    /// without its permission here fails this test.
     #[test]
     fn the_policy_allows_exactly_what_the_cloud_layer_calls() {
         let source = include_str!("aws.rs");
         let mut called = Vec::new();
         for (client, service) in [(".ec2", "ec2"), (".secrets", "secretsmanager"), (".s3", "s3")] {
-            let mut rest = source;
-            while let Some(at) = rest.find(client) {
-                rest = &rest[at + client.len()..];
-                let call = rest.trim_start().strip_prefix('.').unwrap_or_default();
-                let name: String = call.chars().take_while(|c| c.is_ascii_lowercase() || *c == '_').collect();
-                if call[name.len()..].starts_with("()") && !name.is_empty() {
-                    let pascal: String = name.split('_').map(|w| w[..1].to_uppercase() + &w[1..]).collect();
-                    called.push(format!("{service}:{pascal}"));
-                }
-            }
+            called.extend(calls(source, client, service));
         }
         // Tags are written by RunInstances' tag specifications, which IAM checks as CreateTags.
         called.push("ec2:CreateTags".into());
+        // The archive's calls under the names IAM gives them: it reads versions, and its puts
+        // carry a retention date.
+        for call in calls(include_str!("../audit/archive/s3.rs"), ".s3", "s3") {
+            called.extend(match call.as_str() {
+                "s3:PutObject" => vec!["s3:PutObject".to_string(), "s3:PutObjectRetention".into()],
+                "s3:GetObject" => vec!["s3:GetObjectVersion".into()],
+                "s3:ListObjectVersions" => vec!["s3:ListBucketVersions".into()],
+                "s3:GetObjectLockConfiguration" => vec!["s3:GetBucketObjectLockConfiguration".into()],
+                other => vec![other.to_string()],
+            });
+        }
         called.sort();
         called.dedup();
-        let scope = Scope { buckets: vec!["files".into()], ..Scope::default() };
+        let scope =
+            Scope { buckets: vec!["files".into()], audit_bucket: Some("audit".into()), ..Scope::default() };
         assert_eq!(actions(&policy(&scope)), called);
-        assert!(called.len() > 15, "the scan found the calls: {called:?}");
+        assert!(called.len() > 20, "the scan found the calls: {called:?}");
+        assert!(
+            !actions(&policy(&Scope::default())).iter().any(|a| a.starts_with("s3:")),
+            "no buckets, no S3"
+        );
     }
 
     #[test]
     fn instance_actions_are_scoped_by_the_managed_by_tag() {
         let scope =
-            Scope { partition: "aws".into(), region: "*".into(), account: "*".into(), buckets: vec![] };
+            Scope { partition: "aws".into(), region: "*".into(), account: "*".into(), ..Scope::default() };
         let p = policy(&scope);
         for s in p["Statement"].as_array().unwrap() {
             let actions = actions(&json!({"Statement": [s]}));

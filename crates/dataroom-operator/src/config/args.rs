@@ -93,6 +93,14 @@ pub struct RunArgs {
     /// is provably quiet).
     #[arg(long, env = "DATAROOM_AUDIT_CHECKPOINT_INTERVAL", default_value = "60", value_parser = parse_seconds)]
     pub audit_checkpoint_interval: Duration,
+    /// Copy each checkpoint, and the records it covers, to this S3 bucket and prefix
+    /// (`s3://bucket/prefix`), locked in compliance mode: the bucket must have Object Lock on. A
+    /// checkpoint reaches the ConfigMap only once it is archived.
+    #[arg(long, env = "DATAROOM_AUDIT_ARCHIVE", requires = "audit_signing_key", value_parser = parse_archive)]
+    pub audit_archive: Option<(String, String)>,
+    /// Days each archived object stays locked (no one can change or delete it before then).
+    #[arg(long, env = "DATAROOM_AUDIT_ARCHIVE_RETENTION_DAYS", default_value_t = 365, value_parser = clap::value_parser!(u64).range(1..=36500))]
+    pub audit_archive_retention_days: u64,
     /// Seconds a managed instance whose Ec2Instance is gone may live before it is terminated
     /// (audited as gc.terminate); 0 turns this off. Keep one operator per AWS account and region,
     /// or give each its own namespace scope (--namespace): orphans are judged by this operator's
@@ -123,6 +131,10 @@ pub struct RunArgs {
 fn parse_image_id(s: &str) -> Result<String, String> {
     let ok = crate::crd::is_image_id(s);
     if ok { Ok(s.to_string()) } else { Err("expected an AMI id like ami-0123456789abcdef0".into()) }
+}
+
+fn parse_archive(url: &str) -> Result<(String, String), String> {
+    crate::audit::archive::parse_s3_url(url)
 }
 
 fn parse_grace(s: &str) -> Result<Duration, String> {

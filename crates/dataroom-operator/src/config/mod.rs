@@ -63,6 +63,15 @@ pub struct Checkpoints {
     pub signer: Signer,
     pub configmap: String,
     pub every: Duration,
+    pub archive: Option<ArchiveSettings>,
+}
+
+/// The S3 bucket checkpoints and the records they cover are copied to.
+pub struct ArchiveSettings {
+    pub bucket: String,
+    pub prefix: String,
+    /// How long each object stays locked.
+    pub retention: Duration,
 }
 
 pub struct Election {
@@ -90,6 +99,11 @@ impl Config {
                 signer: Signer::load(path)?,
                 configmap: args.audit_checkpoint_configmap.clone(),
                 every: args.audit_checkpoint_interval,
+                archive: args.audit_archive.clone().map(|(bucket, prefix)| ArchiveSettings {
+                    bucket,
+                    prefix,
+                    retention: Duration::from_secs(args.audit_archive_retention_days * 86_400),
+                }),
             }),
             None => None,
         };

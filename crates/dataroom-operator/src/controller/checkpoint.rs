@@ -1,6 +1,8 @@
-//! Publishes signed checkpoints of the audit log's head to a ConfigMap: every interval, whether or
-//! not the log grew (a quiet interval is then provably quiet), each linked to the one before, and
-//! once more on the way out. A new leader continues the chain the ConfigMap holds.
+//! Publishes signed checkpoints of the audit log's head: every interval, whether or not the log
+//! grew (a quiet interval is then provably quiet), each linked to the one before, and once more
+//! on the way out. With an archive, the records a checkpoint covers and then the checkpoint are
+//! copied there first; the ConfigMap gets only what the archive holds. A new leader continues the
+//! chain from the newer of the ConfigMap's checkpoint and the archive's.
 
 use std::time::Duration;
 
@@ -10,7 +12,16 @@ use serde_json::json;
 use tokio::sync::Mutex;
 
 use crate::audit::AuditLog;
+use crate::audit::archive::{ArchiveError, Copier};
 use crate::audit::checkpoint::{CONFIGMAP_KEY, Checkpoint, Signer};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("checkpoint ConfigMap: {0}")]
+    Kube(#[from] kube::Error),
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+}
 
 pub struct Publisher {
     api: Api<ConfigMap>,
@@ -18,8 +29,19 @@ pub struct Publisher {
     signer: Signer,
     audit: AuditLog,
     clock: crate::clock::Clock,
-    /// The last checkpoint stored (`None` until the chain is resumed from the ConfigMap).
-    last: Mutex<Option<Checkpoint>>,
+    chain: Mutex<ChainState>,
+}
+
+#[derive(Default)]
+struct ChainState {
+    /// Whether the chain has been resumed from where it was stored.
+    resumed: bool,
+    /// The last checkpoint stored everywhere.
+    last: Option<Checkpoint>,
+    /// A checkpoint signed but not yet stored everywhere: a retry stores this one again rather
+    /// than signing another with the same number.
+    pending: Option<Checkpoint>,
+    copier: Option<Copier>,
 }
 
 impl Publisher {
@@ -29,28 +51,51 @@ impl Publisher {
         signer: Signer,
         audit: AuditLog,
         clock: crate::clock::Clock,
+        copier: Option<Copier>,
     ) -> Self {
-        Publisher { api, name, signer, audit, clock, last: Mutex::new(None) }
+        let chain = Mutex::new(ChainState { copier, ..ChainState::default() });
+        Publisher { api, name, signer, audit, clock, chain }
     }
 
-    /// Signs the head as the next checkpoint of the chain and stores it.
-    pub async fn publish(&self) -> Result<Checkpoint, kube::Error> {
-        let mut last = self.last.lock().await;
-        if last.is_none() {
-            *last = self.stored().await?;
+    /// Signs the head as the next checkpoint of the chain and stores it: in the archive (after the
+    /// records it covers), then in the ConfigMap.
+    pub async fn publish(&self) -> Result<Checkpoint, PublishError> {
+        let mut chain = self.chain.lock().await;
+        let chain = &mut *chain;
+        let public_key = self.signer.public_key();
+        if !chain.resumed {
+            let stored = self.stored().await?;
+            let archived = match &mut chain.copier {
+                Some(copier) => copier.resume(&public_key).await?,
+                None => None,
+            };
+            chain.last = [stored, archived].into_iter().flatten().max_by_key(|c| c.number);
+            chain.resumed = true;
         }
-        let (seq, hash) = self.audit.head();
-        let checkpoint = self.signer.sign(last.as_ref(), seq, &hash, (self.clock)());
-        let body = serde_json::to_string(&checkpoint).expect("a checkpoint serializes");
+        let checkpoint = chain
+            .pending
+            .get_or_insert_with(|| {
+                let (seq, hash) = self.audit.head();
+                self.signer.sign(chain.last.as_ref(), seq, &hash, (self.clock)())
+            })
+            .clone();
+        if let Some(copier) = &mut chain.copier {
+            copier.copy(&public_key, &checkpoint).await?;
+        }
+        self.store(&checkpoint).await?;
+        chain.last = chain.pending.take();
+        Ok(checkpoint)
+    }
+
+    async fn store(&self, checkpoint: &Checkpoint) -> Result<(), kube::Error> {
+        let body = serde_json::to_string(checkpoint).expect("a checkpoint serializes");
         let map = json!({
             "apiVersion": "v1", "kind": "ConfigMap",
             "metadata": { "name": self.name, "labels": { "app.kubernetes.io/managed-by": crate::crd::MANAGER } },
             "data": { CONFIGMAP_KEY: body },
         });
         let params = PatchParams::apply(crate::crd::MANAGER).force();
-        self.api.patch(&self.name, &params, &Patch::Apply(&map)).await?;
-        *last = Some(checkpoint.clone());
-        Ok(checkpoint)
+        self.api.patch(&self.name, &params, &Patch::Apply(&map)).await.map(drop)
     }
 
     /// The checkpoint the ConfigMap holds, if this key signed it: the chain goes on from there. One

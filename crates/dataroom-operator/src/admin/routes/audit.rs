@@ -14,8 +14,6 @@ use crate::audit::{Outcome, Record, verify_file};
 const MAX_PAGE: usize = 1000;
 /// Most records one page reads; a page that stops here hands back where it got to.
 const MAX_SCANNED: usize = 100_000;
-/// Below this many bytes the bisection ends and the page reads on.
-const BISECT_BELOW: u64 = 64 * 1024;
 
 /// One audit record, as stored.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -93,7 +91,7 @@ fn page(path: &std::path::Path, query: &AuditQuery) -> Result<AuditPage, ApiErro
     let read = |e| ApiError::upstream("reading the audit log", e);
     let mut file = std::fs::File::open(path).map_err(read)?;
     let after = query.after.unwrap_or(0);
-    let start = first_after(&mut file, after).map_err(read)?;
+    let start = crate::audit::first_after(&mut file, after).map_err(read)?;
     file.seek(SeekFrom::Start(start)).map_err(read)?;
     let mut records = Vec::new();
     let (mut scanned, mut last_seq) = (0, None);
@@ -131,40 +129,6 @@ fn page(path: &std::path::Path, query: &AuditQuery) -> Result<AuditPage, ApiErro
         (true, false) => last_seq,
     };
     Ok(AuditPage { records, next_after })
-}
-
-/// The offset of a line start at or before the first record numbered above `after`, found by
-/// bisecting the file (records are in sequence order) rather than reading what comes before.
-fn first_after(file: &mut std::fs::File, after: u64) -> std::io::Result<u64> {
-    let (mut lo, mut hi) = (0, file.metadata()?.len());
-    while hi - lo > BISECT_BELOW {
-        let mid = lo + (hi - lo) / 2;
-        match record_at(file, mid)? {
-            Some((end, seq)) if seq <= after => lo = end,
-            Some(_) => hi = mid,
-            // Damaged or torn: read on from `lo`, where the page's scan skips what does not parse.
-            None => break,
-        }
-    }
-    Ok(lo)
-}
-
-/// The end offset and sequence number of the first whole record starting after `offset` (the
-/// end of the log counts as a record numbered above every other).
-fn record_at(file: &mut std::fs::File, offset: u64) -> std::io::Result<Option<(u64, u64)>> {
-    file.seek(SeekFrom::Start(offset))?;
-    let mut reader = std::io::BufReader::new(file);
-    let mut skipped = Vec::new();
-    let mut line = Vec::new();
-    let skipped_len = reader.read_until(b'\n', &mut skipped)?;
-    let line_len = reader.read_until(b'\n', &mut line)?;
-    if line_len == 0 {
-        // The end of the log: every record is before `offset`'s line.
-        return Ok(Some((offset + skipped_len as u64, u64::MAX)));
-    }
-    let record = std::str::from_utf8(&line).ok().and_then(|l| Record::open(l.strip_suffix('\n')?).ok());
-    let end = offset + (skipped_len + line_len) as u64;
-    Ok(record.map(|(record, _)| (end, record.seq)))
 }
 
 #[utoipa::path(
@@ -260,7 +224,7 @@ mod tests {
             assert_eq!(seqs, expected, "after {after}");
             assert_eq!(page.next_after, (after + 3 < 3000).then_some(after + 3), "after {after}");
             let mut file = std::fs::File::open(&path).unwrap();
-            let start = first_after(&mut file, after).unwrap();
+            let start = crate::audit::first_after(&mut file, after).unwrap();
             assert!(after < 2000 || start > len / 2, "after {after}: bisected to {start} of {len}");
         }
         let rare = page(&path, &query(None, 10, Some("rare"))).unwrap();
