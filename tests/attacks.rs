@@ -131,38 +131,58 @@ async fn a_last_activity_in_the_future_does_not_hold_off_the_idle_stop() {
     assert!(h.fake.live_instances().is_empty());
 }
 
-/// The sandbox's API emulator runs on people's own machines. A web page in their browser tries
-/// it: a forged `Host` (DNS rebinding), a cross-site form post, an endless body. Each is refused
-/// before anything is read or written; kubectl still works, and the kubeconfig is the user's only.
+/// The sandbox's API emulator runs on people's own machines. Another user of the machine, or a web
+/// page in the browser, tries it: plain HTTP, no token, a guessed token; then, even with the token,
+/// a forged `Host` (DNS rebinding), a cross-site form post, an endless body. Each is refused before
+/// anything is read or written; kubectl, with the kubeconfig only its user can read, still works.
 #[test]
-fn the_sandbox_api_refuses_what_a_web_page_can_send() {
+fn the_sandbox_api_admits_only_the_holder_of_its_kubeconfig() {
     use std::os::unix::fs::PermissionsExt;
-    use support::sandbox::{Sandbox, http_request};
+    use support::api_tls::ApiAccess;
+    use support::sandbox::Sandbox;
     let sandbox = Sandbox::start();
-    let kubeconfig = std::fs::read_to_string(sandbox.kubeconfig()).unwrap();
     let mode = std::fs::metadata(sandbox.kubeconfig()).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "the kubeconfig is the user's only");
-    let server =
-        kubeconfig.lines().find_map(|l| l.trim().strip_prefix("server:")).unwrap().trim().to_string();
-    let url = format!("{server}/api/v1/namespaces/default/configmaps");
+    let api = ApiAccess::from_kubeconfig(&sandbox.kubeconfig());
+    assert!(api.server.starts_with("https://127.0.0.1:"), "{}", api.server);
+    assert_eq!(api.token.len(), 64, "a token of 64 hex digits");
+    let path = "/api/v1/namespaces/default/configmaps";
     let before = sandbox.ok(&["get", "configmaps", "-o", "name"]);
+
+    // Plain HTTP gets no answer at all: the port speaks TLS only.
+    let plain = raw_http(&api.address, &format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"));
+    assert!(!plain.contains("HTTP/1."), "{plain}");
+    // Without the token, or with a guess, nothing is served.
+    let json = "Content-Type: application/json\r\nContent-Length: 2\r\n";
+    for (what, method, headers) in [
+        ("no token", "GET", String::new()),
+        ("a guessed token", "GET", "Authorization: Bearer 0000\r\n".to_string()),
+        ("the token as Basic", "GET", format!("Authorization: Basic {}\r\n", api.token)),
+        ("a write without the token", "POST", json.to_string()),
+    ] {
+        let body = if method == "POST" { "{}" } else { "" };
+        let (code, reply) = api.request(method, path, &headers, body);
+        assert_eq!(code, 401, "{what}: {reply}");
+    }
+    // Even with the token, what only a web page would send is refused.
     let form = "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 7\r\n";
-    let plain = "Content-Type: text/plain\r\nContent-Length: 2\r\n";
+    let plain_text = "Content-Type: text/plain\r\nContent-Length: 2\r\n";
     // Announced, and refused before a byte of it is read.
     let huge = "Content-Type: application/json\r\nContent-Length: 4194304\r\n";
     for (what, headers, body, refused) in [
         ("a cross-site form post", form, "a=b&c=d", 415),
-        ("a text/plain post", plain, "{}", 415),
+        ("a text/plain post", plain_text, "{}", 415),
         ("an endless body", huge, "", 413),
     ] {
-        let (code, reply) = http_request("POST", &url, headers, body).unwrap();
+        let (code, reply) = api.request("POST", path, &(api.bearer() + headers), body);
         assert_eq!(code, refused, "{what}: {reply}");
     }
     // DNS rebinding: a page at attacker.example resolves its own name to 127.0.0.1.
-    let address = server.trim_start_matches("http://");
-    let rebound = "GET /api/v1/namespaces/default/configmaps HTTP/1.0\r\nHost: attacker.example\r\n\r\n";
-    let reply = raw_http(address, rebound);
+    let rebound = format!("GET {path} HTTP/1.0\r\nHost: attacker.example\r\n{}\r\n", api.bearer());
+    let reply = api.raw(&rebound);
     assert!(reply.starts_with("HTTP/1.0 403") || reply.starts_with("HTTP/1.1 403"), "{reply}");
+    let (code, reply) = api.request("GET", path, &api.bearer(), "");
+    assert_eq!(code, 200, "the holder is served: {reply}");
     assert_eq!(sandbox.ok(&["get", "configmaps", "-o", "name"]), before, "nothing was written");
 }
 
@@ -197,9 +217,10 @@ fn raw_http(address: &str, request: &str) -> String {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(address).unwrap();
     stream.write_all(request.as_bytes()).unwrap();
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply).unwrap();
-    reply
+    let mut reply = Vec::new();
+    // A TLS port answers plain HTTP with a closed connection, perhaps after an alert's bytes.
+    let _ = stream.read_to_end(&mut reply);
+    String::from_utf8_lossy(&reply).into_owned()
 }
 
 /// Secrets hole 9: a room's author names a Secret of the namespace that was never meant for an

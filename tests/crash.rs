@@ -196,7 +196,7 @@ async fn emulator(dir: &Path) -> (Arc<ApiServer>, Api<Ec2Instance>, tokio::task:
         "metadata": {"name": "default"}, "spec": {"maxInstances": 500, "dailySpendUsd": 1000}});
     let budgets: Api<dataroom_operator::crd::Ec2Budget> = Api::all(server.client());
     budgets.create(&PostParams::default(), &serde_json::from_value(budget).unwrap()).await.unwrap();
-    write_kubeconfig(&dir.join("kubeconfig"), addr).unwrap();
+    write_kubeconfig(&dir.join("kubeconfig"), addr, None).unwrap();
     let api = Api::namespaced(server.client(), "default");
     (server, api, serving)
 }

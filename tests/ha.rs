@@ -144,7 +144,7 @@ async fn one_replica_leads_and_a_standby_takes_over() {
     let client = server.client();
     install_crds(&client).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    write_kubeconfig(&dir.path().join("kubeconfig"), addr).unwrap();
+    write_kubeconfig(&dir.path().join("kubeconfig"), addr, None).unwrap();
     let signer = Signer::generate();
     std::fs::write(dir.path().join("signing.pem"), signer.pem()).unwrap();
     let s3 = aws_sdk_s3::Client::from_conf(

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod admin;
+pub mod api_tls;
 pub mod harness;
 pub mod mock_api;
 pub mod moto;

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use kube::api::{Api, PostParams};
-use kube_emulator::Access;
+use kube_emulator::{Access, Secured};
 
 use banner::Banner;
 use dataroom_operator::admin::{self, auth::AdminKeys};
@@ -63,10 +63,22 @@ fn state_dir(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     Ok(dir.canonicalize()?)
 }
 
-/// Writes a kubeconfig for the emulator at `api`, readable by this user only.
-pub fn write_kubeconfig(path: &Path, api: SocketAddr) -> anyhow::Result<()> {
+/// Writes a kubeconfig for the emulator at `api`, readable by this user only: over TLS with its
+/// CA and token when it is `secured`, plain HTTP otherwise (tests that serve it so).
+pub fn write_kubeconfig(path: &Path, api: SocketAddr, secured: Option<&Secured>) -> anyhow::Result<()> {
+    use base64::Engine as _;
+    let (cluster, user) = match secured {
+        Some(s) => {
+            let ca = base64::engine::general_purpose::STANDARD.encode(&s.ca_pem);
+            (
+                format!("server: https://{api}\n    certificate-authority-data: {ca}"),
+                format!("token: {}", s.token),
+            )
+        }
+        None => (format!("server: http://{api}"), "{}".to_string()),
+    };
     let config = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: sandbox\n  cluster:\n    server: http://{api}\ncontexts:\n- name: sandbox\n  context:\n    cluster: sandbox\n    user: sandbox\n    namespace: default\ncurrent-context: sandbox\nusers:\n- name: sandbox\n  user: {{}}\n"
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: sandbox\n  cluster:\n    {cluster}\ncontexts:\n- name: sandbox\n  context:\n    cluster: sandbox\n    user: sandbox\n    namespace: default\ncurrent-context: sandbox\nusers:\n- name: sandbox\n  user:\n    {user}\n"
     );
     write_private(path, &config)
 }
@@ -116,12 +128,14 @@ pub async fn run(args: SandboxArgs) -> anyhow::Result<()> {
         false => kube_emulator::ApiServer::new(),
     };
     let api_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, args.api_port));
-    // No bearer token yet: kubectl sends none to a plain-HTTP server, and the emulator has no TLS.
-    let (api_addr, api_task) = kube_emulator::serve(server.clone(), api_addr, Access::default())
+    // TLS and a token, both new at each start and written only into the kubeconfig (mode 0600):
+    // other users of this machine cannot read it, so they cannot reach the API.
+    let secured = Secured::generate().context("making the API emulator's certificate")?;
+    let (api_addr, api_task) = kube_emulator::serve(server.clone(), api_addr, Access::secured(&secured))
         .await
         .with_context(|| format!("binding the API emulator to {api_addr} (try --api-port)"))?;
     let kubeconfig = dir.join("kubeconfig");
-    write_kubeconfig(&kubeconfig, api_addr)?;
+    write_kubeconfig(&kubeconfig, api_addr, Some(&secured))?;
     let client = server.client();
     install_crds(&client).await?;
 

@@ -26,11 +26,13 @@ pub struct Access {
     pub token: Option<String>,
     /// The largest request body accepted (kube-apiserver's own limit is 3 MiB).
     pub max_body_bytes: usize,
+    /// Serve TLS with this configuration; `None` serves plain HTTP.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Default for Access {
     fn default() -> Self {
-        Access { token: None, max_body_bytes: 3 * 1024 * 1024 }
+        Access { token: None, max_body_bytes: 3 * 1024 * 1024, tls: None }
     }
 }
 
@@ -38,6 +40,11 @@ impl Access {
     /// Requests must carry `Authorization: Bearer <token>`.
     pub fn with_token(token: impl Into<String>) -> Self {
         Access { token: Some(token.into()), ..Access::default() }
+    }
+
+    /// TLS with `secured`'s certificate, and its token required: what a kubeconfig made from it reaches.
+    pub fn secured(secured: &super::Secured) -> Self {
+        Access { tls: Some(secured.server.clone()), ..Access::with_token(secured.token.clone()) }
     }
 
     /// Why a request is refused before its body is read, if it is: status code, reason, message.
@@ -216,16 +223,32 @@ pub async fn serve(
             let Ok((stream, _)) = listener.accept().await else { continue };
             let (server, access) = (server.clone(), access.clone());
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| {
-                    let (server, access) = (server.clone(), access.clone());
-                    async move { Ok::<_, Infallible>(respond_guarded(server, &access, req).await) }
-                });
-                let io = hyper_util::rt::TokioIo::new(stream);
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+                match access.tls.clone() {
+                    Some(tls) => {
+                        // A handshake that fails (plain HTTP, an unknown CA) ends the connection.
+                        let Ok(stream) = tokio_rustls::TlsAcceptor::from(tls).accept(stream).await else {
+                            return;
+                        };
+                        serve_connection(stream, server, access).await
+                    }
+                    None => serve_connection(stream, server, access).await,
+                }
             });
         }
     });
     Ok((bound, task))
+}
+
+async fn serve_connection<IO>(io: IO, server: Arc<ApiServer>, access: Arc<Access>)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| {
+        let (server, access) = (server.clone(), access.clone());
+        async move { Ok::<_, Infallible>(respond_guarded(server, &access, req).await) }
+    });
+    let io = hyper_util::rt::TokioIo::new(io);
+    let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ mod schema;
 mod select;
 mod store;
 mod table;
+mod tls;
 mod types;
 mod write;
 
@@ -28,6 +29,7 @@ use serde_json::{Value, json};
 
 pub use http::{Access, serve};
 use store::Store;
+pub use tls::Secured;
 use types::ResourceType;
 
 /// Events kept for watches to resume from; older resourceVersions get 410 Gone.

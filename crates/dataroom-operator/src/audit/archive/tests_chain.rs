@@ -223,7 +223,8 @@ async fn a_log_that_lacks_a_record_is_not_archived() {
     setup.append(3).await;
     let path = setup.log.path();
     let text = std::fs::read_to_string(&path).unwrap();
-    let without_second: Vec<&str> = text.lines().enumerate().filter(|(i, _)| *i != 1).map(|(_, l)| l).collect();
+    let without_second: Vec<&str> =
+        text.lines().enumerate().filter(|(i, _)| *i != 1).map(|(_, l)| l).collect();
     std::fs::write(&path, without_second.join("\n") + "\n").unwrap();
     let refused = setup.checkpoint().await.unwrap_err();
     assert!(refused.to_string().contains("record 2 is not in the log"), "{refused}");
