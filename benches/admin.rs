@@ -215,6 +215,9 @@ async fn exec_and_upload(mut http: Http, key: &tempfile::NamedTempFile, sshd: &S
     body.extend_from_slice(&data);
     body.extend(format!("\r\n--{boundary}--\r\n").bytes());
     let path = format!("/api/ec2/instances/bench-0/files?destination_path={}/api.bin", work.path().display());
+    // A connection of its own: the one the execs used may have idled past the server's keep-alive
+    // while the ssh floor ran (5 s when the machine is busy), and would be closed under the upload.
+    let mut http = Http::connect(http.addr).await;
     let started = Instant::now();
     let (status, reply) = http.post(&path, &format!("multipart/form-data; boundary={boundary}"), body).await;
     let api_secs = started.elapsed().as_secs_f64();

@@ -33,6 +33,16 @@ pub enum Command {
         /// The key's name, shown in audit records (e.g. `alice` or `ci-2026-11`).
         #[arg(value_parser = parse_key_name)]
         name: String,
+        /// What the key may do: read, lifecycle, exec, files, images, keypairs, budget, audit, or
+        /// all (the default), comma-separated.
+        #[arg(long)]
+        scopes: Option<String>,
+        /// The only namespaces whose objects the key reaches, comma-separated (default: all).
+        #[arg(long)]
+        namespaces: Option<String>,
+        /// When the key stops working (RFC 3339, e.g. 2027-01-31T00:00:00Z).
+        #[arg(long)]
+        expires: Option<String>,
     },
     /// Print the least-privilege IAM policy (JSON) for the operator's AWS role.
     IamPolicy(IamPolicyArgs),

@@ -24,13 +24,19 @@ async fn main() -> ExitCode {
             println!("{}", dataroom_operator::admin::openapi::document());
             Ok(())
         }
-        Command::AdminKey { name } => {
-            let (key, line) = dataroom_operator::admin::auth::AdminKeys::generate(&name);
-            eprintln!("key (give it to its holder; it is not stored anywhere):");
-            println!("{key}");
-            eprintln!("line for the admin keys file (--admin-keys):");
-            print!("{line}");
-            Ok(())
+        Command::AdminKey { name, scopes, namespaces, expires } => {
+            let options: Vec<String> = [("scopes", scopes), ("namespaces", namespaces), ("expires", expires)]
+                .into_iter()
+                .filter_map(|(option, value)| value.map(|v| format!("{option}={v}")))
+                .collect();
+            dataroom_operator::admin::auth::AdminKeys::generate(&name, &options.join(" "))
+                .map(|(key, line)| {
+                    eprintln!("key (give it to its holder; it is not stored anywhere):");
+                    println!("{key}");
+                    eprintln!("line for the admin keys file (--admin-keys):");
+                    print!("{line}");
+                })
+                .map_err(|why| anyhow::anyhow!("{}", why.trim_start_matches("line 1: ")))
         }
         Command::IamPolicy(args) => {
             let scope = dataroom_operator::cloud::iam::Scope {

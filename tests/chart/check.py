@@ -26,7 +26,7 @@ VALUE_SETS = {
     "ha": {"replicas": 2, "persistence": {"accessMode": "ReadWriteMany"}, "aws": {"region": "eu-west-1", "credentialsSecret": "aws-credentials"}},
     "metrics": {
         "metrics": {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}},
-        "admin": {"keys": ["alice sha256:" + "ab" * 32]},
+        "admin": {"keys": ["alice sha256:" + "ab" * 32, "ci sha256:" + "cd" * 32 + " scopes=read,exec expires=2027-01-01T00:00:00Z"]},
     },
     "trial": {"persistence": {"enabled": False}, "admin": {"enabled": False}, "networkPolicy": {"enabled": False}},
 }

@@ -30,6 +30,7 @@ pub struct Metrics {
     pub managed_instances: Gauge,
     pub poll_duration: Histogram,
     pub audit_write_failures: Counter,
+    pub admin_keys_reload_failures: Counter,
 }
 
 impl Default for Metrics {
@@ -51,6 +52,7 @@ impl Default for Metrics {
             managed_instances: Gauge::default(),
             poll_duration: Histogram::new(exponential_buckets(0.01, 2.0, 12)),
             audit_write_failures: Counter::default(),
+            admin_keys_reload_failures: Counter::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -81,6 +83,11 @@ impl Default for Metrics {
             "audit_write_failures",
             "Audit records that could not be written",
             metrics.audit_write_failures.clone(),
+        );
+        r.register(
+            "admin_keys_reload_failures",
+            "Changes of the admin keys file refused because it did not parse (the last good keys stay)",
+            metrics.admin_keys_reload_failures.clone(),
         );
         Self { registry, ..metrics }
     }

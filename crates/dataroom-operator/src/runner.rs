@@ -57,6 +57,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         Some(settings) => {
             let mut api = operator.admin(settings.keys, &settings.namespace);
             api.limits = settings.limits;
+            let watching = admin::keyfile::watch(settings.keys_file, api.keys.clone(), operator.ctx.shared());
+            tokio::spawn(watching);
             Some(api)
         }
         None => {

@@ -171,9 +171,15 @@ pub async fn run(args: SandboxArgs) -> anyhow::Result<()> {
         .build()?;
     let ready = Arc::new(AtomicBool::new(false));
     let admin_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, args.admin_port));
-    let key_file = dir.join("admin-key");
-    let keys = AdminKeys::parse(&AdminKeys::line("sandbox", &admin_key(&key_file)?)).expect("a valid line");
-    let api = operator.admin(keys, "default");
+    let (key_file, keys_file) = (dir.join("admin-key"), dir.join("admin-keys"));
+    let key = admin_key(&key_file)?;
+    // The keys file, in the operator's format, read again whenever it changes: add a scoped key
+    // or remove one while the sandbox runs.
+    if !keys_file.exists() {
+        write_private(&keys_file, &AdminKeys::line("sandbox", &key))?;
+    }
+    let api = operator.admin(AdminKeys::load(&keys_file)?, "default");
+    tokio::spawn(admin::keyfile::watch(keys_file, api.keys.clone(), operator.ctx.shared()));
     let (http, admin_addr) =
         admin::serve(admin_addr, operator.health(ready.clone()), Some(api), Default::default())
             .with_context(|| {
@@ -238,7 +244,7 @@ fn admin_key(path: &Path) -> anyhow::Result<String> {
     if let Ok(key) = std::fs::read_to_string(path) {
         return Ok(key.trim().to_string());
     }
-    let (key, _) = AdminKeys::generate("sandbox");
+    let (key, _) = AdminKeys::generate("sandbox", "").expect("no options to refuse");
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)

@@ -3,36 +3,45 @@
 //! ignored. Hashes are compared in constant time, and only a key's name and fingerprint are ever
 //! recorded.
 
-use std::future::{Ready, ready};
+use std::collections::BTreeSet;
 use std::path::Path;
 
-use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, web};
 use base64::Engine as _;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::AdminState;
 use super::error::ApiError;
+use super::scope::Scope;
+use super::{AdminState, is_dns_label};
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 struct Named {
     name: String,
     hash: [u8; 32],
+    scopes: BTreeSet<Scope>,
+    /// `None`: every namespace.
+    namespaces: Option<BTreeSet<String>>,
+    expires: Option<jiff::Timestamp>,
 }
 
 /// The accepted keys, by hash.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct AdminKeys {
     keys: Vec<Named>,
 }
 
-/// The caller, once its key matched.
+/// The caller, once its key matched. Handlers get it only through `scope::Authorized`, which
+/// has checked the scope the operation needs.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Admin {
     pub name: String,
     /// `sha256:` and the first 16 hex digits of the key's hash: enough to tell keys apart.
     pub fingerprint: String,
+    scopes: BTreeSet<Scope>,
+    namespaces: Option<BTreeSet<String>>,
 }
 
 impl Admin {
@@ -40,28 +49,88 @@ impl Admin {
     pub fn actor(&self) -> String {
         format!("admin:{} ({})", self.name, self.fingerprint)
     }
+
+    /// 403 `insufficient_scope`, naming the scope needed, unless the key holds `scope`.
+    pub fn holds(&self, scope: Scope) -> Result<(), ApiError> {
+        if self.scopes.contains(&scope) {
+            return Ok(());
+        }
+        let held: Vec<&str> = self.scopes.iter().map(|s| s.name()).collect();
+        let why = format!(
+            "this operation needs the `{}` scope; the key {} holds: {}",
+            scope.name(),
+            self.name,
+            if held.is_empty() { "none".to_string() } else { held.join(", ") }
+        );
+        Err(ApiError::new(StatusCode::FORBIDDEN, "insufficient_scope", why))
+    }
+
+    /// Whether the key reaches objects in `namespace` (a key without `namespaces=` reaches all).
+    pub fn reaches(&self, namespace: &str) -> bool {
+        self.namespaces.as_ref().is_none_or(|n| n.contains(namespace))
+    }
+
+    /// Whether the key is confined to some namespaces (and so sees nothing that has none).
+    pub fn is_confined(&self) -> bool {
+        self.namespaces.is_some()
+    }
 }
 
 fn fingerprint(hash: &[u8; 32]) -> String {
     format!("sha256:{}", &hex::encode(hash)[..16])
 }
 
+const FORMAT: &str =
+    "expected `NAME sha256:<64 hex digits> [scopes=S,…] [namespaces=NS,…] [expires=RFC3339]`";
+
+/// One line of the keys file: the name, the hash and the options after them.
+fn parse_line(line: &str) -> Result<Named, String> {
+    let mut words = line.split_whitespace();
+    let (Some(name), Some(hash)) = (words.next(), words.next()) else { return Err(FORMAT.into()) };
+    let hex = hash.strip_prefix("sha256:").ok_or(FORMAT)?;
+    let hash: [u8; 32] = hex::decode(hex).ok().and_then(|h| h.try_into().ok()).ok_or(FORMAT)?;
+    let mut named =
+        Named { name: name.to_string(), hash, scopes: Scope::ALL.into(), namespaces: None, expires: None };
+    let mut seen = BTreeSet::new();
+    for option in words {
+        let (key, value) = option.split_once('=').ok_or_else(|| format!("`{option}`: {FORMAT}"))?;
+        if !seen.insert(key) {
+            return Err(format!("`{key}=` is given twice"));
+        }
+        match key {
+            "scopes" => named.scopes = Scope::parse_list(value)?,
+            "namespaces" => {
+                let names: BTreeSet<String> = value.split(',').map(str::to_string).collect();
+                if let Some(bad) = names.iter().find(|n| !is_dns_label(n)) {
+                    return Err(format!("namespace `{bad}` is not a DNS label"));
+                }
+                named.namespaces = Some(names);
+            }
+            "expires" => {
+                let at =
+                    value.parse().map_err(|e| format!("expires=`{value}` is not an RFC 3339 time ({e})"))?;
+                named.expires = Some(at);
+            }
+            other => return Err(format!("unknown option `{other}=`; {FORMAT}")),
+        }
+    }
+    Ok(named)
+}
+
 impl AdminKeys {
-    /// Parses lines of `NAME sha256:HEX` (blank lines and `#` comments allowed).
+    /// Parses lines of `NAME sha256:HEX [scopes=…] [namespaces=…] [expires=…]` (blank lines and
+    /// `#` comments allowed). A line without `scopes=` holds every scope, as keys did before scopes.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let mut keys = Vec::new();
+        let mut keys: Vec<Named> = Vec::new();
         for (n, line) in text.lines().enumerate().map(|(n, l)| (n + 1, l.trim())) {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let bad = || format!("line {n}: expected `NAME sha256:<64 hex digits>`");
-            let (name, hash) = line.split_once(char::is_whitespace).ok_or_else(bad)?;
-            let hex = hash.trim().strip_prefix("sha256:").ok_or_else(bad)?;
-            let hash: [u8; 32] = hex::decode(hex).ok().and_then(|h| h.try_into().ok()).ok_or_else(bad)?;
-            if keys.iter().any(|k: &Named| k.name == name) {
-                return Err(format!("line {n}: the name {name} is used twice"));
+            let named = parse_line(line).map_err(|why| format!("line {n}: {why}"))?;
+            if keys.iter().any(|k| k.name == named.name) {
+                return Err(format!("line {n}: the name {} is used twice", named.name));
             }
-            keys.push(Named { name: name.to_string(), hash });
+            keys.push(named);
         }
         if keys.is_empty() {
             return Err("no keys: add a line `NAME sha256:<hash>` (see `dataroom-operator admin-key`)".into());
@@ -75,22 +144,34 @@ impl AdminKeys {
         Self::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
     }
 
-    /// A fresh random key and the line that accepts it under `name`.
-    pub fn generate(name: &str) -> (String, String) {
+    /// A fresh random key and the line that accepts it under `name`, with `options` after the
+    /// hash (`scopes=…` and the like; checked by parsing the line).
+    pub fn generate(name: &str, options: &str) -> Result<(String, String), String> {
         let mut bytes = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut bytes);
         let key = format!("drk_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes));
         let line = Self::line(name, &key);
-        (key, line)
+        let line = match options.trim() {
+            "" => line,
+            options => format!("{} {options}\n", line.trim_end()),
+        };
+        Self::parse(&line)?;
+        Ok((key, line))
     }
 
-    /// The keys-file line that accepts `key` under `name`.
+    /// The keys-file line that accepts `key` under `name` with every scope.
     pub fn line(name: &str, key: &str) -> String {
         format!("{name} sha256:{}\n", hex::encode(Sha256::digest(key.as_bytes())))
     }
 
-    /// The admin whose key this is. Every stored hash is compared, in constant time.
-    pub fn check(&self, key: &str) -> Option<Admin> {
+    /// Each key's name and fingerprint (what a reload record names; never a hash).
+    pub fn names(&self) -> Vec<(String, String)> {
+        self.keys.iter().map(|k| (k.name.clone(), fingerprint(&k.hash))).collect()
+    }
+
+    /// The admin whose key this is, unless it has expired by `now`. Every stored hash is
+    /// compared, in constant time.
+    pub fn check(&self, key: &str, now: jiff::Timestamp) -> Result<Admin, String> {
         let hash: [u8; 32] = Sha256::digest(key.as_bytes()).into();
         let mut found = None;
         for named in &self.keys {
@@ -98,44 +179,72 @@ impl AdminKeys {
                 found = Some(named);
             }
         }
-        found.map(|k| Admin { name: k.name.clone(), fingerprint: fingerprint(&k.hash) })
+        let named = found.ok_or("the admin key is not accepted")?;
+        if let Some(expired) = named.expires.filter(|at| *at <= now) {
+            return Err(format!("the admin key {} expired at {expired}", named.name));
+        }
+        Ok(Admin {
+            name: named.name.clone(),
+            fingerprint: fingerprint(&named.hash),
+            scopes: named.scopes.clone(),
+            namespaces: named.namespaces.clone(),
+        })
     }
 }
 
-fn authenticate(req: &HttpRequest) -> Result<Admin, ApiError> {
+/// The caller's key, checked; which scope the operation needs is `scope::Authorized`'s to check.
+pub(super) fn authenticate(req: &HttpRequest) -> Result<Admin, ApiError> {
     let state = req.app_data::<web::Data<AdminState>>().expect("the admin state is configured");
     let header = req.headers().get(actix_web::http::header::AUTHORIZATION);
     let key = header
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or_else(|| ApiError::unauthorized("send `Authorization: Bearer <admin key>`"))?;
-    state.keys.check(key.trim()).ok_or_else(|| ApiError::unauthorized("the admin key is not accepted"))
-}
-
-impl FromRequest for Admin {
-    type Error = ApiError;
-    type Future = Ready<Result<Self, Self::Error>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(authenticate(req))
-    }
+    let now = (state.shared.clock)();
+    state.keys().check(key.trim(), now).map_err(|why| ApiError::unauthorized(&why))
 }
 
 #[cfg(test)]
 mod tests {
     use super::AdminKeys;
 
+    use super::Scope;
+
+    fn now() -> jiff::Timestamp {
+        "2026-12-02T12:00:00Z".parse().unwrap()
+    }
+
     #[test]
     fn keys_match_by_hash_and_report_name_and_fingerprint() {
-        let (key, line) = AdminKeys::generate("ops");
-        let (old, old_line) = AdminKeys::generate("old");
+        let (key, line) = AdminKeys::generate("ops", "").unwrap();
+        let (old, old_line) = AdminKeys::generate("old", "").unwrap();
         let keys = AdminKeys::parse(&format!("# rotation\n{line}\n{old_line}")).unwrap();
-        let admin = keys.check(&key).unwrap();
+        let admin = keys.check(&key, now()).unwrap();
         assert_eq!(admin.name, "ops");
         assert!(admin.fingerprint.starts_with("sha256:") && !admin.actor().contains(&key));
-        assert_eq!(keys.check(&old).unwrap().name, "old");
-        assert!(keys.check("drk_wrong").is_none());
-        assert!(keys.check(&line).is_none(), "the hash itself is not a key");
+        assert_eq!(keys.check(&old, now()).unwrap().name, "old");
+        assert!(keys.check("drk_wrong", now()).is_err());
+        assert!(keys.check(&line, now()).is_err(), "the hash itself is not a key");
+        for scope in Scope::ALL {
+            assert!(admin.holds(scope).is_ok(), "a line without scopes= holds every scope");
+        }
+        assert!(admin.reaches("any") && !admin.is_confined());
+    }
+
+    #[test]
+    fn options_confine_a_key_to_scopes_namespaces_and_a_time() {
+        let options = "scopes=read,exec namespaces=team-a,team-b expires=2026-12-03T00:00:00Z";
+        let (key, line) = AdminKeys::generate("ci", options).unwrap();
+        assert!(line.ends_with(&format!(" {options}\n")), "{line}");
+        let keys = AdminKeys::parse(&line).unwrap();
+        let admin = keys.check(&key, now()).unwrap();
+        assert!(admin.holds(Scope::Exec).is_ok() && admin.holds(Scope::Read).is_ok());
+        let refused = admin.holds(Scope::Budget).unwrap_err();
+        assert_eq!((refused.status.as_u16(), refused.code), (403, "insufficient_scope"));
+        assert!(refused.detail.contains("needs the `budget` scope") && refused.detail.contains("read, exec"));
+        assert!(admin.reaches("team-b") && !admin.reaches("team-c") && admin.is_confined());
+        let later: jiff::Timestamp = "2026-12-03T00:00:00Z".parse().unwrap();
+        assert!(keys.check(&key, later).unwrap_err().contains("expired at 2026-12-03T00:00:00Z"));
     }
 
     #[test]
@@ -143,6 +252,19 @@ mod tests {
         assert!(AdminKeys::parse("").unwrap_err().contains("no keys"));
         assert!(AdminKeys::parse("ops deadbeef").unwrap_err().starts_with("line 1"));
         let line = AdminKeys::line("a", "k");
-        assert!(AdminKeys::parse(&format!("{line}{line}")).unwrap_err().contains("twice"));
+        let line = line.trim_end();
+        assert!(AdminKeys::parse(&format!("{line}\n{line}")).unwrap_err().contains("twice"));
+        for (options, named) in [
+            ("scopes=root", "unknown scope `root`"),
+            ("namespaces=Team_A", "not a DNS label"),
+            ("expires=tomorrow", "not an RFC 3339 time"),
+            ("color=red", "unknown option `color=`"),
+            ("scopes=read scopes=all", "given twice"),
+            ("scopes", "expected `NAME"),
+        ] {
+            let refused = AdminKeys::parse(&format!("{line} {options}")).unwrap_err();
+            assert!(refused.starts_with("line 1: ") && refused.contains(named), "{options}: {refused}");
+        }
+        assert!(AdminKeys::generate("x", "scopes=root").is_err(), "admin-key checks its options");
     }
 }

@@ -14,8 +14,9 @@ use crate::controller::reach;
 use crate::crd::{DataRoom, Ec2Instance, audit_name, audit_target};
 use crate::ssh::Connection;
 
-/// Finds an instance by EC2 instance ID (any namespace) or object name (the API's namespace).
-pub fn instance(state: &AdminState, id: &str) -> Result<Arc<Ec2Instance>, ApiError> {
+/// Finds an instance by EC2 instance ID (any namespace) or object name (the API's namespace),
+/// among those `admin`'s key reaches: one in another namespace is not found, as if it were not there.
+pub fn instance(state: &AdminState, admin: &Admin, id: &str) -> Result<Arc<Ec2Instance>, ApiError> {
     let by_instance_id = |o: &Ec2Instance| {
         let cached = o.uid().and_then(|uid| state.shared.cache.get(&uid)).map(|i| i.id);
         let recorded = o.status.as_ref().and_then(|s| s.instance_id.clone());
@@ -25,13 +26,14 @@ pub fn instance(state: &AdminState, id: &str) -> Result<Arc<Ec2Instance>, ApiErr
         true => state.shared.instances.find(|o| by_instance_id(o)),
         false => state.shared.instances.get(&ObjectRef::new(id).within(&state.namespace)),
     };
-    found.ok_or_else(|| ApiError::not_found(&format!("instance {id}")))
+    let reached = found.filter(|o| admin.reaches(o.namespace().as_deref().unwrap_or_default()));
+    reached.ok_or_else(|| ApiError::not_found(&format!("instance {id}")))
 }
 
 /// The audit target (`ec2instance/namespace/name`) of what `id` names, found or not, so that a
 /// refused attempt is recorded against the target the operation would have had.
-pub fn instance_target(state: &AdminState, id: &str) -> String {
-    match instance(state, id) {
+pub fn instance_target(state: &AdminState, admin: &Admin, id: &str) -> String {
+    match instance(state, admin, id) {
         Ok(object) => audit_target(&*object),
         // An instance ID is looked for in every namespace.
         Err(_) if id.starts_with("i-") => audit_name::<Ec2Instance>("*", id),
@@ -45,12 +47,18 @@ pub fn unnamespaced_target(kind: &str, name: &str) -> String {
     format!("{kind}//{name}")
 }
 
-/// The DataRoom `namespace/name`.
-pub fn room(state: &AdminState, namespace: &str, name: &str) -> Result<Arc<DataRoom>, ApiError> {
+/// The DataRoom `namespace/name`, if `admin`'s key reaches its namespace.
+pub fn room(
+    state: &AdminState,
+    admin: &Admin,
+    namespace: &str,
+    name: &str,
+) -> Result<Arc<DataRoom>, ApiError> {
     if !is_dns_label(namespace) || !is_dns_label(name) {
         return Err(ApiError::bad_request("invalid_name", "namespace and name are DNS labels"));
     }
-    let found = state.shared.rooms.get(&ObjectRef::new(name).within(namespace));
+    let reached = admin.reaches(namespace).then_some(());
+    let found = reached.and_then(|()| state.shared.rooms.get(&ObjectRef::new(name).within(namespace)));
     found.ok_or_else(|| ApiError::not_found(&format!("room {namespace}/{name}")))
 }
 
@@ -62,7 +70,7 @@ pub async fn connect(
     admin: &Admin,
     id: &str,
 ) -> Result<(Arc<Ec2Instance>, Arc<Connection>, SshWork), ApiError> {
-    let object = instance(state, id)?;
+    let object = instance(state, admin, id)?;
     let work = state.ssh_work()?;
     let connection = reach::connect(&state.shared, &state.ssh, &admin.actor(), &object).await?;
     if let Some(room) = object.room_key() {

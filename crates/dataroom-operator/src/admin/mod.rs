@@ -3,9 +3,11 @@
 
 pub mod auth;
 pub mod error;
+pub mod keyfile;
 pub mod lookup;
 pub mod openapi;
 pub mod routes;
+pub mod scope;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -72,7 +74,8 @@ impl Default for ApiLimits {
 /// no handler can name a launch, start, stop or terminate. Those go through the custom resources.
 pub struct AdminState {
     pub shared: Arc<Shared>,
-    pub keys: AdminKeys,
+    /// The keys in force (replaced when the keys file changes; see `keyfile`).
+    pub keys: keyfile::LiveKeys,
     /// Where objects created through the API live.
     pub namespace: String,
     /// The controller's pool, unless a test swaps it.
@@ -100,13 +103,18 @@ impl AdminState {
         let ami_poll = std::time::Duration::from_secs(5);
         AdminState {
             shared,
-            keys,
+            keys: keyfile::LiveKeys::new(keys),
             namespace: namespace.to_string(),
             ssh: pool,
             limits: ApiLimits::default(),
             ami_poll,
             ssh_operations: Arc::default(),
         }
+    }
+
+    /// The keys in force now.
+    pub fn keys(&self) -> Arc<AdminKeys> {
+        self.keys.current()
     }
 
     /// A place for one more SSH operation, or 503 `ssh_busy` when all are taken.

@@ -50,7 +50,8 @@ impl Modify for BearerKey {
 }
 
 /// Errors are RFC 7807 problems, served as `application/problem+json`; every route that takes a
-/// body may refuse it as too large (413) or not of its content type (415).
+/// body may refuse it as too large (413) or not of its content type (415), and every route may
+/// refuse a key without the scope it names (403 `insufficient_scope`).
 struct Problems;
 
 impl Modify for Problems {
@@ -62,6 +63,8 @@ impl Modify for Problems {
         for item in openapi.paths.paths.values_mut() {
             for op in [&mut item.get, &mut item.put, &mut item.post, &mut item.delete].into_iter().flatten() {
                 let responses = &mut op.responses.responses;
+                let scoped = "`insufficient_scope`: the key lacks the scope this operation names";
+                responses.entry("403".into()).or_insert_with(|| RefOr::T(problem(scoped)));
                 if op.request_body.is_some() {
                     for (code, why) in refusals {
                         responses.entry(code.into()).or_insert_with(|| RefOr::T(problem(why)));

@@ -54,6 +54,8 @@ pub enum CloudSource {
 
 pub struct AdminConfig {
     pub keys: AdminKeys,
+    /// Where the keys came from: read again whenever it changes.
+    pub keys_file: PathBuf,
     /// Where objects created through the API live.
     pub namespace: String,
     pub limits: ApiLimits,
@@ -89,6 +91,7 @@ impl Config {
         let admin = match &args.admin_keys {
             Some(path) => Some(AdminConfig {
                 keys: AdminKeys::load(path)?,
+                keys_file: path.clone(),
                 namespace: args.api_namespace.clone(),
                 limits: ApiLimits { max_file_bytes: args.max_upload_mib << 20, ..Default::default() },
             }),

@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::admin::AdminState;
-use crate::admin::auth::Admin;
 use crate::admin::error::{ApiError, Problem};
+use crate::admin::scope::{Authorized, needs};
 use crate::audit::{Outcome, Record, verify_file};
 
 const MAX_PAGE: usize = 1000;
@@ -79,7 +79,11 @@ fn time(field: &str, value: &Option<String>) -> Result<Option<jiff::Timestamp>, 
         .transpose()
 }
 
-fn page(path: &std::path::Path, query: &AuditQuery) -> Result<AuditPage, ApiError> {
+fn page(
+    path: &std::path::Path,
+    query: &AuditQuery,
+    visible: impl Fn(&Record) -> bool,
+) -> Result<AuditPage, ApiError> {
     if query.after.is_some_and(|after| after > i64::MAX as u64) {
         return Err(ApiError::bad_request("invalid_query", "after is a sequence number, 0 to 2^63-1"));
     }
@@ -108,6 +112,7 @@ fn page(path: &std::path::Path, query: &AuditQuery) -> Result<AuditPage, ApiErro
         last_seq = Some(record.seq);
         let at = record.time.parse::<jiff::Timestamp>().ok();
         let keep = record.seq > after
+            && visible(&record)
             && query.action.as_ref().is_none_or(|a| &record.action == a)
             && query.target.as_ref().is_none_or(|t| &record.target == t)
             && since.is_none_or(|s| at.is_some_and(|at| at >= s))
@@ -134,17 +139,23 @@ fn page(path: &std::path::Path, query: &AuditQuery) -> Result<AuditPage, ApiErro
 #[utoipa::path(
     params(AuditQuery),
     responses((status = 200, body = AuditPage), (status = 400, body = Problem), (status = 401, body = Problem)),
-    security(("admin_key" = [])),
+    security(("admin_key" = ["audit"])),
     tag = "governance"
 )]
 #[get("/api/audit")]
 pub async fn list(
-    _: Admin,
+    admin: Authorized<needs::Audit>,
     state: web::Data<AdminState>,
     query: web::Query<AuditQuery>,
 ) -> Result<web::Json<AuditPage>, ApiError> {
     let path = state.shared.audit.path();
-    let result = web::block(move || page(&path, &query)).await;
+    let admin = (*admin).clone();
+    // A key confined to namespaces sees only records whose target is in one of them.
+    let visible = move |r: &Record| {
+        !admin.is_confined()
+            || r.target.split('/').nth(1).is_some_and(|ns| !ns.is_empty() && admin.reaches(ns))
+    };
+    let result = web::block(move || page(&path, &query, visible)).await;
     Ok(web::Json(result.map_err(|e| ApiError::upstream("reading the audit log", e))??))
 }
 
@@ -167,11 +178,14 @@ pub struct VerificationProblem {
 
 #[utoipa::path(
     responses((status = 200, body = Verification), (status = 401, body = Problem)),
-    security(("admin_key" = [])),
+    security(("admin_key" = ["audit"])),
     tag = "governance"
 )]
 #[get("/api/audit/verify")]
-pub async fn verify(_: Admin, state: web::Data<AdminState>) -> Result<web::Json<Verification>, ApiError> {
+pub async fn verify(
+    _: Authorized<needs::Audit>,
+    state: web::Data<AdminState>,
+) -> Result<web::Json<Verification>, ApiError> {
     let path = state.shared.audit.path();
     let report = web::block(move || verify_file(&path))
         .await
@@ -218,7 +232,7 @@ mod tests {
         }
         let len = std::fs::metadata(&path).unwrap().len();
         for after in [0, 1, 999, 1500, 2998, 2999, 3000, 5000] {
-            let page = page(&path, &query(Some(after), 3, None)).unwrap();
+            let page = page(&path, &query(Some(after), 3, None), |_| true).unwrap();
             let seqs: Vec<u64> = page.records.iter().map(|r| r.seq).collect();
             let expected: Vec<u64> = (after + 1..=3000).take(3).collect();
             assert_eq!(seqs, expected, "after {after}");
@@ -227,7 +241,7 @@ mod tests {
             let start = crate::audit::first_after(&mut file, after).unwrap();
             assert!(after < 2000 || start > len / 2, "after {after}: bisected to {start} of {len}");
         }
-        let rare = page(&path, &query(None, 10, Some("rare"))).unwrap();
+        let rare = page(&path, &query(None, 10, Some("rare")), |_| true).unwrap();
         assert_eq!(rare.records.iter().map(|r| r.seq).collect::<Vec<_>>(), [1000, 2000, 3000]);
         assert_eq!(rare.next_after, None);
     }

@@ -7,8 +7,8 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use crate::admin::AdminState;
-use crate::admin::auth::Admin;
 use crate::admin::error::{ApiError, Problem};
+use crate::admin::scope::{Authorized, needs};
 use crate::crd::{BUDGET_NAME, Ec2Budget, Ec2BudgetSpec, Ec2BudgetStatus};
 
 /// The limits (the same fields as `kubectl edit ec2budget default`) and live usage.
@@ -29,11 +29,11 @@ fn view(state: &AdminState) -> BudgetView {
 
 #[utoipa::path(
     responses((status = 200, body = BudgetView), (status = 401, body = Problem)),
-    security(("admin_key" = [])),
+    security(("admin_key" = ["read"])),
     tag = "governance"
 )]
 #[get("/api/ec2/budget")]
-pub async fn get_budget(_: Admin, state: web::Data<AdminState>) -> web::Json<BudgetView> {
+pub async fn get_budget(_: Authorized<needs::Read>, state: web::Data<AdminState>) -> web::Json<BudgetView> {
     web::Json(view(&state))
 }
 
@@ -60,12 +60,12 @@ pub struct BudgetChange {
     request_body = BudgetChange,
     responses((status = 200, body = BudgetView), (status = 400, body = Problem), (status = 401, body = Problem),
               (status = 422, description = "a limit is out of range", body = Problem)),
-    security(("admin_key" = [])),
+    security(("admin_key" = ["budget"])),
     tag = "governance"
 )]
 #[put("/api/ec2/budget")]
 pub async fn put_budget(
-    admin: Admin,
+    admin: Authorized<needs::Budget>,
     state: web::Data<AdminState>,
     change: web::Json<BudgetChange>,
 ) -> Result<web::Json<BudgetView>, ApiError> {

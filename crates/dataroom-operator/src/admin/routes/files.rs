@@ -12,9 +12,9 @@ use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::admin::AdminState;
-use crate::admin::auth::Admin;
 use crate::admin::error::{ApiError, Problem};
 use crate::admin::lookup::{connect, instance_target};
+use crate::admin::scope::{Authorized, needs};
 use crate::crd::audit_target as target;
 
 /// Where `push-config` writes when no path is given.
@@ -44,12 +44,12 @@ fn mode(text: &Option<String>, default: u32) -> Result<u32, ApiError> {
     responses((status = 200, description = "the file's bytes, streamed", content_type = "application/octet-stream"),
               (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem),
               (status = 409, body = Problem), (status = 502, body = Problem), (status = 503, description = "`ssh_busy` (with `Retry-After`) or `audit_unavailable`", body = Problem), (status = 504, body = Problem)),
-    security(("admin_key" = [])),
+    security(("admin_key" = ["files"])),
     tag = "files"
 )]
 #[get("/api/ec2/instances/{id}/files/{path:.*}")]
 pub async fn download(
-    admin: Admin,
+    admin: Authorized<needs::Files>,
     state: web::Data<AdminState>,
     params: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
@@ -65,7 +65,7 @@ pub async fn download(
                 .operation(
                     &admin,
                     "api.instance.download",
-                    &instance_target(&state, &id),
+                    &instance_target(&state, &admin, &id),
                     json!({"path": path}),
                 )
                 .refused(e)
@@ -131,12 +131,12 @@ async fn write_part(
               (status = 404, body = Problem), (status = 409, body = Problem),
               (status = 413, description = "larger than the file size limit", body = Problem),
               (status = 502, body = Problem), (status = 503, description = "`ssh_busy` (with `Retry-After`) or `audit_unavailable`", body = Problem), (status = 504, body = Problem)),
-    security(("admin_key" = [])),
+    security(("admin_key" = ["files"])),
     tag = "files"
 )]
 #[post("/api/ec2/instances/{id}/files")]
 pub async fn upload(
-    admin: Admin,
+    admin: Authorized<needs::Files>,
     state: web::Data<AdminState>,
     id: web::Path<String>,
     query: web::Query<UploadQuery>,
@@ -162,7 +162,7 @@ pub async fn upload(
         Err(e) => {
             let params = json!({"path": query.destination_path});
             return Err(state
-                .operation(&admin, "api.instance.upload", &instance_target(&state, &id), params)
+                .operation(&admin, "api.instance.upload", &instance_target(&state, &admin, &id), params)
                 .refused(e)
                 .await);
         }
@@ -198,12 +198,12 @@ pub struct PushedFiles {
     responses((status = 201, body = PushedFiles), (status = 400, body = Problem), (status = 401, body = Problem),
               (status = 404, body = Problem), (status = 409, body = Problem), (status = 413, body = Problem),
               (status = 502, body = Problem), (status = 503, description = "`ssh_busy` (with `Retry-After`) or `audit_unavailable`", body = Problem), (status = 504, body = Problem)),
-    security(("admin_key" = [])),
+    security(("admin_key" = ["files"])),
     tag = "files"
 )]
 #[post("/api/ec2/instances/{id}/push-files")]
 pub async fn push_files(
-    admin: Admin,
+    admin: Authorized<needs::Files>,
     state: web::Data<AdminState>,
     id: web::Path<String>,
     query: web::Query<PushFilesQuery>,
@@ -222,7 +222,7 @@ pub async fn push_files(
         Err(e) => {
             let params = json!({"destination_dir": query.destination_dir});
             return Err(state
-                .operation(&admin, "api.instance.push_files", &instance_target(&state, &id), params)
+                .operation(&admin, "api.instance.push_files", &instance_target(&state, &admin, &id), params)
                 .refused(e)
                 .await);
         }
@@ -321,12 +321,12 @@ async fn config_bytes(state: &AdminState, source: &serde_json::Value) -> Result<
               (status = 404, body = Problem), (status = 409, body = Problem),
               (status = 413, description = "the configuration is over 1 MiB", body = Problem), (status = 502, body = Problem), (status = 503, description = "`ssh_busy` (with `Retry-After`) or `audit_unavailable`", body = Problem),
               (status = 504, body = Problem)),
-    security(("admin_key" = [])),
+    security(("admin_key" = ["files"])),
     tag = "files"
 )]
 #[post("/api/ec2/instances/{id}/push-config")]
 pub async fn push_config(
-    admin: Admin,
+    admin: Authorized<needs::Files>,
     state: web::Data<AdminState>,
     id: web::Path<String>,
     body: web::Json<PushConfig>,
@@ -345,7 +345,7 @@ pub async fn push_config(
         Err(e) => {
             let params = json!({"path": body.path, "source": source});
             return Err(state
-                .operation(&admin, "api.instance.push_config", &instance_target(&state, &id), params)
+                .operation(&admin, "api.instance.push_config", &instance_target(&state, &admin, &id), params)
                 .refused(e)
                 .await);
         }

@@ -8,9 +8,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::admin::auth::Admin;
 use crate::admin::error::{ApiError, Problem};
 use crate::admin::lookup;
+use crate::admin::scope::{Authorized, needs};
 use crate::admin::{AdminState, is_dns_label};
 use crate::controller::dataroom::key;
 use crate::crd::{DEFAULT_INSTANCE_TYPE, DataRoom, DataRoomState, audit_name};
@@ -79,12 +79,12 @@ pub struct RoomQuery {
 #[utoipa::path(
     params(RoomQuery),
     responses((status = 200, body = RoomList), (status = 400, body = Problem), (status = 401, body = Problem)),
-    security(("admin_key" = [])),
+    security(("admin_key" = ["read"])),
     tag = "fleet"
 )]
 #[get("/api/fleet/rooms")]
 pub async fn list_rooms(
-    _: Admin,
+    admin: Authorized<needs::Read>,
     state: web::Data<AdminState>,
     query: web::Query<RoomQuery>,
 ) -> Result<web::Json<RoomList>, ApiError> {
@@ -96,6 +96,7 @@ pub async fn list_rooms(
         .rooms
         .state()
         .iter()
+        .filter(|r| admin.reaches(r.namespace().as_deref().unwrap_or_default()))
         .filter(|r| query.namespace.is_none() || r.namespace() == query.namespace)
         .map(|r| RoomView::of(&state, r))
         .collect();
@@ -107,16 +108,16 @@ pub async fn list_rooms(
     params(("namespace" = String, Path), ("name" = String, Path)),
     responses((status = 200, body = RoomView), (status = 400, body = Problem), (status = 401, body = Problem),
               (status = 404, body = Problem)),
-    security(("admin_key" = [])),
+    security(("admin_key" = ["read"])),
     tag = "fleet"
 )]
 #[get("/api/fleet/rooms/{namespace}/{name}")]
 pub async fn get_room(
-    _: Admin,
+    admin: Authorized<needs::Read>,
     state: web::Data<AdminState>,
     path: web::Path<(String, String)>,
 ) -> Result<web::Json<RoomView>, ApiError> {
-    let room = lookup::room(&state, &path.0, &path.1)?;
+    let room = lookup::room(&state, &admin, &path.0, &path.1)?;
     Ok(web::Json(RoomView::of(&state, &room)))
 }
 
@@ -126,12 +127,12 @@ pub async fn get_room(
               (status = 400, body = Problem), (status = 401, body = Problem),
               (status = 403, description = "the budget would refuse its instance", body = Problem),
               (status = 404, body = Problem)),
-    security(("admin_key" = [])),
+    security(("admin_key" = ["lifecycle"])),
     tag = "fleet"
 )]
 #[post("/api/fleet/rooms/{namespace}/{name}/start")]
 pub async fn start_room(
-    admin: Admin,
+    admin: Authorized<needs::Lifecycle>,
     state: web::Data<AdminState>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
@@ -142,12 +143,12 @@ pub async fn start_room(
     params(("namespace" = String, Path), ("name" = String, Path)),
     responses((status = 202, description = "the room will stop and its instance be terminated", body = RoomView),
               (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)),
-    security(("admin_key" = [])),
+    security(("admin_key" = ["lifecycle"])),
     tag = "fleet"
 )]
 #[post("/api/fleet/rooms/{namespace}/{name}/stop")]
 pub async fn stop_room(
-    admin: Admin,
+    admin: Authorized<needs::Lifecycle>,
     state: web::Data<AdminState>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
@@ -155,7 +156,7 @@ pub async fn stop_room(
 }
 
 async fn set_state(
-    admin: Admin,
+    admin: Authorized<needs::Lifecycle>,
     state: web::Data<AdminState>,
     namespace: &str,
     name: &str,
@@ -164,7 +165,7 @@ async fn set_state(
     let action = if want == DataRoomState::Running { "api.room.start" } else { "api.room.stop" };
     let target = audit_name::<DataRoom>(namespace, name);
     let op = state.operation(&admin, action, &target, json!({}));
-    let checked = lookup::room(&state, namespace, name).and_then(|room| {
+    let checked = lookup::room(&state, &admin, namespace, name).and_then(|room| {
         if want == DataRoomState::Running && room.spec.state == DataRoomState::Stopped {
             let instance_type = room.spec.instance_type.as_deref().unwrap_or(DEFAULT_INSTANCE_TYPE);
             let launch = state.shared.gate.launch(None);

@@ -8,10 +8,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::admin::AdminState;
-use crate::admin::auth::Admin;
 use crate::admin::error::{ApiError, Problem};
 use crate::admin::lookup;
 use crate::admin::routes::instances::InstanceView;
+use crate::admin::scope::{Authorized, needs};
 use crate::probe;
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -45,12 +45,12 @@ pub struct HealthResult {
     responses((status = 200, description = "checked (see `healthy`)", body = HealthResult),
               (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem),
               (status = 409, description = "the instance is not running", body = Problem)),
-    security(("admin_key" = [])),
+    security(("admin_key" = ["read"])),
     tag = "instances"
 )]
 #[get("/api/ec2/instances/{id}/health")]
 pub async fn health(
-    _: Admin,
+    admin: Authorized<needs::Read>,
     state: web::Data<AdminState>,
     id: web::Path<String>,
     query: web::Query<HealthQuery>,
@@ -66,7 +66,7 @@ pub async fn health(
         s @ 1..=60 => Duration::from_secs(s),
         _ => return Err(ApiError::bad_request("invalid_timeout", "timeout_seconds is 1 to 60")),
     };
-    let view = InstanceView::of(&state, &*lookup::instance(&state, &id)?);
+    let view = InstanceView::of(&state, &*lookup::instance(&state, &admin, &id)?);
     let ip = view.public_ip.or(view.private_ip).filter(|_| view.status == "running");
     let ip = ip.ok_or_else(|| {
         ApiError::conflict("instance_not_running", format!("instance {id} is {}", view.status))

@@ -15,6 +15,7 @@ use crate::admin::auth::Admin;
 use crate::admin::error::{ApiError, Problem};
 use crate::admin::lookup;
 use crate::admin::routes::instances::InstanceView;
+use crate::admin::scope::{Authorized, needs};
 use crate::audit::Outcome;
 use crate::cloud::{Image, Imperative, keys, ssh_secret_name};
 
@@ -39,11 +40,14 @@ impl From<Image> for AmiView {
 #[utoipa::path(
     responses((status = 200, description = "AMIs owned by this account", body = Vec<AmiView>),
               (status = 401, body = Problem), (status = 502, body = Problem), (status = 503, body = Problem)),
-    security(("admin_key" = [])),
+    security(("admin_key" = ["read"])),
     tag = "images"
 )]
 #[get("/api/ec2/amis")]
-pub async fn list_amis(_: Admin, state: web::Data<AdminState>) -> Result<web::Json<Vec<AmiView>>, ApiError> {
+pub async fn list_amis(
+    _: Authorized<needs::Read>,
+    state: web::Data<AdminState>,
+) -> Result<web::Json<Vec<AmiView>>, ApiError> {
     let images = state.shared.imperative.describe_images(&[]).await?;
     Ok(web::Json(images.into_iter().map(AmiView::from).collect()))
 }
@@ -52,12 +56,12 @@ pub async fn list_amis(_: Admin, state: web::Data<AdminState>) -> Result<web::Js
     params(("image_id" = String, Path, description = "AMI ID")),
     responses((status = 200, body = AmiView), (status = 400, body = Problem), (status = 401, body = Problem),
               (status = 404, body = Problem)),
-    security(("admin_key" = [])),
+    security(("admin_key" = ["read"])),
     tag = "images"
 )]
 #[get("/api/ec2/amis/{image_id}")]
 pub async fn get_ami(
-    _: Admin,
+    _: Authorized<needs::Read>,
     state: web::Data<AdminState>,
     image_id: web::Path<String>,
 ) -> Result<web::Json<AmiView>, ApiError> {
@@ -89,12 +93,12 @@ fn valid_ami_name(name: &str) -> bool {
     request_body = CreateAmi,
     responses((status = 202, body = AmiView), (status = 400, body = Problem), (status = 401, body = Problem),
               (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
-    security(("admin_key" = [])),
+    security(("admin_key" = ["images"])),
     tag = "images"
 )]
 #[post("/api/ec2/amis")]
 pub async fn create_ami(
-    admin: Admin,
+    admin: Authorized<needs::Images>,
     state: web::Data<AdminState>,
     body: web::Json<CreateAmi>,
 ) -> Result<HttpResponse, ApiError> {
@@ -102,10 +106,10 @@ pub async fn create_ami(
     let op = state.operation(
         &admin,
         "api.ami.create",
-        &lookup::instance_target(&state, &body.instance_id),
+        &lookup::instance_target(&state, &admin, &body.instance_id),
         params,
     );
-    let instance_id = match ami_source(&state, &body) {
+    let instance_id = match ami_source(&state, &admin, &body) {
         Ok(instance_id) => instance_id,
         Err(e) => return Err(op.refused(e).await),
     };
@@ -122,12 +126,12 @@ pub async fn create_ami(
 }
 
 /// The EC2 instance an AMI can be made of (running or stopped), after checking the request.
-fn ami_source(state: &AdminState, body: &CreateAmi) -> Result<String, ApiError> {
+fn ami_source(state: &AdminState, admin: &Admin, body: &CreateAmi) -> Result<String, ApiError> {
     if !valid_ami_name(&body.ami_name) {
         let why = "ami_name: 3-128 letters, digits, spaces, ()[]./-'@_";
         return Err(ApiError::bad_request("invalid_name", why));
     }
-    let view = InstanceView::of(state, &*lookup::instance(state, &body.instance_id)?);
+    let view = InstanceView::of(state, &*lookup::instance(state, admin, &body.instance_id)?);
     let instance_id = view.instance_id.filter(|_| view.status == "running" || view.status == "stopped");
     instance_id.ok_or_else(|| {
         ApiError::conflict("instance_not_ready", format!("instance {} is {}", body.instance_id, view.status))
@@ -177,12 +181,12 @@ fn key_view(pair: crate::cloud::KeyPair) -> KeyPairView {
 #[utoipa::path(
     responses((status = 200, body = Vec<KeyPairView>), (status = 401, body = Problem), (status = 502, body = Problem),
               (status = 503, body = Problem)),
-    security(("admin_key" = [])),
+    security(("admin_key" = ["read"])),
     tag = "images"
 )]
 #[get("/api/ec2/keypairs")]
 pub async fn list_keypairs(
-    _: Admin,
+    _: Authorized<needs::Read>,
     state: web::Data<AdminState>,
 ) -> Result<web::Json<Vec<KeyPairView>>, ApiError> {
     let pairs = state.shared.imperative.describe_key_pairs(&[]).await?;
@@ -204,12 +208,12 @@ fn valid_key_name(name: &str) -> bool {
     request_body = CreateKeyPair,
     responses((status = 201, body = KeyPairView), (status = 400, body = Problem), (status = 401, body = Problem),
               (status = 409, body = Problem)),
-    security(("admin_key" = [])),
+    security(("admin_key" = ["keypairs"])),
     tag = "images"
 )]
 #[post("/api/ec2/keypairs")]
 pub async fn create_keypair(
-    admin: Admin,
+    admin: Authorized<needs::Keypairs>,
     state: web::Data<AdminState>,
     body: web::Json<CreateKeyPair>,
 ) -> Result<HttpResponse, ApiError> {
@@ -244,12 +248,12 @@ pub struct DeleteKeyQuery {
     params(("name" = String, Path, description = "key pair name"), DeleteKeyQuery),
     responses((status = 204, description = "deleted (or already gone)"), (status = 400, body = Problem),
               (status = 401, body = Problem), (status = 409, description = "a managed instance uses it", body = Problem)),
-    security(("admin_key" = [])),
+    security(("admin_key" = ["keypairs"])),
     tag = "images"
 )]
 #[delete("/api/ec2/keypairs/{name}")]
 pub async fn delete_keypair(
-    admin: Admin,
+    admin: Authorized<needs::Keypairs>,
     state: web::Data<AdminState>,
     name: web::Path<String>,
     query: web::Query<DeleteKeyQuery>,

@@ -14,6 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::admin::auth::Admin;
 use crate::admin::error::{ApiError, Problem};
 use crate::admin::lookup;
+use crate::admin::scope::{Authorized, needs};
 use crate::admin::{AdminState, is_dns_label};
 use crate::budget::Purpose;
 use crate::cloud::{Instance, InstanceState};
@@ -111,12 +112,12 @@ pub struct ListQuery {
 #[utoipa::path(
     params(ListQuery),
     responses((status = 200, body = Vec<InstanceView>), (status = 400, body = Problem), (status = 401, body = Problem)),
-    security(("admin_key" = [])),
+    security(("admin_key" = ["read"])),
     tag = "instances"
 )]
 #[get("/api/ec2/instances")]
 pub async fn list(
-    _: Admin,
+    admin: Authorized<needs::Read>,
     state: web::Data<AdminState>,
     query: web::Query<ListQuery>,
 ) -> Result<web::Json<Vec<InstanceView>>, ApiError> {
@@ -125,6 +126,7 @@ pub async fn list(
         .instances
         .state()
         .iter()
+        .filter(|o| admin.reaches(o.namespace().as_deref().unwrap_or_default()))
         .filter(|o| query.data_room_id.is_none() || o.spec.data_room == query.data_room_id)
         .map(|o| InstanceView::of(&state, o))
         .filter(|v| query.status.as_ref().is_none_or(|s| &v.status == s))
@@ -136,16 +138,16 @@ pub async fn list(
 #[utoipa::path(
     params(("id" = String, Path, description = "EC2 instance ID or object name")),
     responses((status = 200, body = InstanceView), (status = 401, body = Problem), (status = 404, body = Problem)),
-    security(("admin_key" = [])),
+    security(("admin_key" = ["read"])),
     tag = "instances"
 )]
 #[get("/api/ec2/instances/{id}")]
 pub async fn get_one(
-    _: Admin,
+    admin: Authorized<needs::Read>,
     state: web::Data<AdminState>,
     id: web::Path<String>,
 ) -> Result<web::Json<InstanceView>, ApiError> {
-    Ok(web::Json(InstanceView::of(&state, &*lookup::instance(&state, &id)?)))
+    Ok(web::Json(InstanceView::of(&state, &*lookup::instance(&state, &admin, &id)?)))
 }
 
 /// A new instance.
@@ -203,19 +205,26 @@ fn validate(body: &CreateInstance) -> Result<(), ApiError> {
         (status = 201, description = "running", body = InstanceView),
         (status = 202, description = "accepted; poll `Location`", body = InstanceView),
         (status = 400, body = Problem), (status = 401, body = Problem),
-        (status = 403, description = "refused by the budget; `limit` names the limit", body = Problem),
+        (status = 403, description = "refused by the budget (`limit` names the limit), `namespace_not_allowed` or `insufficient_scope`", body = Problem),
         (status = 409, body = Problem), (status = 422, body = Problem)
     ),
-    security(("admin_key" = [])),
+    security(("admin_key" = ["lifecycle"])),
     tag = "instances"
 )]
 #[post("/api/ec2/instances")]
 pub async fn create(
-    admin: Admin,
+    admin: Authorized<needs::Lifecycle>,
     state: web::Data<AdminState>,
     query: web::Query<WaitQuery>,
     body: web::Json<CreateInstance>,
 ) -> Result<HttpResponse, ApiError> {
+    if !admin.reaches(&state.namespace) {
+        let why = format!(
+            "the key {} does not reach namespace {}, where the API creates instances",
+            admin.name, state.namespace
+        );
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "namespace_not_allowed", why));
+    }
     let body = body.into_inner();
     let wait = query.wait.unwrap_or(0);
     let name = body.name.clone().unwrap_or_else(generated_name);
@@ -251,7 +260,7 @@ pub async fn create(
         })
     };
     let created = op.run(create).await?;
-    let view = wait_until_running(&state, &created, Duration::from_secs(wait)).await;
+    let view = wait_until_running(&state, &admin, &created, Duration::from_secs(wait)).await;
     let status = if view.status == "running" { StatusCode::CREATED } else { StatusCode::ACCEPTED };
     Ok(HttpResponse::build(status)
         .insert_header(("Location", format!("/api/ec2/instances/{name}")))
@@ -268,10 +277,16 @@ fn generated_name() -> String {
     format!("api-{suffix}")
 }
 
-async fn wait_until_running(state: &AdminState, created: &Ec2Instance, wait: Duration) -> InstanceView {
+async fn wait_until_running(
+    state: &AdminState,
+    admin: &Admin,
+    created: &Ec2Instance,
+    wait: Duration,
+) -> InstanceView {
     let deadline = tokio::time::Instant::now() + wait;
     loop {
-        let current = lookup::instance(state, &created.name_any()).map(|o| InstanceView::of(state, &o));
+        let current =
+            lookup::instance(state, admin, &created.name_any()).map(|o| InstanceView::of(state, &o));
         let view = current.unwrap_or_else(|_| InstanceView::of(state, created));
         if view.status == "running" || tokio::time::Instant::now() >= deadline {
             return view;
@@ -281,13 +296,13 @@ async fn wait_until_running(state: &AdminState, created: &Ec2Instance, wait: Dur
 }
 
 async fn set_power(
-    admin: Admin,
+    admin: Authorized<needs::Lifecycle>,
     state: web::Data<AdminState>,
     id: &str,
     power: PowerState,
 ) -> Result<HttpResponse, ApiError> {
     let action = if power == PowerState::Running { "api.instance.start" } else { "api.instance.stop" };
-    let found = lookup::instance(&state, id);
+    let found = lookup::instance(&state, &admin, id);
     let target = found.as_deref().map_or_else(|_| id.to_string(), audit_target);
     let op = state.operation(&admin, action, &target, json!({"id": id}));
     let checked = found.and_then(|object| {
@@ -322,12 +337,12 @@ async fn set_power(
     params(("id" = String, Path, description = "EC2 instance ID or object name")),
     responses((status = 202, body = InstanceView), (status = 401, body = Problem), (status = 403, body = Problem),
                (status = 404, body = Problem)),
-    security(("admin_key" = [])),
+    security(("admin_key" = ["lifecycle"])),
     tag = "instances"
 )]
 #[post("/api/ec2/instances/{id}/start")]
 pub async fn start(
-    admin: Admin,
+    admin: Authorized<needs::Lifecycle>,
     state: web::Data<AdminState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -337,12 +352,12 @@ pub async fn start(
 #[utoipa::path(
     params(("id" = String, Path, description = "EC2 instance ID or object name")),
     responses((status = 202, body = InstanceView), (status = 401, body = Problem), (status = 404, body = Problem)),
-    security(("admin_key" = [])),
+    security(("admin_key" = ["lifecycle"])),
     tag = "instances"
 )]
 #[post("/api/ec2/instances/{id}/stop")]
 pub async fn stop(
-    admin: Admin,
+    admin: Authorized<needs::Lifecycle>,
     state: web::Data<AdminState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -361,17 +376,17 @@ pub struct ConfirmQuery {
     responses((status = 202, description = "deletion started", body = InstanceView),
                (status = 400, description = "`confirm=true` missing", body = Problem),
                (status = 401, body = Problem), (status = 404, body = Problem)),
-    security(("admin_key" = [])),
+    security(("admin_key" = ["lifecycle"])),
     tag = "instances"
 )]
 #[delete("/api/ec2/instances/{id}")]
 pub async fn remove(
-    admin: Admin,
+    admin: Authorized<needs::Lifecycle>,
     state: web::Data<AdminState>,
     id: web::Path<String>,
     query: web::Query<ConfirmQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let found = lookup::instance(&state, &id);
+    let found = lookup::instance(&state, &admin, &id);
     let target = found.as_deref().map_or_else(|_| id.to_string(), audit_target);
     let op = state.operation(&admin, "api.instance.delete", &target, json!({"id": &*id}));
     let checked = match query.confirm {

@@ -15,6 +15,7 @@ use crate::admin::AdminState;
 use crate::admin::auth::Admin;
 use crate::admin::error::{ApiError, Problem};
 use crate::admin::lookup::{connect, instance_target};
+use crate::admin::scope::{Authorized, needs};
 use crate::audit::Outcome;
 use crate::controller::operation::Failed;
 use crate::crd::Ec2Instance;
@@ -164,12 +165,12 @@ async fn run(
               (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem),
               (status = 409, description = "not running, or its host key changed", body = Problem),
               (status = 502, body = Problem), (status = 503, description = "`ssh_busy` (with `Retry-After`) or `audit_unavailable`", body = Problem), (status = 504, body = Problem)),
-    security(("admin_key" = [])),
+    security(("admin_key" = ["exec"])),
     tag = "ssh"
 )]
 #[post("/api/ec2/instances/{id}/exec")]
 pub async fn exec(
-    admin: Admin,
+    admin: Authorized<needs::Exec>,
     state: web::Data<AdminState>,
     id: web::Path<String>,
     body: web::Json<ExecRequest>,
@@ -186,7 +187,7 @@ pub async fn exec(
                 .operation(
                     &admin,
                     "api.instance.exec",
-                    &instance_target(&state, &id),
+                    &instance_target(&state, &admin, &id),
                     attempted(&body.command),
                 )
                 .refused(e)
@@ -225,12 +226,12 @@ pub struct BatchResult {
     responses((status = 200, body = BatchResult), (status = 400, body = Problem), (status = 401, body = Problem),
               (status = 404, body = Problem), (status = 409, body = Problem), (status = 502, body = Problem), (status = 503, description = "`ssh_busy` (with `Retry-After`) or `audit_unavailable`", body = Problem),
               (status = 504, body = Problem)),
-    security(("admin_key" = [])),
+    security(("admin_key" = ["exec"])),
     tag = "ssh"
 )]
 #[post("/api/ec2/instances/{id}/exec-batch")]
 pub async fn exec_batch(
-    admin: Admin,
+    admin: Authorized<needs::Exec>,
     state: web::Data<AdminState>,
     id: web::Path<String>,
     body: web::Json<BatchRequest>,
@@ -254,7 +255,7 @@ pub async fn exec_batch(
         Err(e) => {
             let params = json!({"commands": body.commands.len()});
             return Err(state
-                .operation(&admin, "api.instance.exec_batch", &instance_target(&state, &id), params)
+                .operation(&admin, "api.instance.exec_batch", &instance_target(&state, &admin, &id), params)
                 .refused(e)
                 .await);
         }

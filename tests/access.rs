@@ -1,0 +1,216 @@
+//! Access control, tried as an attack: keys that hold one scope each call every operation of the
+//! OpenAPI document (each gets exactly the operations its scope names), a key confined to a
+//! namespace reaches into another, an expired key is used, and a revoked key goes on being used
+//! while the keys file changes under the running API.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use actix_web::test;
+use dataroom_operator::admin::AdminState;
+use dataroom_operator::admin::auth::AdminKeys;
+use dataroom_operator::admin::scope::Scope;
+use serde_json::Value;
+use support::admin::app;
+use support::harness::Harness;
+
+/// A key per scope, named after it (`key-read` is `drk_read`, and so on).
+fn scoped_keys() -> String {
+    let line = |scope: &str| {
+        format!("{} scopes={scope}\n", AdminKeys::line(scope, &format!("drk_{scope}")).trim_end())
+    };
+    Scope::ALL.iter().map(|s| line(s.name())).collect()
+}
+
+async fn send<S>(app: &S, method: &str, uri: &str, key: &str, body: Option<Value>) -> (u16, Value)
+where
+    S: actix_web::dev::Service<
+            actix_http::Request,
+            Response = actix_web::dev::ServiceResponse,
+            Error = actix_web::Error,
+        >,
+{
+    let mut req = test::TestRequest::default()
+        .method(method.parse().unwrap())
+        .uri(uri)
+        .insert_header(("Authorization", format!("Bearer {key}")));
+    if let Some(body) = body {
+        req = req.set_json(body);
+    }
+    let response = test::call_service(app, req.to_request()).await;
+    let status = response.status().as_u16();
+    let bytes = test::read_body(response).await;
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+#[actix_web::test]
+async fn each_scope_opens_exactly_the_operations_the_document_gives_it() {
+    let h = Harness::start().await;
+    let keys = AdminKeys::parse(&scoped_keys()).unwrap();
+    let app = app(AdminState::new(h.ctx.shared(), keys, "default")).await;
+    let doc: Value =
+        test::call_and_read_body_json(&app, test::TestRequest::get().uri("/api/openapi.json").to_request())
+            .await;
+    let mut tried = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let documented = operation["security"][0]["admin_key"][0].as_str();
+            let documented = documented.unwrap_or_else(|| panic!("{method} {path} documents no scope"));
+            assert!(Scope::ALL.iter().any(|s| s.name() == documented), "{method} {path}: {documented}");
+            let uri = path
+                .replace("{id}", "web")
+                .replace("{name}", "web")
+                .replace("{namespace}", "default")
+                .replace("{path}", "etc/motd")
+                .replace("{image_id}", "ami-0123456789abcdef0");
+            for scope in Scope::ALL {
+                let (status, problem) =
+                    send(&app, &method.to_uppercase(), &uri, &format!("drk_{}", scope.name()), None).await;
+                let refused = status == 403 && problem["code"] == "insufficient_scope";
+                if scope.name() == documented {
+                    assert!(
+                        !refused && status != 401,
+                        "{method} {path} with the {documented} scope: {status} {problem}"
+                    );
+                } else {
+                    assert!(
+                        refused,
+                        "{method} {path} needs {documented}, not {}: {status} {problem}",
+                        scope.name()
+                    );
+                    let detail = problem["detail"].as_str().unwrap();
+                    assert!(detail.contains(&format!("needs the `{documented}` scope")), "{detail}");
+                }
+                tried += 1;
+            }
+        }
+    }
+    assert!(tried >= 8 * 25, "every operation with every scope ({tried} calls)");
+}
+
+#[actix_web::test]
+async fn an_expired_key_is_refused() {
+    let h = Harness::start().await;
+    let line = AdminKeys::line("old", "drk_old");
+    let keys =
+        format!("{} expires=2020-01-01T00:00:00Z\n{}", line.trim_end(), AdminKeys::line("now", "drk_now"));
+    let app = app(AdminState::new(h.ctx.shared(), AdminKeys::parse(&keys).unwrap(), "default")).await;
+    let (status, problem) = send(&app, "GET", "/api/ec2/instances", "drk_old", None).await;
+    assert_eq!(status, 401, "{problem}");
+    assert!(problem["detail"].as_str().unwrap().contains("expired at 2020-01-01T00:00:00Z"), "{problem}");
+    assert_eq!(send(&app, "GET", "/api/ec2/instances", "drk_now", None).await.0, 200);
+}
+
+/// The keys file changes under the running API: a removed line stops working within the poll
+/// interval, a file that does not parse leaves the keys in force, and each reload is audited by
+/// name and fingerprint.
+#[actix_web::test]
+async fn a_revoked_key_stops_working_without_a_restart() {
+    let h = Harness::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("admin-keys");
+    let (alice, bob) = (AdminKeys::line("alice", "drk_alice"), AdminKeys::line("bob", "drk_bob"));
+    std::fs::write(&file, format!("{alice}{bob}")).unwrap();
+    let state = AdminState::new(h.ctx.shared(), AdminKeys::load(&file).unwrap(), "default");
+    let watching = tokio::spawn(dataroom_operator::admin::keyfile::watch(
+        file.clone(),
+        state.keys.clone(),
+        h.ctx.shared(),
+    ));
+    let app = app(state).await;
+    let works = async |key: &str| send(&app, "GET", "/api/ec2/instances", key, None).await.0 == 200;
+    assert!(works("drk_bob").await);
+
+    // A broken file: refused, the keys in force stay.
+    std::fs::write(&file, format!("{alice}bob sha256:not-hex\n")).unwrap();
+    let refused = audit_until(&h, |r| r["action"] == "admin.keys.reload" && r["outcome"] == "refused").await;
+    assert!(refused["detail"].as_str().unwrap().starts_with("line 2"), "{refused}");
+    assert!(works("drk_bob").await, "the last good keys stay");
+    assert!(h.ctx.metrics.render().contains("dataroom_admin_keys_reload_failures_total 1"));
+
+    // Bob's line removed while his key is in use: refused within 5 s.
+    std::fs::write(&file, &alice).unwrap();
+    let removed = Instant::now();
+    while works("drk_bob").await {
+        assert!(removed.elapsed() < Duration::from_secs(5), "bob's key still works 5 s after its line went");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!("a removed key stopped working after {:.2} s", removed.elapsed().as_secs_f64());
+    assert!(works("drk_alice").await, "the others keep working");
+    let record = audit_until(&h, |r| r["action"] == "admin.keys.reload" && r["outcome"] == "success").await;
+    assert_eq!(record["params"]["removed"][0]["name"], "bob", "{record}");
+    assert!(record["params"]["removed"][0]["fingerprint"].as_str().unwrap().starts_with("sha256:"));
+    let text = std::fs::read_to_string(h.ctx.audit.path()).unwrap();
+    let bob_hash = bob.split_whitespace().nth(1).unwrap().trim_start_matches("sha256:");
+    assert!(!text.contains(bob_hash), "no whole hash of a key in the log");
+    watching.abort();
+}
+
+async fn audit_until(h: &Harness, matches: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = std::fs::read_to_string(h.ctx.audit.path()).unwrap();
+        if let Some(found) =
+            text.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).find(|r| matches(r))
+        {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "no such audit record within 5 s:\n{text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A key confined to another namespace reaches into `default`: it sees no instance there, cannot
+/// address one by name or instance ID, cannot create one there, and reads no audit record of it.
+#[actix_web::test]
+async fn a_key_confined_to_a_namespace_reaches_nothing_outside_it() {
+    let h = Harness::start().await;
+    let line = |name: &str, options: &str| {
+        format!("{} {options}\n", AdminKeys::line(name, &format!("drk_{name}")).trim_end())
+    };
+    let keys =
+        line("root", "") + &line("outsider", "namespaces=team-b") + &line("insider", "namespaces=default");
+    let app = app(AdminState::new(h.ctx.shared(), AdminKeys::parse(&keys).unwrap(), "default")).await;
+    let (status, created) = send(
+        &app,
+        "POST",
+        "/api/ec2/instances?wait=20",
+        "drk_root",
+        Some(serde_json::json!({"name": "web"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let instance_id = created["instance_id"].as_str().unwrap().to_string();
+
+    let (_, listed) = send(&app, "GET", "/api/ec2/instances", "drk_outsider", None).await;
+    assert_eq!(listed, serde_json::json!([]), "the list holds nothing of default");
+    for id in ["web", instance_id.as_str()] {
+        for (method, uri) in [
+            ("GET", format!("/api/ec2/instances/{id}")),
+            ("POST", format!("/api/ec2/instances/{id}/stop")),
+            ("DELETE", format!("/api/ec2/instances/{id}?confirm=true")),
+            ("POST", format!("/api/ec2/instances/{id}/exec")),
+        ] {
+            let body = (uri.ends_with("/exec")).then(|| serde_json::json!({"command": "id"}));
+            let (status, problem) = send(&app, method, &uri, "drk_outsider", body).await;
+            assert_eq!(status, 404, "{method} {uri}: {problem}");
+        }
+    }
+    let (status, problem) =
+        send(&app, "POST", "/api/ec2/instances", "drk_outsider", Some(serde_json::json!({"name": "mine"})))
+            .await;
+    assert_eq!((status, problem["code"].as_str()), (403, Some("namespace_not_allowed")), "{problem}");
+    let (_, page) = send(&app, "GET", "/api/audit", "drk_outsider", None).await;
+    assert_eq!(page["records"], serde_json::json!([]), "no record of default: {page}");
+
+    let (_, listed) = send(&app, "GET", "/api/ec2/instances", "drk_insider", None).await;
+    assert_eq!(listed.as_array().unwrap().len(), 1, "its own namespace is in reach");
+    let (_, page) = send(&app, "GET", "/api/audit", "drk_insider", None).await;
+    assert!(
+        page["records"].as_array().unwrap().iter().any(|r| r["target"] == "ec2instance/default/web"),
+        "{page}"
+    );
+    let (status, _) = send(&app, "GET", "/api/ec2/instances/web", "drk_root", None).await;
+    assert_eq!(status, 200, "nothing was stopped or deleted");
+}
