@@ -103,6 +103,7 @@ async fn main() {
         let health =
             HealthState { ready: Arc::new(AtomicBool::new(true)), metrics: Arc::new(Metrics::default()) };
         let mut api = state(&h);
+        // Measured here is the API's own speed, not its rate limits (`state` lifts them).
         let (pem, sshd) = first_instance(&h).await;
         let seams = Seams { ssh_address: Some(sshd.address()), ..Default::default() };
         api.ssh = Arc::new(Pool::new(

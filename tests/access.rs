@@ -12,10 +12,16 @@ use dataroom_operator::admin::AdminState;
 use dataroom_operator::admin::auth::AdminKeys;
 use dataroom_operator::admin::scope::Scope;
 use serde_json::Value;
-use support::admin::app;
+use support::admin::{app, call_as};
 use support::harness::Harness;
 
 /// A key per scope, named after it (`key-read` is `drk_read`, and so on).
+fn state(h: &Harness, keys: AdminKeys) -> AdminState {
+    let mut state = AdminState::new(h.ctx.shared(), keys, "default");
+    state.set_limits(support::admin::unlimited());
+    state
+}
+
 fn scoped_keys() -> String {
     let line = |scope: &str| {
         format!("{} scopes={scope}\n", AdminKeys::line(scope, &format!("drk_{scope}")).trim_end())
@@ -23,32 +29,11 @@ fn scoped_keys() -> String {
     Scope::ALL.iter().map(|s| line(s.name())).collect()
 }
 
-async fn send<S>(app: &S, method: &str, uri: &str, key: &str, body: Option<Value>) -> (u16, Value)
-where
-    S: actix_web::dev::Service<
-            actix_http::Request,
-            Response = actix_web::dev::ServiceResponse,
-            Error = actix_web::Error,
-        >,
-{
-    let mut req = test::TestRequest::default()
-        .method(method.parse().unwrap())
-        .uri(uri)
-        .insert_header(("Authorization", format!("Bearer {key}")));
-    if let Some(body) = body {
-        req = req.set_json(body);
-    }
-    let response = test::call_service(app, req.to_request()).await;
-    let status = response.status().as_u16();
-    let bytes = test::read_body(response).await;
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
-}
-
 #[actix_web::test]
 async fn each_scope_opens_exactly_the_operations_the_document_gives_it() {
     let h = Harness::start().await;
     let keys = AdminKeys::parse(&scoped_keys()).unwrap();
-    let app = app(AdminState::new(h.ctx.shared(), keys, "default")).await;
+    let app = app(state(&h, keys)).await;
     let doc: Value =
         test::call_and_read_body_json(&app, test::TestRequest::get().uri("/api/openapi.json").to_request())
             .await;
@@ -66,7 +51,7 @@ async fn each_scope_opens_exactly_the_operations_the_document_gives_it() {
                 .replace("{image_id}", "ami-0123456789abcdef0");
             for scope in Scope::ALL {
                 let (status, problem) =
-                    send(&app, &method.to_uppercase(), &uri, &format!("drk_{}", scope.name()), None).await;
+                    call_as(&app, &method.to_uppercase(), &uri, &format!("drk_{}", scope.name()), None).await;
                 let refused = status == 403 && problem["code"] == "insufficient_scope";
                 if scope.name() == documented {
                     assert!(
@@ -95,11 +80,11 @@ async fn an_expired_key_is_refused() {
     let line = AdminKeys::line("old", "drk_old");
     let keys =
         format!("{} expires=2020-01-01T00:00:00Z\n{}", line.trim_end(), AdminKeys::line("now", "drk_now"));
-    let app = app(AdminState::new(h.ctx.shared(), AdminKeys::parse(&keys).unwrap(), "default")).await;
-    let (status, problem) = send(&app, "GET", "/api/ec2/instances", "drk_old", None).await;
+    let app = app(state(&h, AdminKeys::parse(&keys).unwrap())).await;
+    let (status, problem) = call_as(&app, "GET", "/api/ec2/instances", "drk_old", None).await;
     assert_eq!(status, 401, "{problem}");
     assert!(problem["detail"].as_str().unwrap().contains("expired at 2020-01-01T00:00:00Z"), "{problem}");
-    assert_eq!(send(&app, "GET", "/api/ec2/instances", "drk_now", None).await.0, 200);
+    assert_eq!(call_as(&app, "GET", "/api/ec2/instances", "drk_now", None).await.0, 200);
 }
 
 /// The keys file changes under the running API: a removed line stops working within the poll
@@ -112,14 +97,14 @@ async fn a_revoked_key_stops_working_without_a_restart() {
     let file = dir.path().join("admin-keys");
     let (alice, bob) = (AdminKeys::line("alice", "drk_alice"), AdminKeys::line("bob", "drk_bob"));
     std::fs::write(&file, format!("{alice}{bob}")).unwrap();
-    let state = AdminState::new(h.ctx.shared(), AdminKeys::load(&file).unwrap(), "default");
+    let state = state(&h, AdminKeys::load(&file).unwrap());
     let watching = tokio::spawn(dataroom_operator::admin::keyfile::watch(
         file.clone(),
         state.keys.clone(),
         h.ctx.shared(),
     ));
     let app = app(state).await;
-    let works = async |key: &str| send(&app, "GET", "/api/ec2/instances", key, None).await.0 == 200;
+    let works = async |key: &str| call_as(&app, "GET", "/api/ec2/instances", key, None).await.0 == 200;
     assert!(works("drk_bob").await);
 
     // A broken file: refused, the keys in force stay.
@@ -171,8 +156,8 @@ async fn a_key_confined_to_a_namespace_reaches_nothing_outside_it() {
     };
     let keys =
         line("root", "") + &line("outsider", "namespaces=team-b") + &line("insider", "namespaces=default");
-    let app = app(AdminState::new(h.ctx.shared(), AdminKeys::parse(&keys).unwrap(), "default")).await;
-    let (status, created) = send(
+    let app = app(state(&h, AdminKeys::parse(&keys).unwrap())).await;
+    let (status, created) = call_as(
         &app,
         "POST",
         "/api/ec2/instances?wait=20",
@@ -183,7 +168,7 @@ async fn a_key_confined_to_a_namespace_reaches_nothing_outside_it() {
     assert_eq!(status, 201, "{created}");
     let instance_id = created["instance_id"].as_str().unwrap().to_string();
 
-    let (_, listed) = send(&app, "GET", "/api/ec2/instances", "drk_outsider", None).await;
+    let (_, listed) = call_as(&app, "GET", "/api/ec2/instances", "drk_outsider", None).await;
     assert_eq!(listed, serde_json::json!([]), "the list holds nothing of default");
     for id in ["web", instance_id.as_str()] {
         for (method, uri) in [
@@ -193,24 +178,85 @@ async fn a_key_confined_to_a_namespace_reaches_nothing_outside_it() {
             ("POST", format!("/api/ec2/instances/{id}/exec")),
         ] {
             let body = (uri.ends_with("/exec")).then(|| serde_json::json!({"command": "id"}));
-            let (status, problem) = send(&app, method, &uri, "drk_outsider", body).await;
+            let (status, problem) = call_as(&app, method, &uri, "drk_outsider", body).await;
             assert_eq!(status, 404, "{method} {uri}: {problem}");
         }
     }
-    let (status, problem) =
-        send(&app, "POST", "/api/ec2/instances", "drk_outsider", Some(serde_json::json!({"name": "mine"})))
-            .await;
+    let (status, problem) = call_as(
+        &app,
+        "POST",
+        "/api/ec2/instances",
+        "drk_outsider",
+        Some(serde_json::json!({"name": "mine"})),
+    )
+    .await;
     assert_eq!((status, problem["code"].as_str()), (403, Some("namespace_not_allowed")), "{problem}");
-    let (_, page) = send(&app, "GET", "/api/audit", "drk_outsider", None).await;
+    let (_, page) = call_as(&app, "GET", "/api/audit", "drk_outsider", None).await;
     assert_eq!(page["records"], serde_json::json!([]), "no record of default: {page}");
 
-    let (_, listed) = send(&app, "GET", "/api/ec2/instances", "drk_insider", None).await;
+    let (_, listed) = call_as(&app, "GET", "/api/ec2/instances", "drk_insider", None).await;
     assert_eq!(listed.as_array().unwrap().len(), 1, "its own namespace is in reach");
-    let (_, page) = send(&app, "GET", "/api/audit", "drk_insider", None).await;
+    let (_, page) = call_as(&app, "GET", "/api/audit", "drk_insider", None).await;
     assert!(
         page["records"].as_array().unwrap().iter().any(|r| r["target"] == "ec2instance/default/web"),
         "{page}"
     );
-    let (status, _) = send(&app, "GET", "/api/ec2/instances/web", "drk_root", None).await;
+    let (status, _) = call_as(&app, "GET", "/api/ec2/instances/web", "drk_root", None).await;
     assert_eq!(status, 200, "nothing was stopped or deleted");
+}
+
+/// A burst over the rate from one address with one key: 429 with `Retry-After`; another key from
+/// another address is served meanwhile. Bad keys from one address are counted, then written to the
+/// audit log as one record with their number.
+#[actix_web::test]
+async fn a_burst_is_limited_per_key_and_address_and_failed_logins_are_audited_in_aggregate() {
+    use dataroom_operator::admin::rate::Rate;
+    let h = Harness::start().await;
+    let keys = AdminKeys::line("alice", "drk_alice") + &AdminKeys::line("bob", "drk_bob");
+    let mut state = AdminState::new(h.ctx.shared(), AdminKeys::parse(&keys).unwrap(), "default");
+    let limits = dataroom_operator::admin::ApiLimits {
+        key_rate: Rate { per_second: 1, burst: 5 },
+        address_rate: Rate { per_second: 1, burst: 20 },
+        ..Default::default()
+    };
+    state.set_limits(limits);
+    let rates = state.rates.clone();
+    let app = app(state).await;
+    let from = |ip: &str, key: &str| {
+        test::TestRequest::get()
+            .uri("/api/ec2/instances")
+            .peer_addr(format!("{ip}:40000").parse().unwrap())
+            .insert_header(("Authorization", format!("Bearer {key}")))
+            .to_request()
+    };
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        let response = test::call_service(&app, from("192.0.2.1", "drk_alice")).await;
+        statuses.push(response.status().as_u16());
+        if response.status() == 429 {
+            assert!(response.headers().get("retry-after").is_some(), "429 says when to retry");
+        }
+    }
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 429, 429, 429], "alice's bucket holds 5");
+    let other = test::call_service(&app, from("192.0.2.2", "drk_bob")).await;
+    assert_eq!(other.status(), 200, "bob, from elsewhere, is not held back by alice's burst");
+
+    for _ in 0..7 {
+        let response = test::call_service(&app, from("192.0.2.3", "drk_guess")).await;
+        assert_eq!(response.status(), 401);
+    }
+    assert!(h.ctx.metrics.render().contains("dataroom_api_auth_failures_total 7"));
+    rates.flush(&h.ctx.shared()).await;
+    let text = std::fs::read_to_string(h.ctx.audit.path()).unwrap();
+    let failed: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|r: &Value| r["action"] == "api.auth.failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "one record for the source, not seven: {failed:?}");
+    assert_eq!(
+        (failed[0]["params"]["source"].as_str(), failed[0]["params"]["failures"].as_u64()),
+        (Some("192.0.2.3"), Some(7))
+    );
+    assert!(!text.contains("drk_guess"), "the guessed key is not recorded");
 }

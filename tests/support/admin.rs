@@ -17,7 +17,16 @@ pub const KEY: &str = "drk_test-key-0123456789";
 /// The admin state over the harness's controller, accepting `KEY` as `tester`.
 pub fn state(h: &Harness) -> AdminState {
     let keys = AdminKeys::parse(&AdminKeys::line("tester", KEY)).unwrap();
-    AdminState::new(h.ctx.shared(), keys, "default")
+    let mut state = AdminState::new(h.ctx.shared(), keys, "default");
+    // Tests poll and race the API far faster than a person would; the rate limits have tests of their own.
+    state.set_limits(unlimited());
+    state
+}
+
+/// The default limits without rate limits.
+pub fn unlimited() -> admin::ApiLimits {
+    let unlimited = admin::rate::Rate { per_second: 1_000_000, burst: 1_000_000 };
+    admin::ApiLimits { key_rate: unlimited, address_rate: unlimited, ..Default::default() }
 }
 
 /// The whole HTTP app (health endpoints and admin API) as an in-process service.
@@ -41,10 +50,18 @@ pub async fn call<S>(app: &S, method: &str, uri: &str, body: Option<Value>) -> (
 where
     S: Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error>,
 {
+    call_as(app, method, uri, KEY, body).await
+}
+
+/// Sends a request with `key`: (status, JSON body or Null).
+pub async fn call_as<S>(app: &S, method: &str, uri: &str, key: &str, body: Option<Value>) -> (u16, Value)
+where
+    S: Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error>,
+{
     let mut req = test::TestRequest::default()
         .method(method.parse().unwrap())
         .uri(uri)
-        .insert_header(("Authorization", format!("Bearer {KEY}")));
+        .insert_header(("Authorization", format!("Bearer {key}")));
     if let Some(body) = body {
         req = req.set_json(body);
     }

@@ -77,7 +77,13 @@ impl Sandbox {
         std::os::unix::fs::chown(&binary, Some(NOBODY), Some(NOBODY)).unwrap();
         let mut command = Command::new(&binary);
         command.uid(NOBODY).gid(NOBODY).env("HOME", dir.path());
-        Self::spawn(command, std::sync::Arc::new(dir), None)
+        // The fuzzer sends far more than a person; the limits are not what it is testing.
+        Self::spawn(
+            command,
+            std::sync::Arc::new(dir),
+            None,
+            &["--api-rate-per-address", "1000000", "--api-rate-per-key", "1000000"],
+        )
     }
 
     /// The sandbox without its operator, serving its simulated EC2 on the returned port to an
@@ -85,7 +91,8 @@ impl Sandbox {
     pub fn start_without_operator() -> (Self, u16) {
         let cloud = free_port();
         let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
-        let sandbox = Self::spawn(Command::new(env!("CARGO_BIN_EXE_dataroom-operator")), dir, Some(cloud));
+        let sandbox =
+            Self::spawn(Command::new(env!("CARGO_BIN_EXE_dataroom-operator")), dir, Some(cloud), &[]);
         (sandbox, cloud)
     }
 
@@ -96,7 +103,7 @@ impl Sandbox {
     }
 
     fn start_in(dir: std::sync::Arc<tempfile::TempDir>) -> Self {
-        Self::spawn(Command::new(env!("CARGO_BIN_EXE_dataroom-operator")), dir, None)
+        Self::spawn(Command::new(env!("CARGO_BIN_EXE_dataroom-operator")), dir, None, &[])
     }
 
     /// Starts the sandbox and waits until it serves: its operator's `/readyz`, or with
@@ -105,11 +112,12 @@ impl Sandbox {
         mut command: Command,
         dir: std::sync::Arc<tempfile::TempDir>,
         external_operator: Option<u16>,
+        extra: &[&str],
     ) -> Self {
         let (api, admin) = (free_port(), free_port());
         let started = Instant::now();
         command.args(["sandbox", "--state-dir"]).arg(dir.path());
-        command.args(["--api-port", &api.to_string(), "--admin-port", &admin.to_string()]);
+        command.args(["--api-port", &api.to_string(), "--admin-port", &admin.to_string()]).args(extra);
         if let Some(port) = external_operator {
             command.args(["--external-operator", &port.to_string()]);
         }

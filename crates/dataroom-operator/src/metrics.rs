@@ -31,6 +31,8 @@ pub struct Metrics {
     pub poll_duration: Histogram,
     pub audit_write_failures: Counter,
     pub admin_keys_reload_failures: Counter,
+    pub api_auth_failures: Counter,
+    pub api_rate_limited: Counter,
 }
 
 impl Default for Metrics {
@@ -53,6 +55,8 @@ impl Default for Metrics {
             poll_duration: Histogram::new(exponential_buckets(0.01, 2.0, 12)),
             audit_write_failures: Counter::default(),
             admin_keys_reload_failures: Counter::default(),
+            api_auth_failures: Counter::default(),
+            api_rate_limited: Counter::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -88,6 +92,16 @@ impl Default for Metrics {
             "admin_keys_reload_failures",
             "Changes of the admin keys file refused because it did not parse (the last good keys stay)",
             metrics.admin_keys_reload_failures.clone(),
+        );
+        r.register(
+            "api_auth_failures",
+            "Admin API requests with no or a wrong, expired key",
+            metrics.api_auth_failures.clone(),
+        );
+        r.register(
+            "api_rate_limited",
+            "Admin API requests refused with 429",
+            metrics.api_rate_limited.clone(),
         );
         Self { registry, ..metrics }
     }

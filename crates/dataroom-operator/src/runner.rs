@@ -56,7 +56,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let api = match config.admin {
         Some(settings) => {
             let mut api = operator.admin(settings.keys, &settings.namespace);
-            api.limits = settings.limits;
+            api.set_limits(settings.limits);
             let watching = admin::keyfile::watch(settings.keys_file, api.keys.clone(), operator.ctx.shared());
             tokio::spawn(watching);
             Some(api)

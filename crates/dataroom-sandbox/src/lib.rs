@@ -47,6 +47,13 @@ pub struct SandboxArgs {
     /// operator in another process (`run --sandbox-cloud 127.0.0.1:PORT`): to measure it alone.
     #[arg(long, value_name = "PORT")]
     pub external_operator: Option<u16>,
+    /// Admin API requests a second per source address (all of the sandbox's callers are on
+    /// 127.0.0.1, so they share it), bursts of twice that; as `run --api-rate-per-address`.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub api_rate_per_address: u32,
+    /// Admin API requests a second per key, bursts of twice that; as `run --api-rate-per-key`.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub api_rate_per_key: u32,
 }
 
 fn state_dir(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
@@ -178,7 +185,10 @@ pub async fn run(args: SandboxArgs) -> anyhow::Result<()> {
     if !keys_file.exists() {
         write_private(&keys_file, &AdminKeys::line("sandbox", &key))?;
     }
-    let api = operator.admin(AdminKeys::load(&keys_file)?, "default");
+    let mut api = operator.admin(AdminKeys::load(&keys_file)?, "default");
+    let rate = |per_second: u32| admin::rate::Rate { per_second, burst: per_second.saturating_mul(2) };
+    let (key_rate, address_rate) = (rate(args.api_rate_per_key), rate(args.api_rate_per_address));
+    api.set_limits(admin::ApiLimits { key_rate, address_rate, ..Default::default() });
     tokio::spawn(admin::keyfile::watch(keys_file, api.keys.clone(), operator.ctx.shared()));
     let (http, admin_addr) =
         admin::serve(admin_addr, operator.health(ready.clone()), Some(api), Default::default())

@@ -195,13 +195,26 @@ impl AdminKeys {
 /// The caller's key, checked; which scope the operation needs is `scope::Authorized`'s to check.
 pub(super) fn authenticate(req: &HttpRequest) -> Result<Admin, ApiError> {
     let state = req.app_data::<web::Data<AdminState>>().expect("the admin state is configured");
+    let address = req.peer_addr().map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+    let limited = |refused: ApiError| {
+        state.shared.metrics.api_rate_limited.inc();
+        refused
+    };
+    state.rates.address(address).map_err(limited)?;
+    let failed = |why: &str| {
+        state.rates.failed(address);
+        state.shared.metrics.api_auth_failures.inc();
+        ApiError::unauthorized(why)
+    };
     let header = req.headers().get(actix_web::http::header::AUTHORIZATION);
     let key = header
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| ApiError::unauthorized("send `Authorization: Bearer <admin key>`"))?;
+        .ok_or_else(|| failed("send `Authorization: Bearer <admin key>`"))?;
     let now = (state.shared.clock)();
-    state.keys().check(key.trim(), now).map_err(|why| ApiError::unauthorized(&why))
+    let admin = state.keys().check(key.trim(), now).map_err(|why| failed(&why))?;
+    state.rates.key(&admin.name).map_err(limited)?;
+    Ok(admin)
 }
 
 #[cfg(test)]

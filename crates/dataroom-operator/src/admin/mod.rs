@@ -6,6 +6,7 @@ pub mod error;
 pub mod keyfile;
 pub mod lookup;
 pub mod openapi;
+pub mod rate;
 pub mod routes;
 pub mod scope;
 pub mod tls;
@@ -53,6 +54,10 @@ pub struct ApiLimits {
     /// Most exec, file and configuration operations over SSH at once, all instances together
     /// (default 64); one more is refused with 503 `ssh_busy` and `Retry-After`.
     pub max_ssh_operations: usize,
+    /// Requests per key (default 50 a second, bursts of 100); over it is 429 `rate_limited`.
+    pub key_rate: rate::Rate,
+    /// Requests per source address, keyed or not (default 100 a second, bursts of 200).
+    pub address_rate: rate::Rate,
 }
 
 impl Default for ApiLimits {
@@ -65,6 +70,8 @@ impl Default for ApiLimits {
             max_batch_output_bytes: 4 << 20,
             max_config_bytes: 1 << 20,
             max_ssh_operations: 64,
+            key_rate: rate::Rate { per_second: 50, burst: 100 },
+            address_rate: rate::Rate { per_second: 100, burst: 200 },
         }
     }
 }
@@ -81,6 +88,8 @@ pub struct AdminState {
     /// The controller's pool, unless a test swaps it.
     pub ssh: Arc<ssh::Pool>,
     pub limits: ApiLimits,
+    /// The token buckets of `limits` (see [`AdminState::set_limits`]) and the failed logins.
+    pub rates: Arc<rate::RateLimits>,
     /// How often a new AMI's state is checked until it settles (default 5 s).
     pub ami_poll: std::time::Duration,
     /// SSH operations under way (bounded by `limits.max_ssh_operations`).
@@ -106,10 +115,20 @@ impl AdminState {
             keys: keyfile::LiveKeys::new(keys),
             namespace: namespace.to_string(),
             ssh: pool,
+            rates: Arc::new(rate::RateLimits::new(
+                ApiLimits::default().key_rate,
+                ApiLimits::default().address_rate,
+            )),
             limits: ApiLimits::default(),
             ami_poll,
             ssh_operations: Arc::default(),
         }
+    }
+
+    /// Limits other than the defaults, the rates among them.
+    pub fn set_limits(&mut self, limits: ApiLimits) {
+        self.rates = Arc::new(rate::RateLimits::new(limits.key_rate, limits.address_rate));
+        self.limits = limits;
     }
 
     /// The keys in force now.
@@ -238,6 +257,17 @@ pub fn serve(
 ) -> std::io::Result<(actix_web::dev::Server, SocketAddr)> {
     let health = web::Data::new(health);
     let api = api.map(web::Data::new);
+    if let Some(api) = api.clone() {
+        // Failed logins reach the audit log in aggregate, one record per source an interval.
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(rate::FAILURE_INTERVAL);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                api.rates.flush(&api.shared).await;
+            }
+        });
+    }
     let origins = listener.cors_origins;
     let standby = web::Data::new(Standby(listener.standby));
     let server = HttpServer::new(move || {

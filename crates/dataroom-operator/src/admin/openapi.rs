@@ -65,6 +65,9 @@ impl Modify for Problems {
                 let responses = &mut op.responses.responses;
                 let scoped = "`insufficient_scope`: the key lacks the scope this operation names";
                 responses.entry("403".into()).or_insert_with(|| RefOr::T(problem(scoped)));
+                let limited =
+                    "`rate_limited`: too many requests from this address or with this key (`Retry-After`)";
+                responses.entry("429".into()).or_insert_with(|| RefOr::T(problem(limited)));
                 if op.request_body.is_some() {
                     for (code, why) in refusals {
                         responses.entry(code.into()).or_insert_with(|| RefOr::T(problem(why)));

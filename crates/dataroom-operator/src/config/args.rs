@@ -79,6 +79,12 @@ pub struct RunArgs {
     /// Largest file the admin API accepts in one upload, in MiB.
     #[arg(long, env = "DATAROOM_MAX_UPLOAD_MIB", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=102400))]
     pub max_upload_mib: u64,
+    /// Admin API requests a second per key (bursts of twice that); over it is 429 with Retry-After.
+    #[arg(long, env = "DATAROOM_API_RATE_PER_KEY", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub api_rate_per_key: u32,
+    /// Admin API requests a second per source address, with a key or without (bursts of twice that).
+    #[arg(long, env = "DATAROOM_API_RATE_PER_ADDRESS", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub api_rate_per_address: u32,
     /// Ed25519 key (PKCS#8 PEM) that signs audit checkpoints; without it no checkpoints are kept.
     #[arg(long, env = "DATAROOM_AUDIT_SIGNING_KEY")]
     pub audit_signing_key: Option<PathBuf>,

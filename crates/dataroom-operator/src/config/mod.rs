@@ -15,6 +15,7 @@ pub use args::RunArgs;
 
 use crate::admin::ApiLimits;
 use crate::admin::auth::AdminKeys;
+use crate::admin::rate::Rate;
 use crate::audit::checkpoint::Signer;
 use crate::budget::pricing::PriceTable;
 use crate::controller::{Backoff, Settings};
@@ -93,7 +94,18 @@ impl Config {
                 keys: AdminKeys::load(path)?,
                 keys_file: path.clone(),
                 namespace: args.api_namespace.clone(),
-                limits: ApiLimits { max_file_bytes: args.max_upload_mib << 20, ..Default::default() },
+                limits: ApiLimits {
+                    max_file_bytes: args.max_upload_mib << 20,
+                    key_rate: Rate {
+                        per_second: args.api_rate_per_key,
+                        burst: args.api_rate_per_key.saturating_mul(2),
+                    },
+                    address_rate: Rate {
+                        per_second: args.api_rate_per_address,
+                        burst: args.api_rate_per_address.saturating_mul(2),
+                    },
+                    ..Default::default()
+                },
             }),
             None => None,
         };
