@@ -47,12 +47,13 @@ pub struct SandboxArgs {
     /// operator in another process (`run --sandbox-cloud 127.0.0.1:PORT`): to measure it alone.
     #[arg(long, value_name = "PORT")]
     pub external_operator: Option<u16>,
-    /// Admin API requests a second per source address (all of the sandbox's callers are on
-    /// 127.0.0.1, so they share it), bursts of twice that; as `run --api-rate-per-address`.
-    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    /// Admin API requests a second per source address, bursts of twice that; as `run
+    /// --api-rate-per-address`. Higher than `run`'s default: every caller of the sandbox is on
+    /// 127.0.0.1 and shares the bucket, and scripts fan out over many rooms at once.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub api_rate_per_address: u32,
     /// Admin API requests a second per key, bursts of twice that; as `run --api-rate-per-key`.
-    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub api_rate_per_key: u32,
 }
 
