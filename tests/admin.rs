@@ -170,6 +170,24 @@ async fn the_budget_refuses_before_anything_is_created() {
     assert_eq!(outcomes, ["refused", "refused"]);
 }
 
+/// An operator installed without `budget.writableThroughApi` refuses the route in words (not the
+/// API server's 403 relayed as a 502), changes nothing, and audits the refusal.
+#[actix_web::test]
+async fn a_read_only_budget_is_refused_by_name() {
+    let h = Harness::start().await;
+    let mut state = support::admin::state(&h);
+    state.budget_writes = false;
+    let app = app(state).await;
+    let (_, before) = call(&app, "GET", "/api/ec2/budget", None).await;
+    let (status, problem) = call(&app, "PUT", "/api/ec2/budget", Some(json!({"maxInstances": 99}))).await;
+    assert_eq!((status, problem["code"].as_str()), (403, Some("budget_read_only")), "{problem}");
+    assert!(problem["detail"].as_str().unwrap().contains("kubectl edit ec2budget default"));
+    let (_, after) = call(&app, "GET", "/api/ec2/budget", None).await;
+    assert_eq!(before["limits"], after["limits"]);
+    let (_, page) = call(&app, "GET", "/api/audit?action=api.budget.update", None).await;
+    assert_eq!(page["records"][0]["outcome"], "refused", "{page}");
+}
+
 #[actix_web::test]
 async fn bad_input_gets_a_problem_with_a_stable_code_and_writes_nothing() {
     let h = Harness::start().await;

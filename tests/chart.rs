@@ -46,7 +46,7 @@ fn the_chart_renders_valid_least_privilege_manifests_that_the_api_server_accepts
     std::fs::write(&namespaces, "apiVersion: v1\nkind: Namespace\nmetadata: {name: dataroom}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: rooms}\n").unwrap();
     sandbox.ok(&["apply", "-f", namespaces.to_str().unwrap()]);
     sandbox.ok(&["apply", "-f", &format!("{CHART}/crds")]);
-    for set in ["defaults", "irsa", "ha", "metrics", "trial"] {
+    for set in ["defaults", "irsa", "ha", "metrics", "cert-manager", "own-tls", "trial"] {
         let file = out.path().join(format!("{set}.yaml"));
         let manifests = std::fs::read_to_string(&file).unwrap();
         let expected = manifests.matches("\nkind: ").count() + usize::from(manifests.starts_with("kind: "));

@@ -36,3 +36,25 @@ fn a_bad_price_table_is_named() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("prices.yaml") && stderr.contains("usd-per-hour"), "{stderr}");
 }
+
+/// Keys and tokens never cross a network in the clear unless the operator is told they may.
+#[test]
+fn plain_http_beyond_loopback_needs_insecure_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    std::fs::write(&keys, "ops sha256:".to_string() + &"ab".repeat(32) + "\n").unwrap();
+    let keys = keys.to_str().unwrap();
+    let out = operator(&["run", "--admin-keys", keys, "--http-addr", "0.0.0.0:18099"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("plain HTTP on 0.0.0.0:18099") && stderr.contains("--insecure-http"), "{stderr}");
+    // With the flag, the refusal is gone: the run gets as far as looking for a cluster.
+    let empty = dir.path().join("no-kubeconfig");
+    let out = Command::new(env!("CARGO_BIN_EXE_dataroom-operator"))
+        .args(["run", "--admin-keys", keys, "--http-addr", "0.0.0.0:18099", "--insecure-http"])
+        .env("KUBECONFIG", &empty)
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("plain HTTP"), "{:?}", out.stderr);
+}

@@ -28,7 +28,16 @@ VALUE_SETS = {
         "metrics": {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}},
         "admin": {"keys": ["alice sha256:" + "ab" * 32, "ci sha256:" + "cd" * 32 + " scopes=read,exec expires=2027-01-01T00:00:00Z"]},
     },
-    "trial": {"persistence": {"enabled": False}, "admin": {"enabled": False}, "networkPolicy": {"enabled": False}},
+    "cert-manager": {
+        "tls": {"certManager": {"enabled": True, "issuerName": "cluster-ca", "issuerKind": "ClusterIssuer"}},
+        "metrics": {"serviceMonitor": {"enabled": True}},
+        "budget": {"writableThroughApi": True},
+    },
+    "own-tls": {"tls": {"existingSecret": "my-tls"}, "admin": {"kubernetesIdentities": False}, "rbac": {"userRoles": False}},
+    "trial": {
+        "persistence": {"enabled": False}, "admin": {"enabled": False}, "networkPolicy": {"enabled": False},
+        "tls": {"enabled": False},
+    },
 }
 # Values the schema or the templates must refuse, and a word the refusal must contain.
 REFUSED = {
@@ -39,7 +48,9 @@ REFUSED = {
     "watching the release namespace": ({"watchNamespace": "dataroom"}, "watchNamespace"),
     "archive bucket name": ({"audit": {"archive": {"bucket": "Not_A_Bucket"}}}, "bucket"),
     "checkpoint interval": ({"audit": {"checkpointIntervalSeconds": 7200}}, "checkpointIntervalSeconds"),
+    "cert-manager without an issuer": ({"tls": {"certManager": {"enabled": True}}}, "issuerName"),
 }
+SERVICE = "dr-dataroom-operator"
 KUBE_VERSION = "1.30.0"
 
 failures = []
@@ -65,6 +76,11 @@ def validate(where, doc, schemas):
             jsonschema.validate(doc, schemas[key])
         except jsonschema.ValidationError as e:
             fail(where, f"{doc['kind']} breaks its CRD schema: {e.message}")
+        return
+    if doc["apiVersion"] == "cert-manager.io/v1":
+        spec = doc.get("spec", {})
+        if not (spec.get("secretName") and spec.get("issuerRef", {}).get("name") and spec.get("dnsNames")):
+            fail(where, "the Certificate is missing its secretName, issuerRef or dnsNames")
         return
     if doc["apiVersion"].startswith("monitoring.coreos.com/"):
         # No schema offline for prometheus-operator's kinds: check what they cannot work without.
@@ -122,6 +138,94 @@ def check_archive(where, doc, values):
         fail(where, f"DATAROOM_AUDIT_ARCHIVE is {env.get('DATAROOM_AUDIT_ARCHIVE')!r}, expected {expected!r}")
 
 
+def check_tls(name, docs, values):
+    """HTTPS exactly when tls.enabled, from the Secret the values name, with probes and the
+    ServiceMonitor speaking it; plain HTTP only with --insecure-http said out loud."""
+    tls = values.get("tls", {})
+    enabled = tls.get("enabled", True)
+    cert_manager = tls.get("certManager", {}).get("enabled", False)
+    secret = tls.get("existingSecret") or f"{SERVICE}-tls"
+    by_kind = {}
+    for doc in docs:
+        by_kind.setdefault(doc["kind"], []).append(doc)
+    pod = by_kind["Deployment"][0]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    if ("DATAROOM_TLS_CERT" in env) != enabled or (env.get("DATAROOM_INSECURE_HTTP") == "true") == enabled:
+        fail(name, f"TLS env does not match tls.enabled={enabled}: {env}")
+    for probe in ("livenessProbe", "readinessProbe"):
+        if container[probe]["httpGet"].get("scheme") != ("HTTPS" if enabled else "HTTP"):
+            fail(name, f"{probe} does not speak {'HTTPS' if enabled else 'HTTP'}")
+    mounted = [v["secret"]["secretName"] for v in pod["volumes"] if v["name"] == "tls"]
+    if mounted != ([secret] if enabled else []):
+        fail(name, f"the TLS volume is {mounted}, expected {secret if enabled else 'none'}")
+    certificates = by_kind.get("Certificate", [])
+    if len(certificates) != int(enabled and cert_manager):
+        fail(name, f"{len(certificates)} Certificates rendered")
+    for certificate in certificates:
+        if certificate["spec"]["secretName"] != secret or f"{SERVICE}.dataroom.svc" not in certificate["spec"]["dnsNames"]:
+            fail(name, "the Certificate is not for the Service, or writes another Secret")
+    generated = [d for d in by_kind.get("Secret", []) if d.get("type") == "kubernetes.io/tls"]
+    if len(generated) != int(enabled and not cert_manager and not tls.get("existingSecret")):
+        fail(name, f"{len(generated)} generated TLS Secrets")
+    for doc in generated:
+        check_generated_certificate(name, doc)
+    for monitor in by_kind.get("ServiceMonitor", []):
+        endpoint = monitor["spec"]["endpoints"][0]
+        if (endpoint.get("scheme") == "https") != enabled:
+            fail(name, "the ServiceMonitor's scheme does not match tls.enabled")
+
+
+def check_grants(name, docs, values):
+    """The operator may review tokens only when it accepts them, write the budget only when the
+    API may, and the user roles come exactly when asked for."""
+    admin = values.get("admin", {}).get("enabled", True)
+    rules = [r for d in docs if d["kind"] == "ClusterRole" and d["metadata"]["name"].startswith(SERVICE) for r in d["rules"]]
+    granted = lambda resource, verb: any(resource in r["resources"] and verb in r["verbs"] for r in rules)
+    identities = admin and values.get("admin", {}).get("kubernetesIdentities", True)
+    if granted("tokenreviews", "create") != identities or granted("subjectaccessreviews", "create") != identities:
+        fail(name, f"token and access reviews granted {not identities} with kubernetesIdentities={identities}")
+    writable = admin and values.get("budget", {}).get("writableThroughApi", False)
+    if granted("ec2budgets", "update") != writable:
+        fail(name, f"budget update granted {not writable} with writableThroughApi={writable}")
+    user_roles = {d["metadata"]["name"] for d in docs if d["kind"] == "ClusterRole" and d["metadata"]["name"].startswith("dataroom-")}
+    expected = {"dataroom-viewer", "dataroom-lifecycle", "dataroom-exec", "dataroom-admin"}
+    if user_roles != (expected if values.get("rbac", {}).get("userRoles", True) else set()):
+        fail(name, f"user roles rendered: {sorted(user_roles)}")
+
+
+def check_generated_certificate(name, doc):
+    """The generated key matches its certificate, which names the Service and chains to ca.crt."""
+    import base64, ssl, tempfile
+    files = {k: base64.b64decode(v) for k, v in doc["data"].items()}
+    with tempfile.TemporaryDirectory() as d:
+        for k, v in files.items():
+            pathlib.Path(d, k).write_bytes(v)
+        server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        server.load_cert_chain(f"{d}/tls.crt", f"{d}/tls.key")
+        names = [v for k, v in ssl._ssl._test_decode_cert(f"{d}/tls.crt")["subjectAltName"] if k == "DNS"]
+        if f"{SERVICE}.dataroom.svc" not in names:
+            fail(name, f"the generated certificate is for {names}, not the Service")
+        client = ssl.create_default_context(cafile=f"{d}/ca.crt")
+        import socket, threading
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        def serve():
+            conn, _ = listener.accept()
+            try:
+                server.wrap_socket(conn, server_side=True).close()
+            except OSError:
+                pass
+        threading.Thread(target=serve, daemon=True).start()
+        try:
+            with client.wrap_socket(socket.create_connection(listener.getsockname()), server_hostname=f"{SERVICE}.dataroom.svc"):
+                pass
+        except ssl.SSLError as e:
+            fail(name, f"a client trusting ca.crt refuses the generated certificate: {e}")
+        listener.close()
+
+
 def main():
     chart, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
     out.mkdir(parents=True, exist_ok=True)
@@ -152,6 +256,8 @@ def main():
         for kind in ("Deployment", "ServiceAccount", "Service", "Ec2Budget"):
             if kind not in kinds:
                 fail(name, f"no {kind} rendered")
+        check_tls(name, docs, values)
+        check_grants(name, docs, values)
         (out / f"{name}.yaml").write_text(yaml.safe_dump_all(docs, sort_keys=False))
         print(f"{name}: {len(docs)} manifests valid ({', '.join(sorted(set(kinds)))})")
     for name, (values, word) in REFUSED.items():

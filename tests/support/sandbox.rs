@@ -96,6 +96,12 @@ impl Sandbox {
         (sandbox, cloud)
     }
 
+    /// A sandbox started with these extra arguments.
+    pub fn start_with(extra: &[&str]) -> Self {
+        let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+        Self::spawn(Command::new(env!("CARGO_BIN_EXE_dataroom-operator")), dir, None, extra)
+    }
+
     /// Stops this sandbox with Ctrl-C and starts a new one on the same state directory.
     pub fn restart(mut self) -> Self {
         assert!(self.interrupt(), "Ctrl-C stops the sandbox cleanly");

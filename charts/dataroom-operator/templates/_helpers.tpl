@@ -45,3 +45,14 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- define "dataroom.checkpointConfigMap" -}}
 {{- printf "%s-audit-checkpoint" (include "dataroom.fullname" .) -}}
 {{- end -}}
+
+{{- define "dataroom.tlsSecret" -}}
+{{- default (printf "%s-tls" (include "dataroom.fullname" .)) .Values.tls.existingSecret -}}
+{{- end -}}
+
+{{/* The names the operator's certificate is for: the Service's, as pods in the cluster reach it. */}}
+{{- define "dataroom.serviceNames" -}}
+{{- $name := include "dataroom.fullname" . -}}
+{{- $ns := .Release.Namespace -}}
+{{- list $name (printf "%s.%s" $name $ns) (printf "%s.%s.svc" $name $ns) (printf "%s.%s.svc.cluster.local" $name $ns) | toJson -}}
+{{- end -}}

@@ -57,6 +57,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         Some(settings) => {
             let mut api = operator.admin(settings.keys, &settings.namespace);
             api.set_limits(settings.limits);
+            api.budget_writes = settings.budget_writes;
+            if let Some(ttl) = settings.identities {
+                api.accept_kubernetes_identities(ttl);
+            }
             let watching = admin::keyfile::watch(settings.keys_file, api.keys.clone(), operator.ctx.shared());
             tokio::spawn(watching);
             Some(api)

@@ -55,6 +55,10 @@ pub struct SandboxArgs {
     /// Admin API requests a second per key, bursts of twice that; as `run --api-rate-per-key`.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub api_rate_per_key: u32,
+    /// Seconds the operator keeps TokenReview and SubjectAccessReview answers for Kubernetes
+    /// tokens on /api (a removed RoleBinding stops working within them).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub identity_cache_seconds: u64,
 }
 
 fn state_dir(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
@@ -125,6 +129,20 @@ pub async fn install_crds(client: &kube::Client) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Creates the chart's ClusterRoles for people (dataroom-viewer, -lifecycle, -exec, -admin), so
+/// that `kubectl create rolebinding --clusterrole dataroom-exec` works as on a cluster.
+pub async fn install_user_roles(client: &kube::Client) -> anyhow::Result<()> {
+    let api: Api<k8s_openapi::api::rbac::v1::ClusterRole> = Api::all(client.clone());
+    for doc in admin::identity::USER_ROLES.split("\n---\n") {
+        let role = serde_yaml::from_str(doc).context("the user roles file")?;
+        match api.create(&PostParams::default(), &role).await {
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            other => drop(other.context("creating a user ClusterRole")?),
+        }
+    }
+    Ok(())
+}
+
 pub async fn run(args: SandboxArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let dir = state_dir(args.state_dir)?;
@@ -146,6 +164,7 @@ pub async fn run(args: SandboxArgs) -> anyhow::Result<()> {
     write_kubeconfig(&kubeconfig, api_addr, Some(&secured))?;
     let client = server.client();
     install_crds(&client).await?;
+    install_user_roles(&client).await?;
 
     let fake = simulated_ec2(&ec2_state)?;
     let saver = State { server: server.clone(), fake: fake.clone(), api: api_state, ec2: ec2_state };
@@ -190,6 +209,7 @@ pub async fn run(args: SandboxArgs) -> anyhow::Result<()> {
     let rate = |per_second: u32| admin::rate::Rate { per_second, burst: per_second.saturating_mul(2) };
     let (key_rate, address_rate) = (rate(args.api_rate_per_key), rate(args.api_rate_per_address));
     api.set_limits(admin::ApiLimits { key_rate, address_rate, ..Default::default() });
+    api.accept_kubernetes_identities(Duration::from_secs(args.identity_cache_seconds));
     tokio::spawn(admin::keyfile::watch(keys_file, api.keys.clone(), operator.ctx.shared()));
     let (http, admin_addr) =
         admin::serve(admin_addr, operator.health(ready.clone()), Some(api), Default::default())

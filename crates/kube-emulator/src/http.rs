@@ -19,7 +19,8 @@ type ReplyBody = UnsyncBoxBody<Bytes, Infallible>;
 /// Who may use the emulator over TCP, and how much one request may carry. The checks guard a
 /// server on a developer's machine from everyone else on it and from web pages in its browser:
 /// a bearer token (what a kubeconfig carries), a `Host` that is an address or `localhost` (no DNS
-/// rebinding), JSON or YAML bodies only (no cross-site form posts) and a bounded body.
+/// rebinding), JSON, YAML or Kubernetes protobuf bodies only (no cross-site form posts) and a
+/// bounded body.
 #[derive(Clone, Debug)]
 pub struct Access {
     /// The bearer token every request must carry; `None` asks for none.
@@ -67,7 +68,7 @@ impl Access {
         }
         let has_body = matches!(parts.method, http::Method::POST | http::Method::PUT | http::Method::PATCH);
         if has_body && !header(http::header::CONTENT_TYPE).is_some_and(accepted_media_type) {
-            let why = "the body must be JSON or YAML (application/json, a patch type, or application/yaml)";
+            let why = "the body must be JSON, YAML or Kubernetes protobuf (application/json, a patch type, application/yaml)";
             return Some((415, "UnsupportedMediaType", why.into()));
         }
         None
@@ -93,6 +94,7 @@ fn accepted_media_type(content_type: &str) -> bool {
         "application/strategic-merge-patch+json",
         "application/json-patch+json",
         "application/apply-patch+yaml",
+        super::protobuf::MEDIA_TYPE,
     ]
     .contains(&media.as_str())
 }
@@ -138,14 +140,36 @@ async fn respond_guarded(
 
 async fn respond(server: Arc<ApiServer>, parts: http::request::Parts, body: Bytes) -> Response<ReplyBody> {
     let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let mut content_type = header("content-type");
+    let mut body = body;
+    if content_type.starts_with(super::protobuf::MEDIA_TYPE) {
+        match super::protobuf::to_json(&body) {
+            Ok(json) => {
+                body = Bytes::from(serde_json::to_vec(&json).expect("JSON serialises"));
+                content_type = "application/json".into();
+            }
+            Err(why) => return status_reply(415, "UnsupportedMediaType", why),
+        }
+    }
     let query: HashMap<String, String> = parts.uri.query().map(url_decode_pairs).unwrap_or_default();
     let request = ApiRequest {
         method: parts.method.clone(),
         path: parts.uri.path().to_string(),
         query,
         accept: header("accept"),
-        content_type: header("content-type"),
+        content_type,
         body,
+        impersonate_user: parts
+            .headers
+            .get("impersonate-user")
+            .and_then(|v| v.to_str().ok())
+            .map(String::from),
+        impersonate_groups: parts
+            .headers
+            .get_all("impersonate-group")
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(String::from))
+            .collect(),
     };
     match server.handle(request).await {
         Reply::Json(code, value) => json_reply(code, &value),

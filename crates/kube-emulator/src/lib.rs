@@ -11,7 +11,10 @@ mod discovery;
 mod events;
 mod http;
 mod patch;
+mod protobuf;
+mod rbac;
 mod read;
+mod review;
 mod schema;
 mod select;
 mod store;
@@ -44,6 +47,8 @@ pub struct ApiServer {
     available: tokio::sync::watch::Sender<bool>,
     /// Requests handled, for tests that bound a client's retries.
     requests: std::sync::atomic::AtomicU64,
+    /// ServiceAccount tokens made by `TokenRequest`.
+    tokens: review::Tokens,
 }
 
 /// A request, as the handlers see it.
@@ -54,6 +59,9 @@ pub struct ApiRequest {
     pub accept: String,
     pub content_type: String,
     pub body: Bytes,
+    /// `Impersonate-User` and `Impersonate-Group` (kubectl's `--as` and `--as-group`).
+    pub impersonate_user: Option<String>,
+    pub impersonate_groups: Vec<String>,
 }
 
 /// A response: one JSON document, or a stream of watch events.
@@ -79,6 +87,7 @@ impl ApiServer {
             bookmark_interval: bookmarks,
             available: tokio::sync::watch::Sender::new(true),
             requests: Default::default(),
+            tokens: Default::default(),
         });
         for ns in ["default", "kube-system"] {
             let namespace = json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": ns } });

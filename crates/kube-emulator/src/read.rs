@@ -12,7 +12,9 @@ use tokio::sync::broadcast::error::RecvError;
 use super::select::Selector;
 use super::store::WatchEvent;
 use super::types::ResourceType;
-use super::{ApiRequest, ApiServer, Reply, delete, discovery, events, failure, status_body, table, write};
+use super::{
+    ApiRequest, ApiServer, Reply, delete, discovery, events, failure, review, status_body, table, write,
+};
 
 /// Where a resource request points.
 pub struct Target {
@@ -30,6 +32,9 @@ pub async fn route(server: &Arc<ApiServer>, req: ApiRequest) -> Reply {
             |v| Reply::Json(200, v),
         )
     };
+    if let Some(reply) = review(server, &segments, &req) {
+        return reply;
+    }
     let (group, version, rest) = match segments.as_slice() {
         ["version"] => return Reply::Json(200, discovery::version()),
         ["healthz" | "livez" | "readyz"] => return Reply::Json(200, json!("ok")),
@@ -87,6 +92,35 @@ pub async fn route(server: &Arc<ApiServer>, req: ApiRequest) -> Reply {
         (&Method::DELETE, false) => delete::delete_collection(server, &target, &req),
         _ => failure(405, "MethodNotAllowed", format!("{} is not allowed on {}", req.method, req.path)),
     }
+}
+
+/// The authentication and authorization APIs, which are not stored objects.
+fn review(server: &ApiServer, segments: &[&str], req: &ApiRequest) -> Option<Reply> {
+    let post = req.method == Method::POST;
+    let refused =
+        || failure(405, "MethodNotAllowed", format!("{} is not allowed on {}", req.method, req.path));
+    Some(match segments {
+        _ if !post && is_review(segments) => refused(),
+        ["apis", "authentication.k8s.io", "v1", "tokenreviews"] => review::token_review(server, req),
+        ["apis", "authorization.k8s.io", "v1", "subjectaccessreviews"] => {
+            review::access_review(server, req, None)
+        }
+        ["apis", "authorization.k8s.io", "v1", "selfsubjectaccessreviews"] => {
+            review::access_review(server, req, Some(review::requester(req)))
+        }
+        ["api", "v1", "namespaces", namespace, "serviceaccounts", name, "token"] => {
+            review::token_request(server, namespace, name, req)
+        }
+        _ => return None,
+    })
+}
+
+fn is_review(segments: &[&str]) -> bool {
+    matches!(
+        segments,
+        ["apis", "authentication.k8s.io" | "authorization.k8s.io", "v1", _]
+            | ["api", "v1", "namespaces", _, "serviceaccounts", _, "token"]
+    )
 }
 
 fn flag(req: &ApiRequest, name: &str) -> bool {

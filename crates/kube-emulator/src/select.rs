@@ -83,6 +83,31 @@ impl Selector {
         Ok(Self { labels, fields: parsed })
     }
 
+    /// A structured `LabelSelector` (`matchLabels`, `matchExpressions`), as RBAC aggregation and
+    /// workloads write them.
+    pub fn from_label_selector(selector: &Value) -> Self {
+        let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+        let mut labels: Vec<Requirement> = selector["matchLabels"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| Requirement::Equals(k.clone(), text(v)))
+            .collect();
+        for expression in selector["matchExpressions"].as_array().into_iter().flatten() {
+            let key = text(&expression["key"]);
+            let values = expression["values"].as_array().into_iter().flatten().map(text).collect();
+            labels.push(match expression["operator"].as_str() {
+                Some("In") => Requirement::In(key, values),
+                Some("NotIn") => Requirement::NotIn(key, values),
+                Some("Exists") => Requirement::Exists(key),
+                // DoesNotExist, and an operator this does not know (which then matches nothing
+                // that carries the label).
+                _ => Requirement::Absent(key),
+            });
+        }
+        Self { labels, fields: Vec::new() }
+    }
+
     pub fn matches(&self, object: &Value) -> bool {
         let labels = &object["metadata"]["labels"];
         let label = |k: &str| labels.get(k).and_then(Value::as_str);

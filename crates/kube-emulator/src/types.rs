@@ -122,6 +122,7 @@ pub fn builtins() -> Vec<ResourceType> {
         ("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", true, &["pdb"][..]),
         ("monitoring.coreos.com", "v1", "ServiceMonitor", "servicemonitors", true, &[][..]),
         ("monitoring.coreos.com", "v1", "PrometheusRule", "prometheusrules", true, &[][..]),
+        ("cert-manager.io", "v1", "Certificate", "certificates", true, &["cert", "certs"][..]),
     ];
     let active = active.iter().map(|(g, v, k, p, ns, s)| builtin(g, v, k, p, *ns, s, false));
     let inert = inert.iter().map(|(g, v, k, p, ns, s)| builtin(g, v, k, p, *ns, s, true));

@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
+use super::identity::{self, Person, Reach};
 use super::scope::Scope;
 use super::{AdminState, is_dns_label};
 
@@ -42,12 +43,31 @@ pub struct Admin {
     pub fingerprint: String,
     scopes: BTreeSet<Scope>,
     namespaces: Option<BTreeSet<String>>,
+    /// A Kubernetes user rather than an admin key.
+    kubernetes: bool,
 }
 
 impl Admin {
-    /// The actor in audit records.
+    /// The actor in audit records: `admin:NAME (FINGERPRINT)`, or `k8s:USERNAME`.
     pub fn actor(&self) -> String {
-        format!("admin:{} ({})", self.name, self.fingerprint)
+        match self.kubernetes {
+            true => format!("k8s:{}", self.name),
+            false => format!("admin:{} ({})", self.name, self.fingerprint),
+        }
+    }
+
+    /// A Kubernetes user RBAC allows `scope`'s operation where `reach` says.
+    fn kubernetes(person: &Person, scope: Scope, reach: Reach) -> Self {
+        Admin {
+            name: person.username.clone(),
+            fingerprint: String::new(),
+            scopes: BTreeSet::from([scope]),
+            namespaces: match reach {
+                Reach::Everywhere => None,
+                Reach::Namespaces(namespaces) => Some(namespaces),
+            },
+            kubernetes: true,
+        }
     }
 
     /// 403 `insufficient_scope`, naming the scope needed, unless the key holds `scope`.
@@ -75,6 +95,9 @@ impl Admin {
         self.namespaces.is_some()
     }
 }
+
+/// How every admin key begins: any other bearer token is taken for a Kubernetes token.
+pub const KEY_PREFIX: &str = "drk_";
 
 fn fingerprint(hash: &[u8; 32]) -> String {
     format!("sha256:{}", &hex::encode(hash)[..16])
@@ -149,7 +172,7 @@ impl AdminKeys {
     pub fn generate(name: &str, options: &str) -> Result<(String, String), String> {
         let mut bytes = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut bytes);
-        let key = format!("drk_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes));
+        let key = format!("{KEY_PREFIX}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes));
         let line = Self::line(name, &key);
         let line = match options.trim() {
             "" => line,
@@ -188,12 +211,14 @@ impl AdminKeys {
             fingerprint: fingerprint(&named.hash),
             scopes: named.scopes.clone(),
             namespaces: named.namespaces.clone(),
+            kubernetes: false,
         })
     }
 }
 
-/// The caller's key, checked; which scope the operation needs is `scope::Authorized`'s to check.
-pub(super) fn authenticate(req: &HttpRequest) -> Result<Admin, ApiError> {
+/// The caller, checked: an admin key, or a Kubernetes token RBAC allows `scope`'s operation.
+/// Whether the caller holds `scope` is `scope::Authorized`'s to check.
+pub(super) async fn authenticate(req: &HttpRequest, scope: Scope) -> Result<Admin, ApiError> {
     let state = req.app_data::<web::Data<AdminState>>().expect("the admin state is configured");
     let address = req.peer_addr().map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip());
     let limited = |refused: ApiError| {
@@ -207,13 +232,23 @@ pub(super) fn authenticate(req: &HttpRequest) -> Result<Admin, ApiError> {
         ApiError::unauthorized(why)
     };
     let header = req.headers().get(actix_web::http::header::AUTHORIZATION);
-    let key = header
+    let token = header
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| failed("send `Authorization: Bearer <admin key>`"))?;
-    let now = (state.shared.clock)();
-    let admin = state.keys().check(key.trim(), now).map_err(|why| failed(&why))?;
-    state.rates.key(&admin.name).map_err(limited)?;
+        .map(str::trim)
+        .ok_or_else(|| failed("send `Authorization: Bearer <admin key or Kubernetes token>`"))?;
+    let admin = match &state.identities {
+        Some(identities) if !token.starts_with(KEY_PREFIX) => {
+            let person =
+                identities.person(token).await.map_err(|e| e.map_or_else(|e| e, |why| failed(&why)))?;
+            let rooms = req.path().starts_with("/api/fleet/");
+            let reach = identities.reach(&person, scope, rooms, || state.known_namespaces()).await?;
+            let reach = reach.ok_or_else(|| identity::refused(&person, scope, rooms))?;
+            Admin::kubernetes(&person, scope, reach)
+        }
+        _ => state.keys().check(token, (state.shared.clock)()).map_err(|why| failed(&why))?,
+    };
+    state.rates.key(&admin.actor()).map_err(limited)?;
     Ok(admin)
 }
 

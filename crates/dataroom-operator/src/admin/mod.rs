@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod identity;
 pub mod keyfile;
 pub mod lookup;
 pub mod openapi;
@@ -83,8 +84,13 @@ pub struct AdminState {
     pub shared: Arc<Shared>,
     /// The keys in force (replaced when the keys file changes; see `keyfile`).
     pub keys: keyfile::LiveKeys,
+    /// Kubernetes tokens, checked by TokenReview and SubjectAccessReview; `None` accepts admin
+    /// keys only.
+    pub identities: Option<Arc<identity::Identities>>,
     /// Where objects created through the API live.
     pub namespace: String,
+    /// Whether `PUT /api/ec2/budget` may change the budget (else 403 `budget_read_only`).
+    pub budget_writes: bool,
     /// The controller's pool, unless a test swaps it.
     pub ssh: Arc<ssh::Pool>,
     pub limits: ApiLimits,
@@ -113,6 +119,8 @@ impl AdminState {
         AdminState {
             shared,
             keys: keyfile::LiveKeys::new(keys),
+            identities: None,
+            budget_writes: true,
             namespace: namespace.to_string(),
             ssh: pool,
             rates: Arc::new(rate::RateLimits::new(
@@ -129,6 +137,20 @@ impl AdminState {
     pub fn set_limits(&mut self, limits: ApiLimits) {
         self.rates = Arc::new(rate::RateLimits::new(limits.key_rate, limits.address_rate));
         self.limits = limits;
+    }
+
+    /// Namespaces a Kubernetes identity's reach is asked about: those of the instances and rooms
+    /// the operator sees, and the API's.
+    pub fn known_namespaces(&self) -> std::collections::BTreeSet<String> {
+        let instances =
+            self.shared.instances.state().into_iter().filter_map(|o| o.metadata.namespace.clone());
+        let rooms = self.shared.rooms.state().into_iter().filter_map(|o| o.metadata.namespace.clone());
+        instances.chain(rooms).chain([self.namespace.clone()]).collect()
+    }
+
+    /// Accept Kubernetes tokens too, keeping review answers for `ttl`.
+    pub fn accept_kubernetes_identities(&mut self, ttl: std::time::Duration) {
+        self.identities = Some(Arc::new(identity::Identities::new(self.shared.client.clone(), ttl)));
     }
 
     /// The keys in force now.

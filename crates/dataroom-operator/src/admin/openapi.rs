@@ -16,7 +16,11 @@ use super::routes::{audit, budget, files, fleet, health, images, instances, ssh}
     info(
         title = "dataroom-operator admin API",
         description = "Imperative operations on the instances the operator manages. Every route needs \
-                       `Authorization: Bearer <admin key>`; errors are RFC 7807 problems with a stable `code`."
+                       `Authorization: Bearer <admin key>` (keys begin with `drk_`) or a Kubernetes bearer \
+                       token, which RBAC governs: each scope named below is asked of SubjectAccessReview as \
+                       a verb on a resource of dataroom.dev (`read`: get ec2instances; `exec`: create \
+                       ec2instances/exec; `budget`: update ec2budgets; see the README). Errors are RFC 7807 \
+                       problems with a stable `code`."
     ),
     paths(
         instances::list, instances::create, instances::get_one, instances::start, instances::stop,
@@ -43,8 +47,10 @@ struct BearerKey;
 impl Modify for BearerKey {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        let scheme =
-            HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some("an admin key")).build();
+        let scheme = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .description(Some("an admin key, or a Kubernetes token (TokenReview, then SubjectAccessReview)"))
+            .build();
         components.add_security_scheme("admin_key", SecurityScheme::Http(scheme));
     }
 }
@@ -63,10 +69,14 @@ impl Modify for Problems {
         for item in openapi.paths.paths.values_mut() {
             for op in [&mut item.get, &mut item.put, &mut item.post, &mut item.delete].into_iter().flatten() {
                 let responses = &mut op.responses.responses;
-                let scoped = "`insufficient_scope`: the key lacks the scope this operation names";
+                let scoped = "`insufficient_scope`: the key lacks the scope this operation names, or RBAC does \
+                              not grant the Kubernetes identity its verb";
                 responses.entry("403".into()).or_insert_with(|| RefOr::T(problem(scoped)));
                 let limited =
                     "`rate_limited`: too many requests from this address or with this key (`Retry-After`)";
+                let unavailable = "`identity_unavailable`: the Kubernetes API did not answer a token or \
+                                   access review (`Retry-After`)";
+                responses.entry("503".into()).or_insert_with(|| RefOr::T(problem(unavailable)));
                 responses.entry("429".into()).or_insert_with(|| RefOr::T(problem(limited)));
                 if op.request_body.is_some() {
                     for (code, why) in refusals {

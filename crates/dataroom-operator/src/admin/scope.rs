@@ -3,7 +3,6 @@
 //! OpenAPI document states the same scope for each operation (a test holds the two together).
 
 use std::collections::BTreeSet;
-use std::future::{Ready, ready};
 use std::marker::PhantomData;
 
 use actix_web::{FromRequest, HttpRequest, dev::Payload};
@@ -106,11 +105,15 @@ impl<S> std::ops::Deref for Authorized<S> {
 
 impl<S: Required> FromRequest for Authorized<S> {
     type Error = ApiError;
-    type Future = Ready<Result<Self, Self::Error>>;
+    type Future = futures::future::LocalBoxFuture<'static, Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let admin = authenticate(req).and_then(|admin| admin.holds(S::SCOPE).map(|()| admin));
-        ready(admin.map(|admin| Authorized { admin, scope: PhantomData }))
+        let req = req.clone();
+        Box::pin(async move {
+            let admin = authenticate(&req, S::SCOPE).await?;
+            admin.holds(S::SCOPE)?;
+            Ok(Authorized { admin, scope: PhantomData })
+        })
     }
 }
 

@@ -73,6 +73,14 @@ pub struct RunArgs {
     /// The PEM private key of --tls-cert.
     #[arg(long, env = "DATAROOM_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Serve the admin API in plain HTTP on an address other than loopback: keys and tokens then
+    /// cross the network in the clear. Only behind a proxy that ends TLS for the operator.
+    #[arg(long, env = "DATAROOM_INSECURE_HTTP")]
+    pub insecure_http: bool,
+    /// Let `PUT /api/ec2/budget` change the Ec2Budget (the chart turns this off unless
+    /// budget.writableThroughApi); off, the route answers 403 budget_read_only.
+    #[arg(long, env = "DATAROOM_API_BUDGET_WRITES", default_value_t = true, action = clap::ArgAction::Set)]
+    pub api_budget_writes: bool,
     /// A browser origin allowed to call the admin API (repeatable; none by default).
     #[arg(long = "cors-origin", env = "DATAROOM_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
@@ -85,6 +93,14 @@ pub struct RunArgs {
     /// Admin API requests a second per source address, with a key or without (bursts of twice that).
     #[arg(long, env = "DATAROOM_API_RATE_PER_ADDRESS", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub api_rate_per_address: u32,
+    /// Accept Kubernetes bearer tokens on /api besides admin keys: TokenReview says who a token
+    /// is and SubjectAccessReview what it may do (the operator needs `create` on both).
+    #[arg(long, env = "DATAROOM_KUBERNETES_IDENTITIES", default_value_t = true, action = clap::ArgAction::Set)]
+    pub kubernetes_identities: bool,
+    /// Seconds a TokenReview or SubjectAccessReview answer is kept: a revoked binding or a deleted
+    /// ServiceAccount stops working within it.
+    #[arg(long, env = "DATAROOM_IDENTITY_CACHE_SECONDS", default_value = "10", value_parser = parse_seconds)]
+    pub identity_cache_seconds: Duration,
     /// Ed25519 key (PKCS#8 PEM) that signs audit checkpoints; without it no checkpoints are kept.
     #[arg(long, env = "DATAROOM_AUDIT_SIGNING_KEY")]
     pub audit_signing_key: Option<PathBuf>,

@@ -60,6 +60,11 @@ pub struct AdminConfig {
     /// Where objects created through the API live.
     pub namespace: String,
     pub limits: ApiLimits,
+    /// How long TokenReview and SubjectAccessReview answers are kept, when Kubernetes tokens
+    /// are accepted.
+    pub identities: Option<Duration>,
+    /// Whether `PUT /api/ec2/budget` may change the budget.
+    pub budget_writes: bool,
 }
 
 pub struct Checkpoints {
@@ -89,6 +94,18 @@ impl Config {
             (Some(cert), Some(key)) => Some(crate::admin::tls::server_config(cert, key)?),
             _ => None,
         };
+        if args.admin_keys.is_some()
+            && tls.is_none()
+            && !args.http_addr.ip().is_loopback()
+            && !args.insecure_http
+        {
+            anyhow::bail!(
+                "refusing to serve the admin API in plain HTTP on {}: admin keys and Kubernetes tokens would \
+                 cross the network in the clear. Give --tls-cert and --tls-key, bind a loopback address, or \
+                 say --insecure-http if a proxy in front ends TLS",
+                args.http_addr
+            );
+        }
         let admin = match &args.admin_keys {
             Some(path) => Some(AdminConfig {
                 keys: AdminKeys::load(path)?,
@@ -106,6 +123,8 @@ impl Config {
                     },
                     ..Default::default()
                 },
+                identities: args.kubernetes_identities.then_some(args.identity_cache_seconds),
+                budget_writes: args.api_budget_writes,
             }),
             None => None,
         };

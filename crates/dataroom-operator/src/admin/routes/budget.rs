@@ -59,6 +59,7 @@ pub struct BudgetChange {
 #[utoipa::path(
     request_body = BudgetChange,
     responses((status = 200, body = BudgetView), (status = 400, body = Problem), (status = 401, body = Problem),
+              (status = 403, description = "insufficient_scope, or budget_read_only when the operator does not change the budget", body = Problem),
               (status = 422, description = "a limit is out of range", body = Problem)),
     security(("admin_key" = ["budget"])),
     tag = "governance"
@@ -73,6 +74,12 @@ pub async fn put_budget(
     let params = serde_json::to_value(&change).unwrap_or_default();
     let target = crate::admin::lookup::unnamespaced_target("ec2budget", BUDGET_NAME);
     let op = state.operation(&admin, "api.budget.update", &target, params);
+    if !state.budget_writes {
+        let why = "this operator does not change the budget through its API (the chart's \
+                   budget.writableThroughApi is off): change it with `kubectl edit ec2budget default` or helm";
+        let refused = ApiError::new(actix_web::http::StatusCode::FORBIDDEN, "budget_read_only", why);
+        return Err(op.refused(refused).await);
+    }
     if change.daily_spend_usd.is_some_and(|d| !d.is_finite()) {
         let invalid = ApiError::bad_request("invalid_body", "dailySpendUsd must be a number");
         return Err(op.refused(invalid).await);
