@@ -87,3 +87,56 @@ async fn cors_answers_only_configured_origins() {
     let none = preflight(closed_addr, "https://console.example").await.unwrap().to_lowercase();
     assert!(!none.contains("access-control-allow-origin"), "no CORS unless configured: {none}");
 }
+
+/// A client announces a body and then stalls, as a slow-loris attack does: the body is cut off
+/// with `408 body_timeout` once no byte has come for the idle deadline, and nothing is created;
+/// a body that keeps coming, however slowly, is read whole.
+#[actix_web::test]
+async fn a_stalled_body_is_cut_off_and_a_slow_one_is_read() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let h = Harness::start().await;
+    let mut api = state(&h);
+    let mut limits = api.limits.clone();
+    limits.body_idle = std::time::Duration::from_millis(300);
+    api.set_limits(limits);
+    let (server, addr) =
+        admin::serve("127.0.0.1:0".parse().unwrap(), health(), Some(api), Listener::default()).unwrap();
+    tokio::spawn(server);
+    let request = |length: usize| {
+        format!(
+            "POST /api/ec2/instances HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {KEY}\r\n\
+             Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+        )
+    };
+    let body = br#"{"name": "stalled", "instance_type": "t3.micro"}"#;
+
+    let mut stalled = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stalled.write_all(request(body.len()).as_bytes()).await.unwrap();
+    stalled.write_all(&body[..10]).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = vec![0; 4096];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), stalled.read(&mut answer)).await;
+    let answer =
+        String::from_utf8_lossy(&answer[..read.expect("answered within 10 s").unwrap()]).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 408") && answer.contains("body_timeout"), "{answer}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "cut off after {:?}", started.elapsed());
+
+    // A body a few bytes at a time, each gap under the deadline, is read whole.
+    let body = br#"{"name": "slow", "instance_type": "t3.micro"}"#;
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    slow.write_all(request(body.len()).as_bytes()).await.unwrap();
+    for piece in body.chunks(12) {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        slow.write_all(piece).await.unwrap();
+    }
+    let mut answer = vec![0; 4096];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(10), slow.read(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 20"), "a slow body that keeps coming is served: {answer}");
+    let names: Vec<String> =
+        h.ctx.shared().instances.state().iter().map(|o| o.metadata.name.clone().unwrap()).collect();
+    assert!(!names.is_empty() && names.iter().all(|n| n == "slow"), "{names:?}");
+}

@@ -171,6 +171,9 @@ impl From<&crate::cloud::CloudError> for ApiError {
 pub fn configure_extractors(cfg: &mut actix_web::web::ServiceConfig, body_limit: usize) {
     use actix_web::web;
     cfg.app_data(web::JsonConfig::default().limit(body_limit).error_handler(|e, _| {
+        if let Some(stalled) = super::deadline::stalled(&e) {
+            return stalled.into();
+        }
         let status = match &e {
             actix_web::error::JsonPayloadError::Overflow { .. }
             | actix_web::error::JsonPayloadError::OverflowKnownLength { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -221,6 +224,9 @@ impl From<TransferError> for ApiError {
         use actix_web::http::StatusCode as S;
         let e = match e {
             TransferError::Ssh(inner) => return inner.into(),
+            TransferError::Body(why) if super::deadline::stalled(&why).is_some() => {
+                return super::deadline::stalled(&why).expect("just seen");
+            }
             e => e,
         };
         let (status, code) = match &e {
@@ -237,5 +243,8 @@ impl From<TransferError> for ApiError {
 
 /// A malformed `multipart/form-data` body.
 pub fn multipart_error(e: actix_multipart::MultipartError) -> ApiError {
+    if let Some(stalled) = super::deadline::stalled(&e) {
+        return stalled;
+    }
     ApiError::bad_request("invalid_body", format!("expected multipart/form-data: {e}"))
 }

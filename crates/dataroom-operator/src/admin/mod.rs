@@ -2,6 +2,7 @@
 //! admin REST API under `/api` (every route needs an admin key; see `auth`).
 
 pub mod auth;
+pub mod deadline;
 pub mod error;
 pub mod identity;
 pub mod keyfile;
@@ -59,6 +60,9 @@ pub struct ApiLimits {
     pub key_rate: rate::Rate,
     /// Requests per source address, keyed or not (default 100 a second, bursts of 200).
     pub address_rate: rate::Rate,
+    /// Longest a request body may stall, no byte arriving, before it is cut off with 408
+    /// (default 30 s).
+    pub body_idle: std::time::Duration,
 }
 
 impl Default for ApiLimits {
@@ -73,6 +77,7 @@ impl Default for ApiLimits {
             max_ssh_operations: 64,
             key_rate: rate::Rate { per_second: 50, burst: 100 },
             address_rate: rate::Rate { per_second: 100, burst: 200 },
+            body_idle: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -294,6 +299,7 @@ pub fn serve(
     let standby = web::Data::new(Standby(listener.standby));
     let server = HttpServer::new(move || {
         let app = App::new()
+            .wrap(actix_web::middleware::from_fn(deadline::body_deadline))
             .wrap(actix_web::middleware::Condition::new(!origins.is_empty(), cors(&origins)))
             .app_data(health.clone())
             .app_data(standby.clone())
