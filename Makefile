@@ -82,7 +82,7 @@ OUTAGE_SECS ?= 45
 BENCH := $(LINTED) cargo bench --workspace --profile $(PROFILE)
 
 bench:
-	DATAROOM_OUTAGE_SECS=$(OUTAGE_SECS) $(BENCH) --bench poll --bench sandbox --bench admin --bench outage
+	DATAROOM_OUTAGE_SECS=$(OUTAGE_SECS) $(BENCH) --bench poll --bench sandbox --bench admin --bench auth --bench outage
 	DATAROOM_SCALE_ROOMS=$(SCALE_ROOMS) $(BENCH) --bench scale
 
 scale:

@@ -73,27 +73,8 @@ fn millis(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// Runs `wrk` for 10 s against `url`: (requests per second, p99 in ms).
 fn wrk(url: &str) -> (f64, f64) {
-    let out = Command::new("wrk")
-        .args(["-t2", "-c16", "-d10s", "--latency", "-H", &format!("Authorization: Bearer {KEY}"), url])
-        .output()
-        .expect("wrk runs (apt-get install -y wrk)");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let field = |prefix: &str| {
-        let line =
-            text.lines().find(|l| l.trim_start().starts_with(prefix)).unwrap_or_else(|| panic!("{text}"));
-        line.split_whitespace().nth(1).unwrap().to_string()
-    };
-    let rps: f64 = field("Requests/sec:").parse().unwrap();
-    let p99 = field("99%");
-    let p99 = match (p99.strip_suffix("ms"), p99.strip_suffix("us"), p99.strip_suffix('s')) {
-        (Some(ms), _, _) => ms.parse::<f64>().unwrap(),
-        (_, Some(us), _) => us.parse::<f64>().unwrap() / 1000.0,
-        (_, _, Some(s)) => s.parse::<f64>().unwrap() * 1000.0,
-        _ => panic!("wrk latency {p99}"),
-    };
-    (rps, p99)
+    support::wrk::wrk(url, KEY)
 }
 
 #[tokio::main]

@@ -153,20 +153,12 @@ fn rbac_governs_the_api_for_a_service_account_token_made_with_kubectl() {
 /// SubjectAccessReview) against the emulator's RBAC.
 #[tokio::test]
 async fn the_shipped_roles_open_exactly_their_scopes() {
-    use dataroom_operator::admin::identity::{Identities, Reach, USER_ROLES};
+    use dataroom_operator::admin::identity::{Identities, Reach};
     use dataroom_operator::admin::scope::Scope;
-    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-    use k8s_openapi::api::core::v1::ServiceAccount;
-    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
-    use kube::api::{Api, PostParams};
 
     let server = kube_emulator::ApiServer::new();
     let client = server.client();
-    let create = PostParams::default();
-    for doc in USER_ROLES.split("\n---\n") {
-        let role: ClusterRole = serde_yaml::from_str(doc).unwrap();
-        Api::<ClusterRole>::all(client.clone()).create(&create, &role).await.unwrap();
-    }
+    support::identity::install_user_roles(&client).await;
     let identities = Identities::new(client.clone(), Duration::from_secs(10));
     let expected = [
         ("dataroom-viewer", vec![Scope::Read]),
@@ -175,20 +167,7 @@ async fn the_shipped_roles_open_exactly_their_scopes() {
         ("dataroom-admin", Scope::ALL.to_vec()),
     ];
     for (role, scopes) in expected {
-        let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), "default");
-        let account: ServiceAccount =
-            serde_json::from_value(serde_json::json!({ "metadata": { "name": role } })).unwrap();
-        accounts.create(&create, &account).await.unwrap();
-        let binding = serde_json::json!({
-            "metadata": { "name": role },
-            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role },
-            "subjects": [{ "kind": "ServiceAccount", "name": role, "namespace": "default" }],
-        });
-        let binding: ClusterRoleBinding = serde_json::from_value(binding).unwrap();
-        Api::<ClusterRoleBinding>::all(client.clone()).create(&create, &binding).await.unwrap();
-        let request = TokenRequest { spec: Some(TokenRequestSpec::default()), ..Default::default() };
-        let token = accounts.create_token_request(role, &create, &request).await.unwrap();
-        let token = token.status.unwrap().token.unwrap();
+        let token = support::identity::bound_token(&client, "default", role, role).await;
         let person = identities.person(&token).await.unwrap();
         assert_eq!(person.username, format!("system:serviceaccount:default:{role}"));
         for scope in Scope::ALL {

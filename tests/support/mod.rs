@@ -4,12 +4,14 @@
 pub mod admin;
 pub mod api_tls;
 pub mod harness;
+pub mod identity;
 pub mod mock_api;
 pub mod moto;
 pub mod rig;
 pub mod rooms;
 pub mod sandbox;
 pub mod sshd;
+pub mod wrk;
 
 use std::sync::Arc;
 use std::time::Duration;
