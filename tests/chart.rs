@@ -29,6 +29,15 @@ fn the_chart_ships_the_committed_crds() {
 }
 
 #[test]
+fn the_chart_ships_the_operators_user_roles() {
+    let chart = std::fs::read_to_string(format!("{CHART}/files/user-roles.yaml")).unwrap();
+    assert!(
+        chart == dataroom_operator::admin::identity::USER_ROLES,
+        "charts/dataroom-operator/files/user-roles.yaml differs: copy crates/dataroom-operator/src/admin/user-roles.yaml over it"
+    );
+}
+
+#[test]
 fn the_chart_renders_valid_least_privilege_manifests_that_the_api_server_accepts() {
     let out = tempfile::tempdir().unwrap();
     let check = Command::new(python())

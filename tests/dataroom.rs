@@ -43,7 +43,7 @@ async fn a_room_boots_configures_idles_out_and_boots_again() {
     assert_eq!(status.instance_name.as_deref(), Some("dr-alpha"));
     let instance = h.fake.live_instances()[0].clone();
     assert_eq!(status.instance_id.as_deref(), Some(instance.id.as_str()));
-    assert_eq!(status.endpoint, Some(format!("{}:{}", instance.public_ip.unwrap(), rig.health_port)));
+    assert_eq!(status.endpoint, Some(format!("{}:{}", instance.private_ip.unwrap(), rig.health_port)));
     assert!(status.boot_seconds.is_some_and(|s| s > 0.0), "{status:?}");
     for type_ in ["InstanceReady", "Configured", "Healthy", "BudgetAllowed"] {
         assert_eq!(condition(&room, type_), "True", "{type_}: {status:#?}");

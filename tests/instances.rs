@@ -34,7 +34,7 @@ async fn launch(fake: &FakeCloud, name: &str) -> (String, String) {
     let (_, secret) = keys::ensure_key_pair(fake, &key_name).await.unwrap();
     let request =
         LaunchRequest { key_name, ..support::launch_request(&format!("uid-{name}"), "default", name) };
-    let ip = fake.run_instance(&request, &support::reservation("sim")).await.unwrap().public_ip.unwrap();
+    let ip = fake.run_instance(&request, &support::reservation("sim")).await.unwrap().private_ip.unwrap();
     (ip, fake.get_secret(&secret).await.unwrap().unwrap().expose().to_string())
 }
 

@@ -76,7 +76,8 @@ fn an_ec2instance_lives_its_whole_life_through_kubectl() {
         })
         .collect();
     let each_twice = ["launch", "launch", "stop", "stop", "start", "start", "terminate", "terminate"];
-    assert_eq!(actions, each_twice, "each EC2 mutation: its intent (started), then its outcome");
+    assert_eq!(actions[0], "security-group.ensure", "the operator's group, before the first launch");
+    assert_eq!(actions[1..], each_twice, "each EC2 mutation: its intent (started), then its outcome");
 }
 
 #[test]
@@ -119,8 +120,9 @@ fn a_state_directory_is_resumed() {
     assert_eq!(mode & 0o777, 0o600, "the simulated key store is private");
     sandbox.ok(&["delete", "ec2", "web", "--timeout=30s"]);
     let audit = std::fs::read_to_string(sandbox.dir.path().join("audit.jsonl")).unwrap();
-    // The launch and the termination, each as its intent and its outcome.
-    assert!(audit.lines().count() == 4 && audit.contains("\"action\":\"terminate\""), "{audit}");
+    // The operator's security group, then the launch and the termination, each as its intent and
+    // its outcome.
+    assert!(audit.lines().count() == 5 && audit.contains("\"action\":\"terminate\""), "{audit}");
 }
 
 /// The README's walk-through, run as written (the `export KUBECONFIG=` line is the test's own).

@@ -100,7 +100,7 @@ async fn the_host_key_is_pinned_on_first_use_and_a_changed_one_is_refused() {
     std::fs::remove_file(rig.root.path().join("ssh_host_ed25519_key")).unwrap();
     let port = free_port();
     let _again = Rig::simulate(&rig.h, rig.root.path(), port, free_port());
-    let ip = rig.h.fake.live_instances()[0].public_ip.clone().unwrap();
+    let ip = rig.h.fake.live_instances()[0].private_ip.clone().unwrap();
     while tokio::net::TcpStream::connect((ip.as_str(), port)).await.is_err() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -22,6 +22,7 @@ VALUE_SETS = {
         "serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": ROLE_ARN}},
         "watchNamespace": "rooms",
         "audit": {"archive": {"bucket": "dr-audit"}},
+        "network": {"operatorCidrs": ["10.20.0.0/16", "fd00:10::/64"]},
     },
     "ha": {"replicas": 2, "persistence": {"accessMode": "ReadWriteMany"}, "aws": {"region": "eu-west-1", "credentialsSecret": "aws-credentials"}},
     "metrics": {
@@ -49,6 +50,7 @@ REFUSED = {
     "archive bucket name": ({"audit": {"archive": {"bucket": "Not_A_Bucket"}}}, "bucket"),
     "checkpoint interval": ({"audit": {"checkpointIntervalSeconds": 7200}}, "checkpointIntervalSeconds"),
     "cert-manager without an issuer": ({"tls": {"certManager": {"enabled": True}}}, "issuerName"),
+    "the whole internet as the operator's range": ({"network": {"operatorCidrs": ["0.0.0.0/0"]}}, "operatorCidrs"),
 }
 SERVICE = "dr-dataroom-operator"
 KUBE_VERSION = "1.30.0"
@@ -136,6 +138,12 @@ def check_archive(where, doc, values):
     expected = f"s3://{archive['bucket']}/{archive.get('prefix', 'dataroom-operator/audit')}" if archive.get("bucket") else None
     if env.get("DATAROOM_AUDIT_ARCHIVE") != expected:
         fail(where, f"DATAROOM_AUDIT_ARCHIVE is {env.get('DATAROOM_AUDIT_ARCHIVE')!r}, expected {expected!r}")
+    network = values.get("network", {})
+    if env.get("DATAROOM_MANAGED_SECURITY_GROUP") != str(network.get("managedSecurityGroup", True)).lower():
+        fail(where, "DATAROOM_MANAGED_SECURITY_GROUP does not follow network.managedSecurityGroup")
+    cidrs = ",".join(network.get("operatorCidrs", [])) or None
+    if env.get("DATAROOM_OPERATOR_CIDRS") != cidrs:
+        fail(where, f"DATAROOM_OPERATOR_CIDRS is {env.get('DATAROOM_OPERATOR_CIDRS')!r}, expected {cidrs!r}")
 
 
 def check_tls(name, docs, values):

@@ -37,6 +37,7 @@ pub async fn app(
         HealthState { ready: Arc::new(AtomicBool::new(true)), metrics: Arc::new(Metrics::default()) };
     test::init_service(
         App::new()
+            .wrap(actix_web::middleware::from_fn(admin::deadline::body_deadline))
             .app_data(web::Data::new(health))
             .app_data(web::Data::new(api))
             .configure(admin::configure)

@@ -39,6 +39,8 @@ pub struct Options {
     pub own_namespace: Option<String>,
     /// Where the audit log is written (a file in `audit_dir` when absent).
     pub audit_log: Option<std::path::PathBuf>,
+    /// The operator's own security group per VPC, if it manages one.
+    pub managed_security_group: Option<dataroom_operator::cloud::network::ManagedGroup>,
 }
 
 impl Default for Options {
@@ -51,6 +53,7 @@ impl Default for Options {
             poll_interval: Duration::from_secs(1),
             own_namespace: None,
             audit_log: None,
+            managed_security_group: None,
         }
     }
 }
@@ -88,6 +91,7 @@ impl Harness {
             seams: options.seams,
             backoff: options.backoff,
             own_namespace: options.own_namespace,
+            managed_security_group: options.managed_security_group,
             ..Default::default()
         };
         let audit = options.audit_log.unwrap_or_else(|| audit_dir.path().join("audit.jsonl"));

@@ -52,7 +52,7 @@ impl Simulator {
                 if servers.contains_key(&instance.id) {
                     continue;
                 }
-                let (Some(ip), Some(key_name)) = (&instance.public_ip, &instance.key_name) else { continue };
+                let (Some(ip), Some(key_name)) = (&instance.private_ip, &instance.key_name) else { continue };
                 let Some(authorized) = self.fake.public_key(key_name) else { continue };
                 let home = self.root.join(&instance.id);
                 if std::fs::create_dir_all(&home).is_err() {

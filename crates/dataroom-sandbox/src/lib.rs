@@ -23,6 +23,7 @@ use banner::Banner;
 use dataroom_operator::admin::{self, auth::AdminKeys};
 use dataroom_operator::assembly::Assembly;
 use dataroom_operator::cloud::fake::{Delays, FakeCloud};
+use dataroom_operator::cloud::network::ManagedGroup;
 use dataroom_operator::controller::Settings;
 use dataroom_operator::crd;
 use dataroom_operator::ssh::SshSettings;
@@ -191,6 +192,13 @@ pub async fn run(args: SandboxArgs) -> anyhow::Result<()> {
         poll_interval: Duration::from_secs(5),
         orphan_grace: Some(Duration::from_secs(60)),
         ssh: SshSettings { port: instances::SSH_PORT, ..Default::default() },
+        // As the chart runs it: instances get the operator's own group, which admits SSH and the
+        // health port from the simulated VPC (the loopback network) only.
+        managed_security_group: Some(ManagedGroup {
+            subnet_id: None,
+            ports: vec![instances::SSH_PORT, instances::HEALTH_PORT],
+            sources: vec![],
+        }),
         ..Default::default()
     };
     let operator = Assembly::new(client, fake, settings, audit_path.clone())

@@ -28,6 +28,8 @@ async fn answer(cloud: &FakeCloud, call: Call) -> Result<Value> {
         Call::StopInstance { id } => json(cloud.stop_instance(&id).await?),
         Call::TerminateInstance { id } => json(cloud.terminate_instance(&id).await?),
         Call::RetainInstance { id } => json(cloud.retain_instance(&id).await?),
+        Call::DescribeSecurityGroups { ids } => json(cloud.describe_security_groups(&ids).await?),
+        Call::EnsureSecurityGroup { group } => json(cloud.ensure_security_group(&group).await?),
         Call::ConsoleOutput { id } => json(cloud.console_output(&id).await?),
         Call::CreateImage { instance_id, name } => json(cloud.create_image(&instance_id, &name).await?),
         Call::DescribeImages { ids } => json(cloud.describe_images(&ids).await?),

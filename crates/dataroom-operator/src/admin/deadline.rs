@@ -22,14 +22,13 @@ const STALLED: &str = "the request body stalled";
 /// Wraps the request's body in the idle deadline of the admin API's limits.
 pub async fn body_deadline(
     mut req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse, actix_web::Error> {
     if let Some(idle) = req.app_data::<web::Data<AdminState>>().map(|s| s.limits.body_idle) {
         let payload = req.take_payload();
         req.set_payload(Payload::from(guarded(payload, idle)));
-        return next.call(req).await;
     }
-    next.call(req).await
+    Ok(next.call(req).await?.map_into_boxed_body())
 }
 
 type Chunks = std::pin::Pin<Box<dyn futures::Stream<Item = Result<bytes::Bytes, PayloadError>>>>;
@@ -47,7 +46,8 @@ fn guarded(payload: Payload, idle: Duration) -> Chunks {
             }
         }
     });
-    Box::pin(chunks)
+    // Fused: a multipart reader polls again after the end, which an unfused unfold forbids.
+    Box::pin(chunks.fuse())
 }
 
 /// `408 body_timeout` if `error` (from reading a body, as JSON, multipart or a stream) is the

@@ -20,8 +20,9 @@ use super::error::ApiError;
 use super::scope::Scope;
 
 /// The ClusterRoles that answer these questions for people (viewer, lifecycle, exec, admin): the
-/// chart ships them, and the sandbox creates them.
-pub const USER_ROLES: &str = include_str!("../../../../charts/dataroom-operator/files/user-roles.yaml");
+/// sandbox creates them, and the chart ships a copy (`files/user-roles.yaml`; a test keeps the two
+/// the same).
+pub const USER_ROLES: &str = include_str!("user-roles.yaml");
 
 /// The API group the questions name.
 pub const GROUP: &str = "dataroom.dev";

@@ -1,5 +1,7 @@
 //! The cloud port over aws-sdk-ec2 and aws-sdk-secretsmanager.
 
+mod network;
+
 use async_trait::async_trait;
 use aws_sdk_ec2::config::http::HttpResponse;
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
@@ -212,6 +214,14 @@ impl Lifecycle for AwsCloud {
         let tag = Tag::builder().key(TAG_MANAGED_BY).value(RETAINED).build();
         let call = self.ec2.create_tags().resources(id).tags(tag).send().await;
         call.map(drop).map_err(sdk_error)
+    }
+
+    async fn describe_security_groups(&self, ids: &[String]) -> Result<Vec<super::network::SecurityGroup>> {
+        self.security_groups(ids).await
+    }
+
+    async fn ensure_security_group(&self, group: &super::network::ManagedGroup) -> Result<String> {
+        self.managed_group(group).await
     }
 }
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use super::network::{ManagedGroup, SecurityGroup};
 use super::{Cloud, CloudError, ErrorKind, Image, Instance, KeyPair, LaunchRequest, Result, SecretValue};
 use super::{Imperative, Lifecycle};
 use crate::budget::Reservation;
@@ -51,6 +52,12 @@ impl Lifecycle for Fenced {
     }
     async fn retain_instance(&self, id: &str) -> Result<()> {
         self.leading().await?.retain_instance(id).await
+    }
+    async fn describe_security_groups(&self, ids: &[String]) -> Result<Vec<SecurityGroup>> {
+        self.inner.describe_security_groups(ids).await
+    }
+    async fn ensure_security_group(&self, group: &ManagedGroup) -> Result<String> {
+        self.leading().await?.ensure_security_group(group).await
     }
 }
 

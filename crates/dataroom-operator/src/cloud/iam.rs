@@ -31,7 +31,8 @@ pub fn policy(scope: &Scope) -> Value {
             "Sid": "ReadInventory",
             "Effect": "Allow",
             // These Describe calls support no resource-level permissions.
-            "Action": ["ec2:DescribeInstances", "ec2:DescribeImages", "ec2:DescribeKeyPairs"],
+            "Action": ["ec2:DescribeInstances", "ec2:DescribeImages", "ec2:DescribeKeyPairs",
+                       "ec2:DescribeSecurityGroups", "ec2:DescribeSubnets", "ec2:DescribeVpcs"],
             "Resource": "*",
         }),
         json!({
@@ -49,11 +50,33 @@ pub fn policy(scope: &Scope) -> Value {
                          ec2("volume/*"), ec2("key-pair/*")],
         }),
         json!({
-            "Sid": "TagOnlyAtLaunch",
+            "Sid": "TagOnlyAtCreation",
             "Effect": "Allow",
             "Action": "ec2:CreateTags",
-            "Resource": [ec2("instance/*"), ec2("volume/*")],
-            "Condition": { "StringEquals": { "ec2:CreateAction": "RunInstances" } },
+            "Resource": [ec2("instance/*"), ec2("volume/*"), ec2("security-group/*")],
+            "Condition": { "StringEquals": { "ec2:CreateAction": ["RunInstances", "CreateSecurityGroup"] } },
+        }),
+        json!({
+            // The operator's own group per VPC (`--managed-security-group`): created tagged, in any VPC.
+            "Sid": "CreateOnlyTaggedSecurityGroups",
+            "Effect": "Allow",
+            "Action": "ec2:CreateSecurityGroup",
+            "Resource": [ec2("security-group/*")],
+            "Condition": { "StringEquals": { format!("aws:RequestTag/{TAG_MANAGED_BY}"): MANAGED_BY } },
+        }),
+        json!({
+            "Sid": "CreateSecurityGroupsInVpcs",
+            "Effect": "Allow",
+            "Action": "ec2:CreateSecurityGroup",
+            "Resource": [ec2("vpc/*")],
+        }),
+        json!({
+            // Its ingress rules, and no other group's.
+            "Sid": "RulesOfManagedSecurityGroups",
+            "Effect": "Allow",
+            "Action": ["ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress"],
+            "Resource": [ec2("security-group/*")],
+            "Condition": managed.clone(),
         }),
         json!({
             "Sid": "OperateManagedInstances",
@@ -167,10 +190,10 @@ mod tests {
     /// without its permission here fails this test.
     #[test]
     fn the_policy_allows_exactly_what_the_cloud_layer_calls() {
-        let source = include_str!("aws.rs");
+        let source = [include_str!("aws.rs"), include_str!("aws/network.rs")].concat();
         let mut called = Vec::new();
         for (client, service) in [(".ec2", "ec2"), (".secrets", "secretsmanager"), (".s3", "s3")] {
-            called.extend(calls(source, client, service));
+            called.extend(calls(&source, client, service));
         }
         // Tags are written by RunInstances' tag specifications, which IAM checks as CreateTags.
         called.push("ec2:CreateTags".into());
@@ -213,5 +236,16 @@ mod tests {
         }
         assert!(!actions(&p).iter().any(|a| a.starts_with("s3:")), "no buckets, no S3");
         assert!(p.to_string().contains("secret:dataroom-operator/ssh/*"));
+        // Security group rules change only on groups the operator made (tagged at creation).
+        for s in p["Statement"].as_array().unwrap() {
+            let actions = actions(&json!({"Statement": [s]}));
+            if actions.iter().any(|a| a.contains("SecurityGroupIngress") || a == "ec2:CreateSecurityGroup") {
+                let tagged = s["Condition"].to_string().contains(TAG_MANAGED_BY);
+                assert!(
+                    tagged || s["Resource"].to_string().contains(":vpc/*"),
+                    "{s} must be limited by the tag"
+                );
+            }
+        }
     }
 }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use super::network::{ManagedGroup, SecurityGroup};
 use super::{Cloud, Image, Instance, KeyPair, LaunchRequest, Result, SecretValue};
 use super::{Imperative, Lifecycle};
 use crate::budget::Reservation;
@@ -48,6 +49,12 @@ impl Lifecycle for Metered {
     }
     async fn retain_instance(&self, id: &str) -> Result<()> {
         self.count("CreateTags", self.inner.retain_instance(id).await)
+    }
+    async fn describe_security_groups(&self, ids: &[String]) -> Result<Vec<SecurityGroup>> {
+        self.count("DescribeSecurityGroups", self.inner.describe_security_groups(ids).await)
+    }
+    async fn ensure_security_group(&self, group: &ManagedGroup) -> Result<String> {
+        self.count("EnsureSecurityGroup", self.inner.ensure_security_group(group).await)
     }
 }
 

@@ -9,6 +9,7 @@ pub mod fenced;
 pub mod iam;
 pub mod keys;
 pub mod metered;
+pub mod network;
 pub mod remote;
 
 use std::collections::BTreeMap;
@@ -131,6 +132,11 @@ pub trait Lifecycle: Send + Sync + 'static {
     /// `retained`, so that no controller or collector acts on it again, while the budget keeps
     /// counting it for as long as it runs (the sweep still lists it).
     async fn retain_instance(&self, id: &str) -> Result<()>;
+    /// The named security groups with their ingress rules; one that does not exist is NotFound.
+    async fn describe_security_groups(&self, ids: &[String]) -> Result<Vec<network::SecurityGroup>>;
+    /// The operator's security group in the VPC of `group.subnet_id` (the default VPC without
+    /// one): created if missing, its ingress made exactly `group`'s. Returns its ID.
+    async fn ensure_security_group(&self, group: &network::ManagedGroup) -> Result<String>;
 }
 
 /// The imperative operations that are not an instance's life: console output, images, key pairs,

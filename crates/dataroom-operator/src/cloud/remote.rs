@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::network::{ManagedGroup, SecurityGroup};
 use super::{CloudError, ErrorKind, Image, Instance, KeyPair, LaunchRequest, Result, SecretValue};
 use super::{Imperative, Lifecycle};
 use crate::budget::Reservation;
@@ -31,6 +32,8 @@ pub enum Call {
     StopInstance { id: String },
     TerminateInstance { id: String },
     RetainInstance { id: String },
+    DescribeSecurityGroups { ids: Vec<String> },
+    EnsureSecurityGroup { group: ManagedGroup },
     ConsoleOutput { id: String },
     CreateImage { instance_id: String, name: String },
     DescribeImages { ids: Vec<String> },
@@ -109,6 +112,12 @@ impl Lifecycle for RemoteCloud {
     }
     async fn retain_instance(&self, id: &str) -> Result<()> {
         self.call(Call::RetainInstance { id: id.into() }).await
+    }
+    async fn describe_security_groups(&self, ids: &[String]) -> Result<Vec<SecurityGroup>> {
+        self.call(Call::DescribeSecurityGroups { ids: ids.to_vec() }).await
+    }
+    async fn ensure_security_group(&self, group: &ManagedGroup) -> Result<String> {
+        self.call(Call::EnsureSecurityGroup { group: group.clone() }).await
     }
 }
 

@@ -31,6 +31,23 @@ pub struct RunArgs {
     /// Security groups (comma-separated) for Ec2Instances that do not name any.
     #[arg(long, env = "DATAROOM_DEFAULT_SECURITY_GROUP_IDS", value_delimiter = ',')]
     pub default_security_group_ids: Vec<String>,
+    /// Manage one security group per VPC for Ec2Instances that name none: it allows only
+    /// --managed-security-group-ports over TCP, only from --operator-cidr. Named groups that open
+    /// port 22 to the internet are refused either way.
+    #[arg(long, env = "DATAROOM_MANAGED_SECURITY_GROUP")]
+    pub managed_security_group: bool,
+    /// TCP ports the managed group opens: SSH and the rooms' health port.
+    #[arg(
+        long,
+        env = "DATAROOM_MANAGED_SECURITY_GROUP_PORTS",
+        value_delimiter = ',',
+        default_value = "22,8000"
+    )]
+    pub managed_security_group_ports: Vec<u16>,
+    /// Where the operator connects to instances from (repeatable CIDRs); the managed group admits
+    /// only these. Default: the VPC's own ranges.
+    #[arg(long = "operator-cidr", env = "DATAROOM_OPERATOR_CIDRS", value_delimiter = ',', value_parser = parse_cidr)]
+    pub operator_cidrs: Vec<String>,
     /// Audit log file (JSON Lines, append-only).
     #[arg(long, env = "DATAROOM_AUDIT_LOG", default_value = "/var/lib/dataroom-operator/audit.jsonl")]
     pub audit_log: PathBuf,
@@ -157,6 +174,18 @@ fn parse_image_id(s: &str) -> Result<String, String> {
 
 fn parse_archive(url: &str) -> Result<(String, String), String> {
     crate::audit::archive::parse_s3_url(url)
+}
+
+/// An IPv4 or IPv6 range narrower than the whole internet.
+fn parse_cidr(s: &str) -> Result<String, String> {
+    let (address, prefix) = s.split_once('/').ok_or("expected a CIDR such as 10.0.0.0/16")?;
+    let address: std::net::IpAddr = address.parse().map_err(|_| format!("{address} is not an IP address"))?;
+    let max = if address.is_ipv4() { 32 } else { 128 };
+    match prefix.parse::<u8>() {
+        Ok(0) => Err("a /0 range is the whole internet: name the operator's own range".into()),
+        Ok(n) if n <= max => Ok(s.to_string()),
+        _ => Err(format!("the prefix length must be 1 to {max}")),
+    }
 }
 
 fn parse_grace(s: &str) -> Result<Duration, String> {

@@ -159,6 +159,13 @@ impl Config {
             default_image_id: args.default_image_id,
             default_subnet_id: args.default_subnet_id,
             default_security_group_ids: args.default_security_group_ids,
+            managed_security_group: args.managed_security_group.then(|| {
+                crate::cloud::network::ManagedGroup {
+                    subnet_id: None,
+                    ports: args.managed_security_group_ports.clone(),
+                    sources: args.operator_cidrs.clone(),
+                }
+            }),
             poll_interval: args.poll_interval,
             namespace: args.namespace,
             orphan_grace: (!args.orphan_grace.is_zero()).then_some(args.orphan_grace),

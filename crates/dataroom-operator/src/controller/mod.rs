@@ -173,6 +173,9 @@ pub struct Context {
     /// Key pairs this process made or found whole (in EC2, with their secret): a launch retried
     /// after a capacity error or an outage does not look them up again.
     pub key_pairs: Mutex<HashSet<String>>,
+    /// The operator's security group per subnet (`None`: the default VPC), as last ensured (its
+    /// first ensure in this process is audited).
+    pub managed_groups: Mutex<HashMap<Option<String>, String>>,
     /// The key of rooms' content hashes (`status.configHash`).
     pub content_key: dataroom::content::ContentKey,
 }
@@ -231,6 +234,7 @@ impl Context {
             rooms_writer: Mutex::new(Some(rooms_writer)),
             room_memory: Mutex::default(),
             key_pairs: Mutex::default(),
+            managed_groups: Mutex::default(),
             content_key,
         }
     }

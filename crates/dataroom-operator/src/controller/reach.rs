@@ -32,16 +32,18 @@ pub enum ReachError {
     Audit(#[from] AuditError),
 }
 
-/// Where `object`'s instance is and how to log in, if it is running.
+/// Where `object`'s instance is and how to log in, if it is running. The private address comes
+/// first: the operator runs in (or next to) the VPC, so SSH and health checks need no public
+/// address and no port open to the internet.
 pub fn target(ctx: &Shared, object: &Ec2Instance) -> Result<Target, ReachError> {
     let name = object.name_any();
     let status = object.status.clone().unwrap_or_default();
     let uid = object.uid().unwrap_or_default();
     let (id, state, ip, key) = match ctx.cache.get(&uid) {
-        Some(i) => (Some(i.id), i.state.as_str().to_string(), i.public_ip.or(i.private_ip), i.key_name),
+        Some(i) => (Some(i.id), i.state.as_str().to_string(), i.private_ip.or(i.public_ip), i.key_name),
         None => {
             let state = status.state.clone().unwrap_or_else(|| "not launched".into());
-            (status.instance_id, state, status.public_ip.or(status.private_ip), status.key_pair_name)
+            (status.instance_id, state, status.private_ip.or(status.public_ip), status.key_pair_name)
         }
     };
     let running = state == InstanceState::Running.as_str() && object.meta().deletion_timestamp.is_none();

@@ -26,6 +26,9 @@ pub struct Settings {
     pub default_image_id: Option<String>,
     pub default_subnet_id: Option<String>,
     pub default_security_group_ids: Vec<String>,
+    /// The operator's own security group per VPC, for instances that name none (its
+    /// `subnet_id` is filled per launch); `None` leaves those to the VPC's default group.
+    pub managed_security_group: Option<crate::cloud::network::ManagedGroup>,
     pub poll_interval: Duration,
     /// Watch only this namespace; all namespaces when `None`.
     pub namespace: Option<String>,

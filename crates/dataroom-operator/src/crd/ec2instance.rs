@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
     printcolumn(name = "State", type_ = "string", json_path = ".status.state"),
     printcolumn(name = "Type", type_ = "string", json_path = ".spec.instanceType"),
     printcolumn(name = "Instance", type_ = "string", json_path = ".status.instanceId"),
-    printcolumn(name = "IP", type_ = "string", json_path = ".status.publicIp"),
+    printcolumn(name = "IP", type_ = "string", json_path = ".status.privateIp"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]

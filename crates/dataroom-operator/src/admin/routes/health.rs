@@ -67,7 +67,7 @@ pub async fn health(
         _ => return Err(ApiError::bad_request("invalid_timeout", "timeout_seconds is 1 to 60")),
     };
     let view = InstanceView::of(&state, &*lookup::instance(&state, &admin, &id)?);
-    let ip = view.public_ip.or(view.private_ip).filter(|_| view.status == "running");
+    let ip = view.private_ip.or(view.public_ip).filter(|_| view.status == "running");
     let ip = ip.ok_or_else(|| {
         ApiError::conflict("instance_not_running", format!("instance {id} is {}", view.status))
     })?;

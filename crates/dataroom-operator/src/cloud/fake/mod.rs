@@ -8,11 +8,14 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 
+use crate::cloud::network::SecurityGroup;
+
 use super::{
     CloudError, ErrorKind, Image, Instance, InstanceState, KeyPair, LaunchRequest, Result, SecretValue,
     TAG_MANAGED_BY, TAG_OWNER_UID,
 };
 
+pub mod network;
 mod ports;
 
 /// DescribeInstances returns at most this many instances per page, as EC2 does with MaxResults.
@@ -67,6 +70,7 @@ struct State {
     secrets: BTreeMap<String, SecretValue>,
     /// S3 objects by (bucket, key).
     objects: BTreeMap<(String, String), Vec<u8>>,
+    security_groups: BTreeMap<String, SecurityGroup>,
     calls: HashMap<String, u64>,
     faults: Vec<PendingFault>,
     next_id: u64,
@@ -75,7 +79,7 @@ struct State {
 pub struct FakeCloud {
     state: Mutex<State>,
     delays: Delays,
-    /// Instances get public addresses 127.BLOCK.x.y.
+    /// Instances get private addresses 127.BLOCK.x.y.
     block: u8,
     /// How long launches and terminations take to answer after they took effect: a caller that
     /// dies meanwhile has changed EC2 without hearing so.
@@ -93,7 +97,7 @@ impl FakeCloud {
         Self { state: Mutex::new(State::default()), delays, block: 0, reply_delay: Duration::ZERO }
     }
 
-    /// Gives instances public addresses in 127.BLOCK.0.0/16, so that several sandboxes on one
+    /// Gives instances private addresses in 127.BLOCK.0.0/16, so that several sandboxes on one
     /// machine can serve SSH on the same port.
     /// RunInstances as the simulated EC2 answers it: EC2 knows nothing of the operator's budget,
     /// so this takes no reservation (the sandbox serves it to an operator in another process).
@@ -106,15 +110,11 @@ impl FakeCloud {
     /// StartInstances as the simulated EC2 answers it (no reservation; see `run_instances`).
     pub async fn start_instances(&self, id: &str) -> Result<()> {
         self.enter("StartInstances").await?;
-        let block = self.block;
         self.with_instance(id, |f| match f.instance.state {
             InstanceState::Stopped => {
                 f.instance.state = InstanceState::Pending;
                 f.instance.launch_time = Some(Timestamp::now());
-                f.instance.public_ip = f.instance.private_ip.as_deref().map(|p| {
-                    let last: u64 = p.rsplit('.').next().and_then(|n| n.parse().ok()).unwrap_or(1);
-                    loopback_ip(block, last)
-                });
+                f.instance.public_ip = f.instance.private_ip.as_deref().map(public_for);
                 f.since = Instant::now();
                 Ok(())
             }
@@ -148,8 +148,8 @@ impl FakeCloud {
             instance_type: req.instance_type.clone(),
             image_id: req.image_id.clone(),
             key_name: Some(req.key_name.clone()),
-            public_ip: Some(loopback_ip(self.block, n)),
-            private_ip: Some(private_ip(n)),
+            public_ip: Some(public_ip(n)),
+            private_ip: Some(loopback_ip(self.block, n)),
             launch_time: Some(Timestamp::now()),
             tags: req.tags(),
         };
@@ -246,7 +246,7 @@ impl FakeCloud {
         let secrets: BTreeMap<&String, &str> = state.secrets.iter().map(|(k, v)| (k, v.expose())).collect();
         serde_json::json!({
             "instances": instances, "images": state.images, "keyPairs": state.key_pairs,
-            "publicKeys": state.public_keys,
+            "publicKeys": state.public_keys, "securityGroups": state.security_groups,
             "secrets": secrets, "nextId": state.next_id,
         })
     }
@@ -268,6 +268,8 @@ impl FakeCloud {
         state.images_ready = pending.into_iter().map(|id| (id, Instant::now() + self.delays.boot)).collect();
         state.key_pairs = serde_json::from_value(snapshot["keyPairs"].clone())?;
         state.public_keys = serde_json::from_value(snapshot["publicKeys"].clone()).unwrap_or_default();
+        state.security_groups =
+            serde_json::from_value(snapshot["securityGroups"].clone()).unwrap_or_default();
         state.secrets = secrets.into_iter().map(|(k, v)| (k, SecretValue::new(v))).collect();
         state.next_id = snapshot["nextId"].as_u64().unwrap_or(0);
         Ok(())
@@ -289,8 +291,8 @@ impl FakeCloud {
             instance_type: "t3.micro".into(),
             image_id: "ami-00000000".into(),
             key_name: None,
-            public_ip: Some(loopback_ip(self.block, n)),
-            private_ip: Some(private_ip(n)),
+            public_ip: Some(public_ip(n)),
+            private_ip: Some(loopback_ip(self.block, n)),
             launch_time: Some(Timestamp::now()),
             tags,
         };
@@ -376,13 +378,22 @@ fn next_id(state: &mut State, prefix: &str) -> String {
     format!("{prefix}-{:017x}", state.next_id)
 }
 
-/// Each fake instance gets its own loopback address, so the sandbox can serve SSH on it.
+/// Each fake instance's private address is a loopback address of its own (the simulated VPC is
+/// the loopback network), so the sandbox can serve SSH on it.
 fn loopback_ip(block: u8, n: u64) -> String {
     format!("127.{block}.{}.{}", 1 + (n / 254) % 254, 1 + n % 254)
 }
 
-fn private_ip(n: u64) -> String {
-    format!("10.0.{}.{}", (n / 254) % 256, 1 + n % 254)
+/// A public address in 198.18.0.0/15 (reserved, routed nowhere): shown, never used.
+fn public_ip(n: u64) -> String {
+    format!("198.18.{}.{}", 1 + (n / 254) % 254, 1 + n % 254)
+}
+
+/// The public address given again at a start, from the private one.
+fn public_for(private: &str) -> String {
+    let mut octets = private.rsplit('.');
+    let (last, third) = (octets.next().unwrap_or("1"), octets.next().unwrap_or("1"));
+    format!("198.18.{third}.{last}")
 }
 
 fn retryable(code: &str, message: &str) -> CloudError {

@@ -8,6 +8,7 @@ use jiff::Timestamp;
 
 use super::{FakeCloud, PAGE_SIZE, incorrect_state, next_id, not_found};
 use crate::budget::Reservation;
+use crate::cloud::network::{ManagedGroup, SecurityGroup};
 use crate::cloud::{
     CloudError, ErrorKind, Image, Imperative, Instance, InstanceState, KeyPair, LaunchRequest, Lifecycle,
     RETAINED, Result, SecretValue, TAG_MANAGED_BY, check_object_size,
@@ -74,6 +75,14 @@ impl Lifecycle for FakeCloud {
             Ok(())
         });
         self.reply(done).await
+    }
+
+    async fn describe_security_groups(&self, ids: &[String]) -> Result<Vec<SecurityGroup>> {
+        self.describe_groups(ids).await
+    }
+
+    async fn ensure_security_group(&self, group: &ManagedGroup) -> Result<String> {
+        self.ensure_group(group).await
     }
 
     async fn retain_instance(&self, id: &str) -> Result<()> {

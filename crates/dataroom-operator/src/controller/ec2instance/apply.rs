@@ -8,6 +8,7 @@ use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use serde_json::json;
 
+use super::network::{self, Groups};
 use super::observe::{Observed, observe};
 use super::plan::{Step, client_token, key_pair_name, plan};
 use super::status::{self, Report};
@@ -19,7 +20,7 @@ use crate::crd::{Ec2Instance, audit_target};
 
 const STEADY_REQUEUE: Duration = Duration::from_secs(300);
 const WAIT_REQUEUE: Duration = Duration::from_secs(5);
-const BLOCKED_REQUEUE: Duration = Duration::from_secs(60);
+pub(super) const BLOCKED_REQUEUE: Duration = Duration::from_secs(60);
 
 /// Brings EC2 one step closer to the spec, then writes status once.
 pub async fn converge(obj: &Ec2Instance, ctx: &Context) -> Result<Action> {
@@ -54,7 +55,7 @@ async fn step(
     report: &mut Report,
 ) -> Result<Action> {
     if let Some(why) = ctx.settings.refuses_namespace(&obj.namespace().unwrap_or_default()) {
-        report.invalid = Some(why);
+        report.invalid = Some(("InvalidSpec", why));
         return Ok(Action::await_change());
     }
     if !observed.found.is_empty() {
@@ -69,7 +70,7 @@ async fn step(
             Ok(Action::requeue(WAIT_REQUEUE))
         }
         Step::Invalid(why) => {
-            report.invalid = Some(why);
+            report.invalid = Some(("InvalidSpec", why));
             Ok(Action::await_change())
         }
         Step::Launch { replaces } => {
@@ -113,6 +114,10 @@ async fn launch(
     replaces: Option<&str>,
     report: &mut Report,
 ) -> Result<Action> {
+    let security_group_ids = match network::for_launch(obj, ctx).await? {
+        Groups::Use(ids) => ids,
+        Groups::Refused(why) => return network::refused(obj, ctx, why, report).await,
+    };
     let instance_type = &obj.spec.instance_type;
     let purpose = ctx.gate.launch(obj.spec.root_volume_gib);
     let reservation = match ctx.gate.reserve(uid, instance_type, purpose, obj.room_key().as_deref()) {
@@ -134,11 +139,7 @@ async fn launch(
             instance_type: instance_type.clone(),
             image_id: image.to_string(),
             subnet_id: obj.spec.subnet_id.clone().or_else(|| ctx.settings.default_subnet_id.clone()),
-            security_group_ids: obj
-                .spec
-                .security_group_ids
-                .clone()
-                .unwrap_or_else(|| ctx.settings.default_security_group_ids.clone()),
+            security_group_ids,
             user_data: obj.spec.user_data.clone(),
             root_volume_gib: obj.spec.root_volume_gib,
             key_name,

@@ -2,6 +2,7 @@
 
 mod apply;
 mod cleanup;
+mod network;
 mod observe;
 pub mod plan;
 mod status;

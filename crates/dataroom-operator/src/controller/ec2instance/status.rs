@@ -16,8 +16,8 @@ pub struct Report {
     pub refusal: Option<Refusal>,
     /// Why the controller is waiting, if it is.
     pub message: Option<String>,
-    /// Why the spec cannot be satisfied, if it cannot.
-    pub invalid: Option<String>,
+    /// Why the spec cannot be satisfied, if it cannot: the condition's reason and message.
+    pub invalid: Option<(&'static str, String)>,
     /// The error label and message, if the step failed.
     pub error: Option<(&'static str, String)>,
 }
@@ -76,7 +76,7 @@ pub fn build(obj: &Ec2Instance, ctx: &Context, report: &Report) -> Ec2InstanceSt
     };
     set_condition(conditions, "BudgetAllowed", budget.is_none(), reason, message, generation);
     let (synced, reason, message) = match (&report.invalid, &report.error) {
-        (Some(why), _) => (false, "InvalidSpec", why.clone()),
+        (Some((reason, why)), _) => (false, *reason, why.clone()),
         (None, Some((label, why))) => (false, *label, why.clone()),
         (None, None) => (true, "Reconciled", "EC2 matches the spec or is converging to it".into()),
     };
