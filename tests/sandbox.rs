@@ -221,3 +221,18 @@ fn a_burst_of_rooms_records_each_step_once() {
         }
     }
 }
+
+/// kubectl's typed create commands send protobuf: each works as on a cluster, and what it wrote
+/// reads back.
+#[test]
+fn kubectl_create_commands_work_as_on_a_cluster() {
+    let sandbox = Sandbox::start();
+    sandbox.ok(&["create", "namespace", "team-b"]);
+    sandbox.ok(&["-n", "team-b", "create", "secret", "generic", "s", "--from-literal=a=b"]);
+    sandbox.ok(&["-n", "team-b", "create", "configmap", "c", "--from-literal=k=v"]);
+    sandbox.ok(&["-n", "team-b", "label", "secret", "s", "dataroom.dev/pushable=true"]);
+    assert_eq!(sandbox.ok(&["-n", "team-b", "get", "secret", "s", "-o", "jsonpath={.data.a}"]), "Yg==");
+    assert_eq!(sandbox.ok(&["-n", "team-b", "get", "configmap", "c", "-o", "jsonpath={.data.k}"]), "v");
+    let labels = sandbox.ok(&["-n", "team-b", "get", "secret", "s", "-o", "jsonpath={.metadata.labels}"]);
+    assert!(labels.contains("pushable"), "{labels}");
+}

@@ -1,5 +1,6 @@
 //! Request bodies in Kubernetes' protobuf encoding, which kubectl's typed commands send
-//! (`kubectl create namespace|serviceaccount|token|rolebinding|…`, `kubectl auth can-i`), read
+//! (`kubectl create namespace|secret|configmap|serviceaccount|token|rolebinding|…`,
+//! `kubectl auth can-i`), read
 //! into the JSON the handlers take. Only the kinds those commands write are read; the rest are
 //! refused with a message that says to use `kubectl apply`. Answers are always JSON, which every
 //! client accepts.
@@ -37,6 +38,14 @@ fn metadata(meta: Option<ObjectMeta>) -> Value {
         ("annotations", json!(meta.annotations)),
         ("resourceVersion", json!(meta.resource_version)),
     ])
+}
+
+/// Byte values as JSON carries them: base64.
+fn base64_values(
+    values: std::collections::BTreeMap<String, Vec<u8>>,
+) -> std::collections::BTreeMap<String, String> {
+    use base64::Engine as _;
+    values.into_iter().map(|(k, v)| (k, base64::engine::general_purpose::STANDARD.encode(v))).collect()
 }
 
 fn selector(selector: LabelSelector) -> Value {
@@ -114,6 +123,25 @@ pub fn to_json(body: &[u8]) -> Result<Value, String> {
         "Namespace" => {
             let ns = core::v1::Namespace::decode(&raw[..]).map_err(bad)?;
             object([("metadata", metadata(ns.metadata))])
+        }
+        "Secret" => {
+            let secret = core::v1::Secret::decode(&raw[..]).map_err(bad)?;
+            object([
+                ("metadata", metadata(secret.metadata)),
+                ("type", json!(secret.r#type)),
+                ("immutable", json!(secret.immutable)),
+                ("data", json!(base64_values(secret.data))),
+                ("stringData", json!(secret.string_data)),
+            ])
+        }
+        "ConfigMap" => {
+            let map = core::v1::ConfigMap::decode(&raw[..]).map_err(bad)?;
+            object([
+                ("metadata", metadata(map.metadata)),
+                ("immutable", json!(map.immutable)),
+                ("data", json!(map.data)),
+                ("binaryData", json!(base64_values(map.binary_data))),
+            ])
         }
         "ServiceAccount" => {
             let sa = core::v1::ServiceAccount::decode(&raw[..]).map_err(bad)?;
@@ -245,6 +273,19 @@ mod tests {
         let read = to_json(&body).unwrap();
         assert_eq!(read["spec"]["resourceAttributes"]["subresource"], "exec");
         assert!(read["spec"].get("nonResourceAttributes").is_none());
+    }
+
+    #[test]
+    fn secret_bytes_read_as_base64_as_json_carries_them() {
+        let secret = core::v1::Secret {
+            metadata: Some(ObjectMeta { name: Some("s".into()), ..Default::default() }),
+            data: [("a".to_string(), b"b\x00".to_vec())].into(),
+            r#type: Some("Opaque".into()),
+            ..Default::default()
+        };
+        let read = to_json(&envelope("v1", "Secret", secret.encode_to_vec())).unwrap();
+        assert_eq!(read["data"], json!({ "a": "YgA=" }));
+        assert_eq!((read["type"].as_str(), read.get("stringData")), (Some("Opaque"), None));
     }
 
     #[test]
