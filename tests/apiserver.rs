@@ -275,3 +275,62 @@ async fn discovery_names_kinds_short_names_and_categories() {
     let (_, core) = call(&c, "GET", "/api/v1", Value::Null).await;
     assert!(core["resources"].as_array().unwrap().iter().any(|r| r["name"] == "configmaps"));
 }
+
+/// A write that changes nothing (the same server-side apply again, a label set to its value, an
+/// update that sends the object back) stores nothing: the resourceVersion stays and watchers hear
+/// nothing, as on a real API server. A deletion that removes at once answers with a Status.
+#[tokio::test]
+async fn writes_that_change_nothing_store_nothing_and_deletes_answer_a_status() {
+    let (_s, c) = setup().await;
+    let (_, created) = call(
+        &c,
+        "POST",
+        CM,
+        json!({ "metadata": { "name": "same", "labels": { "a": "1" } }, "data": { "k": "v" } }),
+    )
+    .await;
+    let apply = json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": "same" }, "data": { "k": "v" } });
+    let applied = format!("{CM}/same?fieldManager=tester");
+    let (_, first) = raw(&c, "PATCH", &applied, apply.clone(), "application/apply-patch+yaml").await;
+    let watch = format!("{CM}?watch=true&resourceVersion={}", rv(&first));
+    let watcher = tokio::spawn({
+        let c = c.clone();
+        async move { watch_lines(&c, &watch, 1, Duration::from_secs(3)).await }
+    });
+    let (_, again) = raw(&c, "PATCH", &applied, apply, "application/apply-patch+yaml").await;
+    let (_, relabelled) = raw(
+        &c,
+        "PATCH",
+        &format!("{CM}/same"),
+        json!({ "metadata": { "labels": { "a": "1" } } }),
+        "application/merge-patch+json",
+    )
+    .await;
+    let (_, put_back) = call(&c, "PUT", &format!("{CM}/same"), relabelled.clone()).await;
+    for unchanged in [&again, &relabelled, &put_back] {
+        assert_eq!(rv(unchanged), rv(&first), "{unchanged}");
+    }
+    assert!(rv(&first) >= rv(&created));
+    let (_, changed) = raw(
+        &c,
+        "PATCH",
+        &format!("{CM}/same"),
+        json!({ "data": { "k": "w" } }),
+        "application/merge-patch+json",
+    )
+    .await;
+    assert!(rv(&changed) > rv(&first));
+    let heard = watcher.await.unwrap();
+    assert_eq!(heard.len(), 1);
+    assert_eq!(heard[0]["object"]["data"]["k"], "w", "the first event is the real change: {heard:?}");
+
+    let (code, status) = call(&c, "DELETE", &format!("{CM}/same"), json!({})).await;
+    assert_eq!(
+        (code, status["kind"].as_str(), status["status"].as_str()),
+        (200, Some("Status"), Some("Success"))
+    );
+    assert_eq!(
+        (status["details"]["name"].as_str(), status["details"]["uid"].clone()),
+        (Some("same"), changed["metadata"]["uid"].clone())
+    );
+}

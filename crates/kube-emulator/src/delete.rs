@@ -131,9 +131,20 @@ pub fn delete(server: &Arc<ApiServer>, target: &Target, req: &ApiRequest) -> Rep
     }
     let key = object_key(&target.rt, target.namespace.as_deref(), target.name.as_deref().unwrap_or_default());
     match mark_or_remove(server, &target.rt, &key, &propagation(req)) {
+        // Removed at once: the API server answers with a Status, as kube-rs's `Either` expects.
+        Some(object) if server.store.get(&key).is_none() => Reply::Json(200, deleted(&target.rt, &object)),
+        // Marked for deletion (finalizers, or a namespace's contents): the object as it now is.
         Some(object) => Reply::Json(200, view(&target.rt, &object)),
         None => super::read::not_found(&target.rt, &key.2),
     }
+}
+
+fn deleted(rt: &ResourceType, object: &Value) -> Value {
+    let details = json!({
+        "name": object["metadata"]["name"], "group": rt.group, "kind": rt.plural,
+        "uid": object["metadata"]["uid"],
+    });
+    json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details })
 }
 
 pub fn delete_collection(server: &Arc<ApiServer>, target: &Target, req: &ApiRequest) -> Reply {

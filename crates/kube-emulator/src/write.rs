@@ -283,7 +283,13 @@ fn replace(
     }
     let finalized = new["metadata"]["finalizers"].as_array().is_none_or(|f| f.is_empty());
     let key = object_key(rt, target.namespace.as_deref(), &name);
-    if old["metadata"]["deletionTimestamp"].is_string() && finalized {
+    let releases = old["metadata"]["deletionTimestamp"].is_string() && finalized;
+    if !releases && unchanged(old, &new) {
+        // As the API server: a write that changes nothing stores nothing, so the resourceVersion
+        // stays and no watch event goes out (controllers that write their own status rely on it).
+        return Ok(old.clone());
+    }
+    if releases {
         let stored = server
             .store
             .put(key.clone(), new, Precondition::Version(&old_rv))
@@ -291,6 +297,21 @@ fn replace(
         return Ok(delete::remove(server, rt, &key, "Background").unwrap_or(stored));
     }
     server.store.put(key, new, Precondition::Version(&old_rv)).map_err(|_| conflict(rt, &name))
+}
+
+/// Whether `new` is `old` but for the resourceVersion and apiVersion a client sent with it.
+fn unchanged(old: &Value, new: &Value) -> bool {
+    let comparable = |object: &Value| {
+        let mut object = object.clone();
+        if let Some(map) = object.as_object_mut() {
+            map.remove("apiVersion");
+        }
+        if let Some(metadata) = object["metadata"].as_object_mut() {
+            metadata.remove("resourceVersion");
+        }
+        object
+    };
+    comparable(old) == comparable(new)
 }
 
 pub(super) fn conflict(rt: &ResourceType, name: &str) -> Refused {
