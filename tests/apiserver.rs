@@ -334,3 +334,37 @@ async fn writes_that_change_nothing_store_nothing_and_deletes_answer_a_status() 
         (Some("same"), changed["metadata"]["uid"].clone())
     );
 }
+
+/// `kubectl apply --dry-run=server`: validated and defaulted as a real write, and nothing stored:
+/// no object, no watch event, no resourceVersion moved. Invalid input still fails.
+#[tokio::test]
+async fn a_server_dry_run_validates_and_stores_nothing() {
+    let (_s, c) = setup().await;
+    let (_, list) = call(&c, "GET", EC2, Value::Null).await;
+    let watch =
+        format!("{EC2}?watch=true&resourceVersion={}", list["metadata"]["resourceVersion"].as_str().unwrap());
+    let watcher = tokio::spawn({
+        let c = c.clone();
+        async move { watch_lines(&c, &watch, 1, Duration::from_secs(2)).await }
+    });
+    let (code, dry) = call(&c, "POST", &format!("{EC2}?dryRun=All"), ec2("dry")).await;
+    assert_eq!(code, 201, "{dry}");
+    assert_eq!(dry["spec"]["instanceType"], "t3.micro", "defaulted as a real create");
+    assert_eq!(call(&c, "GET", &format!("{EC2}/dry"), Value::Null).await.0, 404, "nothing created");
+    let mut bad = ec2("bad");
+    bad["spec"]["powerState"] = json!("Sideways");
+    assert_eq!(call(&c, "POST", &format!("{EC2}?dryRun=All"), bad).await.0, 422, "still validated");
+    assert_eq!(call(&c, "POST", &format!("{EC2}?dryRun=Some"), ec2("x")).await.0, 400);
+
+    let (_, real) = call(&c, "POST", EC2, ec2("real")).await;
+    let stopped = json!({ "spec": { "powerState": "Stopped" } });
+    let path = format!("{EC2}/real?dryRun=All");
+    let (code, patched) = raw(&c, "PATCH", &path, stopped, "application/merge-patch+json").await;
+    assert_eq!((code, patched["spec"]["powerState"].as_str()), (200, Some("Stopped")));
+    let (code, _) = call(&c, "DELETE", &path, json!({})).await;
+    assert_eq!(code, 200);
+    let (_, after) = call(&c, "GET", &format!("{EC2}/real"), Value::Null).await;
+    assert_eq!((after["spec"]["powerState"].as_str(), rv(&after)), (Some("Running"), rv(&real)), "{after}");
+    let heard = watcher.await.unwrap();
+    assert_eq!(heard[0]["object"]["metadata"]["name"], "real", "the dry runs sent no event: {heard:?}");
+}

@@ -235,4 +235,11 @@ fn kubectl_create_commands_work_as_on_a_cluster() {
     assert_eq!(sandbox.ok(&["-n", "team-b", "get", "configmap", "c", "-o", "jsonpath={.data.k}"]), "v");
     let labels = sandbox.ok(&["-n", "team-b", "get", "secret", "s", "-o", "jsonpath={.metadata.labels}"]);
     assert!(labels.contains("pushable"), "{labels}");
+
+    // A server-side dry run validates and creates nothing, so nothing is launched.
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/ec2instance.yaml");
+    let dry = sandbox.ok(&["-n", "team-b", "apply", "--dry-run=server", "-f", example]);
+    assert!(dry.contains("(server dry run)"), "{dry}");
+    let listed = sandbox.kubectl(&["-n", "team-b", "get", "ec2", "-o", "name"]);
+    assert_eq!(String::from_utf8_lossy(&listed.stdout), "", "no object was created");
 }

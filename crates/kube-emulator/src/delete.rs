@@ -130,6 +130,12 @@ pub fn delete(server: &Arc<ApiServer>, target: &Target, req: &ApiRequest) -> Rep
         return *conflict(&target.rt, target.name.as_deref().unwrap_or_default());
     }
     let key = object_key(&target.rt, target.namespace.as_deref(), target.name.as_deref().unwrap_or_default());
+    match super::write::mode(req) {
+        Err(refused) => return *refused,
+        // A dry run: the object as the deletion would leave it, nothing changed.
+        Ok(mode) if mode.dry_run => return Reply::Json(200, view(&target.rt, &old)),
+        Ok(_) => {}
+    }
     match mark_or_remove(server, &target.rt, &key, &propagation(req)) {
         // Removed at once: the API server answers with a Status, as kube-rs's `Either` expects.
         Some(object) if server.store.get(&key).is_none() => Reply::Json(200, deleted(&target.rt, &object)),

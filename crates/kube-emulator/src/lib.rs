@@ -92,7 +92,7 @@ impl ApiServer {
         for ns in ["default", "kube-system"] {
             let namespace = json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": ns } });
             let rt = server.find("", "v1", "namespaces").expect("namespaces are built in");
-            write::create_object(&server, &rt, None, namespace, false)
+            write::create_object(&server, &rt, None, namespace, write::Mode::default())
                 .unwrap_or_else(|_| panic!("{ns} is created"));
         }
         server

@@ -25,8 +25,24 @@ fn resource_name(rt: &ResourceType) -> String {
     if rt.group.is_empty() { rt.plural.clone() } else { format!("{}.{}", rt.plural, rt.group) }
 }
 
-fn strict(req: &ApiRequest) -> bool {
-    req.query.get("fieldValidation").map(String::as_str) == Some("Strict")
+/// How a write is made: with unknown fields refused (`fieldValidation=Strict`), and whether it is
+/// a dry run (`dryRun=All`: validated and defaulted as a real write, nothing stored, no watch event).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Mode {
+    pub strict: bool,
+    pub dry_run: bool,
+}
+
+pub(super) fn mode(req: &ApiRequest) -> Result<Mode, Refused> {
+    let dry_run = match req.query.get("dryRun").map(String::as_str) {
+        None | Some("") => false,
+        Some("All") => true,
+        Some(other) => {
+            let why = format!("dryRun: Unsupported value: \"{other}\": supported values: \"All\"");
+            return Err(refuse(400, "BadRequest", why));
+        }
+    };
+    Ok(Mode { strict: req.query.get("fieldValidation").map(String::as_str) == Some("Strict"), dry_run })
 }
 
 fn parse_body(req: &ApiRequest) -> Result<Value, Refused> {
@@ -93,7 +109,7 @@ pub fn create_object(
     rt: &ResourceType,
     namespace: Option<&str>,
     mut object: Value,
-    strict: bool,
+    mode: Mode,
 ) -> Result<Value, Refused> {
     if !object.is_object() {
         return Err(refuse(400, "BadRequest", "the request body must be an object"));
@@ -158,18 +174,22 @@ pub fn create_object(
     if rt.status_subresource && !matches!(rt.kind.as_str(), "CustomResourceDefinition" | "Namespace") {
         object.as_object_mut().map(|o| o.remove("status"));
     }
-    admit(rt, &mut object, strict)?;
+    admit(rt, &mut object, mode.strict)?;
     match rt.kind.as_str() {
         "Namespace" => object["status"] = json!({ "phase": "Active" }),
-        "CustomResourceDefinition" => establish(server, &mut object)?,
+        "CustomResourceDefinition" if !mode.dry_run => establish(server, &mut object)?,
         _ => {}
     }
     let key = object_key(rt, namespace.filter(|_| rt.namespaced), &name);
-    server.store.put(key, object, Precondition::Absent).map_err(|_| {
+    let exists = || {
         let message = format!("{} \"{name}\" already exists", resource_name(rt));
         let details = json!({ "name": name, "group": rt.group, "kind": rt.plural });
         Box::new(Reply::Json(409, status_body(409, "AlreadyExists", message, Some(details))))
-    })
+    };
+    if mode.dry_run {
+        return if server.store.get(&key).is_some() { Err(exists()) } else { Ok(object) };
+    }
+    server.store.put(key, object, Precondition::Absent).map_err(|_| exists())
 }
 
 /// Registers a CRD's types and marks it established.
@@ -207,7 +227,9 @@ pub fn create(server: &Arc<ApiServer>, target: &Target, req: &ApiRequest) -> Rep
         Ok(b) => b,
         Err(reply) => return *reply,
     };
-    match create_object(server, &target.rt, target.namespace.as_deref(), body, strict(req)) {
+    let created =
+        mode(req).and_then(|mode| create_object(server, &target.rt, target.namespace.as_deref(), body, mode));
+    match created {
         Ok(stored) => Reply::Json(201, view(&target.rt, &stored)),
         Err(reply) => *reply,
     }
@@ -229,7 +251,7 @@ fn replace(
     target: &Target,
     old: &Value,
     mut new: Value,
-    strict: bool,
+    mode: Mode,
 ) -> Result<Value, Refused> {
     let rt = &target.rt;
     if rt.group.is_empty() && rt.plural == "events" {
@@ -277,8 +299,8 @@ fn replace(
             new["metadata"]["generation"] = json!(generation + 1);
         }
     }
-    admit(rt, &mut new, strict)?;
-    if rt.kind == "CustomResourceDefinition" {
+    admit(rt, &mut new, mode.strict)?;
+    if rt.kind == "CustomResourceDefinition" && !mode.dry_run {
         establish(server, &mut new)?;
     }
     let finalized = new["metadata"]["finalizers"].as_array().is_none_or(|f| f.is_empty());
@@ -288,6 +310,9 @@ fn replace(
         // As the API server: a write that changes nothing stores nothing, so the resourceVersion
         // stays and no watch event goes out (controllers that write their own status rely on it).
         return Ok(old.clone());
+    }
+    if mode.dry_run {
+        return Ok(new);
     }
     if releases {
         let stored = server
@@ -332,7 +357,7 @@ pub(super) fn current(server: &ApiServer, target: &Target) -> Result<Value, Refu
 pub fn update(server: &Arc<ApiServer>, target: &Target, req: &ApiRequest) -> Reply {
     let result = parse_body(req).and_then(|new| {
         let old = current(server, target)?;
-        replace(server, target, &old, new, strict(req))
+        replace(server, target, &old, new, mode(req)?)
     });
     match result {
         Ok(stored) => Reply::Json(200, view(&target.rt, &stored)),
@@ -350,6 +375,10 @@ pub fn patch(server: &Arc<ApiServer>, target: &Target, req: &ApiRequest) -> Repl
     if apply && manager.is_empty() {
         return failure(400, "BadRequest", "PATCH with apply-patch requires fieldManager");
     }
+    let mode = match mode(req) {
+        Ok(mode) => mode,
+        Err(refused) => return *refused,
+    };
     let sub = target.subresource.clone().unwrap_or_default();
     // Like the API server, retry a patch that lost a race against another writer.
     for _ in 0..5 {
@@ -358,11 +387,13 @@ pub fn patch(server: &Arc<ApiServer>, target: &Target, req: &ApiRequest) -> Repl
             // Apply creates a missing object, but not through a subresource (as the API server).
             Err(_) if apply && sub.is_empty() => {
                 let created =
-                    create_object(server, &target.rt, target.namespace.as_deref(), body.clone(), strict(req));
+                    create_object(server, &target.rt, target.namespace.as_deref(), body.clone(), mode);
                 return match created {
                     Ok(stored) => {
                         let uid = stored["metadata"]["uid"].as_str().unwrap_or_default();
-                        server.store.set_applied_paths(uid, &manager, &sub, patch::leaf_paths(&body));
+                        if !mode.dry_run {
+                            server.store.set_applied_paths(uid, &manager, &sub, patch::leaf_paths(&body));
+                        }
                         Reply::Json(201, view(&target.rt, &stored))
                     }
                     // Someone created it meanwhile: apply to what they made.
@@ -391,9 +422,9 @@ pub fn patch(server: &Arc<ApiServer>, target: &Target, req: &ApiRequest) -> Repl
         } else {
             patch::merge(&mut new, &body);
         }
-        match replace(server, target, &old, new, strict(req)) {
+        match replace(server, target, &old, new, mode) {
             Ok(stored) => {
-                if apply {
+                if apply && !mode.dry_run {
                     server.store.set_applied_paths(&uid, &manager, &sub, patch::leaf_paths(&body));
                 }
                 return Reply::Json(200, view(&target.rt, &stored));
