@@ -35,6 +35,12 @@ fn an_ec2instance_lives_its_whole_life_through_kubectl() {
         assert!(described.contains(reason), "describe shows the {reason} event:\n{described}");
     }
     assert!(!described.contains("PRIVATE KEY"));
+    let events = sandbox.ok(&["get", "events"]);
+    let header: Vec<&str> = events.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"], "{events}");
+    let launched = events.lines().find(|l| l.contains("Launched")).unwrap_or_else(|| panic!("{events}"));
+    let row: Vec<&str> = launched.split_whitespace().collect();
+    assert_eq!(&row[1..4], ["Normal", "Launched", "ec2instance/web"], "{events}");
 
     let (status, metrics) = support::sandbox::http_get(&format!("{}/metrics", sandbox.admin)).unwrap();
     assert_eq!(status, 200);

@@ -37,7 +37,51 @@ fn cell(object: &Value, column: &Value, now: jiff::Timestamp) -> Value {
     }
 }
 
+/// `kubectl get events`: the columns kube-apiserver prints for core Events (Count and Name only
+/// with `-o wide`), the object as `kind/name` with the kind in lower case.
+fn event_table(objects: &[Value], resource_version: u64) -> Value {
+    let now = jiff::Timestamp::now();
+    let definitions: Vec<Value> = [
+        ("Last Seen", "string", 0),
+        ("Type", "string", 0),
+        ("Reason", "string", 0),
+        ("Object", "string", 0),
+        ("Message", "string", 0),
+        ("Count", "integer", 1),
+        ("Name", "string", 1),
+    ]
+    .into_iter()
+    .map(|(name, kind, priority)| json!({ "name": name, "type": kind, "format": if name == "Name" { "name" } else { "" }, "description": "", "priority": priority }))
+    .collect();
+    let rows: Vec<Value> = objects
+        .iter()
+        .map(|e| {
+            let last = [".lastTimestamp", ".eventTime", ".metadata.creationTimestamp"].iter().find_map(|p| lookup(e, p)?.as_str());
+            let involved = &e["involvedObject"];
+            let object = format!(
+                "{}/{}",
+                involved["kind"].as_str().unwrap_or_default().to_ascii_lowercase(),
+                involved["name"].as_str().unwrap_or_default()
+            );
+            let cells = json!([
+                last.map_or_else(|| "<unknown>".to_string(), |t| age(t, now)),
+                e["type"], e["reason"], object, e["message"], e["count"], e["metadata"]["name"],
+            ]);
+            let metadata = json!({ "kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": e["metadata"] });
+            json!({ "cells": cells, "object": metadata })
+        })
+        .collect();
+    json!({
+        "kind": "Table", "apiVersion": "meta.k8s.io/v1",
+        "metadata": { "resourceVersion": resource_version.to_string() },
+        "columnDefinitions": definitions, "rows": rows,
+    })
+}
+
 pub fn table(rt: &ResourceType, objects: &[Value], resource_version: u64) -> Value {
+    if rt.group.is_empty() && rt.plural == "events" {
+        return event_table(objects, resource_version);
+    }
     let columns = columns(rt);
     let now = jiff::Timestamp::now();
     let mut definitions = vec![

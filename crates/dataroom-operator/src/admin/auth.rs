@@ -239,8 +239,10 @@ pub(super) async fn authenticate(req: &HttpRequest, scope: Scope) -> Result<Admi
         .ok_or_else(|| failed("send `Authorization: Bearer <admin key or Kubernetes token>`"))?;
     let admin = match &state.identities {
         Some(identities) if !token.starts_with(KEY_PREFIX) => {
-            let person =
-                identities.person(token).await.map_err(|e| e.map_or_else(|e| e, |why| failed(&why)))?;
+            let person = identities.person(token).await.map_err(|e| match e {
+                identity::Unrecognised::Refused(why) => failed(&why),
+                identity::Unrecognised::Unavailable(unavailable) => unavailable,
+            })?;
             let rooms = req.path().starts_with("/api/fleet/");
             let reach = identities.reach(&person, scope, rooms, || state.known_namespaces()).await?;
             let reach = reach.ok_or_else(|| identity::refused(&person, scope, rooms))?;

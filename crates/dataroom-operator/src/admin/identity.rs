@@ -52,6 +52,15 @@ pub struct Person {
     pub groups: Vec<String>,
 }
 
+/// Why a token names no one.
+#[derive(Debug)]
+pub enum Unrecognised {
+    /// The cluster does not accept it: a failed login.
+    Refused(String),
+    /// The cluster could not be asked.
+    Unavailable(ApiError),
+}
+
 /// Where a person may do an operation: everywhere, or in these namespaces.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Reach {
@@ -105,9 +114,8 @@ impl Identities {
         Identities { client, people: Cache::new(ttl), access: Cache::new(ttl) }
     }
 
-    /// Who `token` is; `Err(Ok(why))` when the cluster does not accept it, `Err(Err(_))` when
-    /// the cluster could not be asked.
-    pub async fn person(&self, token: &str) -> Result<Person, Result<String, ApiError>> {
+    /// Who `token` is, as the cluster's TokenReview says.
+    pub async fn person(&self, token: &str) -> Result<Person, Unrecognised> {
         let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         if let Some(person) = self.people.get(&hash) {
             return Ok(person);
@@ -118,12 +126,12 @@ impl Identities {
         };
         let api: Api<TokenReview> = Api::all(self.client.clone());
         let answer = api.create(&PostParams::default(), &review).await;
-        let status = answer.map_err(|e| Err(unavailable("TokenReview", e)))?.status.unwrap_or_default();
+        let answer = answer.map_err(|e| Unrecognised::Unavailable(unavailable("TokenReview", e)))?;
+        let status = answer.status.unwrap_or_default();
         let user = status.user.filter(|_| status.authenticated == Some(true));
         let Some(user) = user else {
-            return Err(Ok(
-                "the bearer token is neither an admin key nor a Kubernetes token the cluster accepts".into(),
-            ));
+            let why = "the bearer token is neither an admin key nor a Kubernetes token the cluster accepts";
+            return Err(Unrecognised::Refused(why.into()));
         };
         let person = Person {
             username: user.username.unwrap_or_default(),
