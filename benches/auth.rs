@@ -28,7 +28,7 @@ async fn main() {
     let h = Harness::start().await;
     h.create("web", json!({})).await;
     h.state("web", "running").await;
-    support::identity::install_user_roles(&h.client).await;
+    dataroom_sandbox::install_user_roles(&h.client).await.unwrap();
     let token = support::identity::bound_token(&h.client, "default", "bench", "dataroom-viewer").await;
 
     let lines = format!(

@@ -22,11 +22,13 @@ fn state(h: &Harness, keys: AdminKeys) -> AdminState {
     state
 }
 
+/// The keys-file line of the key `drk_NAME`, named NAME, with `options` after its hash.
+fn key_line(name: &str, options: &str) -> String {
+    format!("{} {options}\n", AdminKeys::line(name, &format!("drk_{name}")).trim_end())
+}
+
 fn scoped_keys() -> String {
-    let line = |scope: &str| {
-        format!("{} scopes={scope}\n", AdminKeys::line(scope, &format!("drk_{scope}")).trim_end())
-    };
-    Scope::ALL.iter().map(|s| line(s.name())).collect()
+    Scope::ALL.iter().map(|s| key_line(s.name(), &format!("scopes={}", s.name()))).collect()
 }
 
 #[actix_web::test]
@@ -77,9 +79,7 @@ async fn each_scope_opens_exactly_the_operations_the_document_gives_it() {
 #[actix_web::test]
 async fn an_expired_key_is_refused() {
     let h = Harness::start().await;
-    let line = AdminKeys::line("old", "drk_old");
-    let keys =
-        format!("{} expires=2020-01-01T00:00:00Z\n{}", line.trim_end(), AdminKeys::line("now", "drk_now"));
+    let keys = key_line("old", "expires=2020-01-01T00:00:00Z") + &key_line("now", "");
     let app = app(state(&h, AdminKeys::parse(&keys).unwrap())).await;
     let (status, problem) = call_as(&app, "GET", "/api/ec2/instances", "drk_old", None).await;
     assert_eq!(status, 401, "{problem}");
@@ -151,11 +151,9 @@ async fn audit_until(h: &Harness, matches: impl Fn(&Value) -> bool) -> Value {
 #[actix_web::test]
 async fn a_key_confined_to_a_namespace_reaches_nothing_outside_it() {
     let h = Harness::start().await;
-    let line = |name: &str, options: &str| {
-        format!("{} {options}\n", AdminKeys::line(name, &format!("drk_{name}")).trim_end())
-    };
-    let keys =
-        line("root", "") + &line("outsider", "namespaces=team-b") + &line("insider", "namespaces=default");
+    let keys = key_line("root", "")
+        + &key_line("outsider", "namespaces=team-b")
+        + &key_line("insider", "namespaces=default");
     let app = app(state(&h, AdminKeys::parse(&keys).unwrap())).await;
     let (status, created) = call_as(
         &app,

@@ -158,7 +158,7 @@ async fn the_shipped_roles_open_exactly_their_scopes() {
 
     let server = kube_emulator::ApiServer::new();
     let client = server.client();
-    support::identity::install_user_roles(&client).await;
+    dataroom_sandbox::install_user_roles(&client).await.unwrap();
     let identities = Identities::new(client.clone(), Duration::from_secs(10));
     let expected = [
         ("dataroom-viewer", vec![Scope::Read]),

@@ -62,7 +62,7 @@ fn http_status(url: &str) -> Option<u16> {
 
 impl Sandbox {
     pub fn start() -> Self {
-        Self::start_in(std::sync::Arc::new(tempfile::tempdir().unwrap()))
+        Self::start_with(&[])
     }
 
     /// The sandbox as the user `nobody`, from a copy of the binary in its state directory: for

@@ -222,11 +222,13 @@ impl From<ReachError> for ApiError {
 impl From<TransferError> for ApiError {
     fn from(e: TransferError) -> Self {
         use actix_web::http::StatusCode as S;
+        if let TransferError::Body(why) = &e
+            && let Some(stalled) = super::deadline::stalled(why)
+        {
+            return stalled;
+        }
         let e = match e {
             TransferError::Ssh(inner) => return inner.into(),
-            TransferError::Body(why) if super::deadline::stalled(&why).is_some() => {
-                return super::deadline::stalled(&why).expect("just seen");
-            }
             e => e,
         };
         let (status, code) = match &e {
