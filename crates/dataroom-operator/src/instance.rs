@@ -21,6 +21,15 @@ pub const TAG_ROOT_VOLUME_GIB: &str = "dataroom.dev/root-volume-gib";
 /// The size assumed for a root volume whose size is not known (an image's own size, before the
 /// launch tags it): the usual Linux image's.
 pub const DEFAULT_ROOT_VOLUME_GIB: u32 = 8;
+/// SHA-256 (hex) of the user data the instance was given, tagged at launch and after each change:
+/// EC2's descriptions do not carry user data, and reading it back is a call per instance.
+pub const TAG_USER_DATA_SHA256: &str = "dataroom.dev/user-data-sha256";
+
+/// The value of `TAG_USER_DATA_SHA256` for `user_data` (none is the hash of the empty string).
+pub fn user_data_sha256(user_data: Option<&str>) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(user_data.unwrap_or_default().as_bytes()))
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum InstanceState {
@@ -79,6 +88,9 @@ pub struct Instance {
     /// Time of the latest start (EC2's `LaunchTime`).
     pub launch_time: Option<Timestamp>,
     pub tags: BTreeMap<String, String>,
+    /// The security groups of its primary network interface, in EC2's order.
+    #[serde(default)]
+    pub security_group_ids: Vec<String>,
 }
 
 impl Instance {
@@ -98,6 +110,11 @@ impl Instance {
     /// The root volume's size, from its launch tag (an unreadable one counts as the default).
     pub fn root_volume_gib(&self) -> u32 {
         self.tag(TAG_ROOT_VOLUME_GIB).and_then(|g| g.parse().ok()).unwrap_or(DEFAULT_ROOT_VOLUME_GIB)
+    }
+
+    /// The hash of its user data, from its tag; `None` for an instance launched before the tag.
+    pub fn user_data_sha256(&self) -> Option<&str> {
+        self.tag(TAG_USER_DATA_SHA256)
     }
 
     /// The DataRoom (`namespace/name`) this instance serves, from its tags.

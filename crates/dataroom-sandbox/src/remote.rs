@@ -28,6 +28,8 @@ async fn answer(cloud: &FakeCloud, call: Call) -> Result<Value> {
         Call::StopInstance { id } => json(cloud.stop_instance(&id).await?),
         Call::TerminateInstance { id } => json(cloud.terminate_instance(&id).await?),
         Call::RetainInstance { id } => json(cloud.retain_instance(&id).await?),
+        Call::ModifyInstance { id, change } => json(cloud.modify(&id, &change).await?),
+        Call::GrowRootVolume { id, gib } => json(cloud.grow_volume(&id, gib).await?),
         Call::DescribeSecurityGroups { ids } => json(cloud.describe_security_groups(&ids).await?),
         Call::EnsureSecurityGroup { group } => json(cloud.ensure_security_group(&group).await?),
         Call::ConsoleOutput { id } => json(cloud.console_output(&id).await?),

@@ -15,6 +15,7 @@ mod protobuf;
 mod rbac;
 mod read;
 mod review;
+mod rules;
 mod schema;
 mod select;
 mod store;

@@ -4,9 +4,37 @@ use serde_json::{Value, json};
 
 use super::types::ResourceType;
 
-/// Looks up a simple JSONPath like `.status.state` or `.metadata.labels.app`.
+/// Looks up the JSONPath printer columns use: fields (`.status.state`), an index (`.items[0]`),
+/// and a filter on a list (`.status.conditions[?(@.type=="Ready")].status`).
 pub fn lookup<'a>(object: &'a Value, path: &str) -> Option<&'a Value> {
-    path.trim_start_matches('.').split('.').filter(|p| !p.is_empty()).try_fold(object, |v, key| v.get(key))
+    let mut value = object;
+    let mut rest = path.trim_start_matches('.');
+    while !rest.is_empty() {
+        let end = rest.find(['.', '[']).unwrap_or(rest.len());
+        if end > 0 {
+            value = value.get(&rest[..end])?;
+        }
+        rest = &rest[end..];
+        if let Some(bracket) = rest.strip_prefix('[') {
+            let close = bracket.find(']')?;
+            value = select(value, &bracket[..close])?;
+            rest = &bracket[close + 1..];
+        }
+        rest = rest.strip_prefix('.').unwrap_or(rest);
+    }
+    Some(value)
+}
+
+/// One bracket of a JSONPath: `N`, or `?(@.field=="value")` (the first item that matches).
+fn select<'a>(list: &'a Value, inside: &str) -> Option<&'a Value> {
+    let items = list.as_array()?;
+    if let Ok(index) = inside.parse::<usize>() {
+        return items.get(index);
+    }
+    let condition = inside.strip_prefix("?(@.")?.strip_suffix(')')?;
+    let (field, wanted) = condition.split_once("==")?;
+    let wanted = wanted.trim().trim_matches(['"', '\'']);
+    items.iter().find(|item| item.get(field.trim()).and_then(Value::as_str) == Some(wanted))
 }
 
 /// kubectl's short human duration: 42s, 5m, 3h, 12d.
@@ -111,4 +139,22 @@ pub fn table(rt: &ResourceType, objects: &[Value], resource_version: u64) -> Val
         "columnDefinitions": definitions,
         "rows": rows,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printer_column_paths_reach_fields_indexes_and_filtered_items() {
+        let object = json!({ "status": { "state": "running", "conditions": [
+            { "type": "Ready", "status": "True" }, { "type": "UpToDate", "status": "False" } ] } });
+        assert_eq!(lookup(&object, ".status.state"), Some(&json!("running")));
+        assert_eq!(lookup(&object, ".status.conditions[1].type"), Some(&json!("UpToDate")));
+        let up_to_date = r#".status.conditions[?(@.type=="UpToDate")].status"#;
+        assert_eq!(lookup(&object, up_to_date), Some(&json!("False")));
+        assert_eq!(lookup(&object, r#".status.conditions[?(@.type=="Synced")].status"#), None);
+        assert_eq!(lookup(&object, ".status.conditions[7]"), None);
+        assert_eq!(lookup(&object, ".status.missing.deeper"), None);
+    }
 }

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use super::read::{Target, object_key, view};
 use super::store::Precondition;
 use super::types::{self, ResourceType};
-use super::{ApiRequest, ApiServer, Reply, delete, events, failure, patch, schema, status_body};
+use super::{ApiRequest, ApiServer, Reply, delete, events, failure, patch, rules, schema, status_body};
 
 /// A write refused: the reply to send.
 pub type Refused = Box<Reply>;
@@ -78,9 +78,10 @@ fn join_causes(messages: &[String]) -> String {
     if messages.len() == 1 { messages[0].clone() } else { format!("[{}]", messages.join(", ")) }
 }
 
-/// Common admission for every write: identity and schema. Unknown fields are pruned, or
-/// refused when the client asked for `fieldValidation=Strict` (as kubectl does).
-fn admit(rt: &ResourceType, object: &mut Value, strict: bool) -> Result<(), Refused> {
+/// Common admission for every write: identity, schema and validation rules (those comparing
+/// with `old`, the stored object, on an update). Unknown fields are pruned, or refused when the
+/// client asked for `fieldValidation=Strict` (as kubectl does).
+fn admit(rt: &ResourceType, object: &mut Value, old: Option<&Value>, strict: bool) -> Result<(), Refused> {
     object["apiVersion"] = json!(rt.api_version());
     object["kind"] = json!(rt.kind);
     if let Some(metadata) = object["metadata"].as_object_mut() {
@@ -91,6 +92,10 @@ fn admit(rt: &ResourceType, object: &mut Value, strict: bool) -> Result<(), Refu
         let name = object["metadata"]["name"].as_str().unwrap_or_default().to_string();
         if !report.causes.is_empty() {
             return Err(invalid(rt, &name, report.causes));
+        }
+        let violated = rules::check(schema, object, old);
+        if !violated.is_empty() {
+            return Err(invalid(rt, &name, violated));
         }
         if strict && !report.pruned.is_empty() {
             let unknown: Vec<String> =
@@ -174,7 +179,7 @@ pub fn create_object(
     if rt.status_subresource && !matches!(rt.kind.as_str(), "CustomResourceDefinition" | "Namespace") {
         object.as_object_mut().map(|o| o.remove("status"));
     }
-    admit(rt, &mut object, mode.strict)?;
+    admit(rt, &mut object, None, mode.strict)?;
     match rt.kind.as_str() {
         "Namespace" => object["status"] = json!({ "phase": "Active" }),
         "CustomResourceDefinition" if !mode.dry_run => establish(server, &mut object)?,
@@ -299,7 +304,7 @@ fn replace(
             new["metadata"]["generation"] = json!(generation + 1);
         }
     }
-    admit(rt, &mut new, mode.strict)?;
+    admit(rt, &mut new, Some(old), mode.strict)?;
     if rt.kind == "CustomResourceDefinition" && !mode.dry_run {
         establish(server, &mut new)?;
     }

@@ -299,6 +299,39 @@ impl Ledger {
         Ok((!self.volumes.contains_key(uid)).then_some(volume))
     }
 
+    /// Grows `uid`'s root volume to `root.gib` if the volume limits and the day's cap allow the
+    /// larger one until midnight UTC; the smaller one's cost so far is settled.
+    pub fn grow_volume(
+        &mut self,
+        uid: &str,
+        root: RootVolume,
+        limits: &Ec2BudgetSpec,
+        now: Timestamp,
+    ) -> Result<(), Refusal> {
+        self.roll(now);
+        if root.gib > limits.max_root_volume_gib {
+            return Err(Refusal::VolumeAboveMax { gib: root.gib, max: limits.max_root_volume_gib });
+        }
+        let hourly_usd = root.hourly.ok_or(Refusal::UnpricedVolume)?;
+        let old = self.volumes.remove(uid);
+        let old_hourly = old.as_ref().map_or(0.0, |v| v.hourly_usd);
+        let end = self.window_end();
+        let cost = (hourly_usd - old_hourly).max(0.0) * hours_between(now, end);
+        let projected = self.projected() + old.as_ref().map_or(0.0, |v| self.volume_cost(v, end));
+        if projected + cost > limits.daily_spend_usd + 1e-9 {
+            if let Some(old) = old {
+                self.volumes.insert(uid.to_string(), old);
+            }
+            return Err(Refusal::DailySpend { projected, cost, cap: limits.daily_spend_usd });
+        }
+        let room = old.as_ref().and_then(|v| v.room.clone());
+        if let Some(old) = old {
+            self.settle(self.volume_cost(&old, now), old.room);
+        }
+        self.volumes.insert(uid.to_string(), Volume { gib: root.gib, hourly_usd, since: now, room });
+        Ok(())
+    }
+
     /// Counts an instance that is already billed (found in EC2), whatever the limits say.
     pub fn adopt(&mut self, uid: &str, slot: Slot, now: Timestamp) {
         self.roll(now);

@@ -33,6 +33,19 @@ impl Reservation {
     }
 }
 
+/// Proof that the gate counted `uid`'s root volume at a larger size. Only [`Gate::grow_volume`]
+/// makes one, and the lifecycle port's volume growth takes one.
+#[derive(Debug)]
+pub struct VolumeGrowth {
+    gib: u32,
+}
+
+impl VolumeGrowth {
+    pub fn gib(&self) -> u32 {
+        self.gib
+    }
+}
+
 pub struct Gate {
     ledger: Mutex<Ledger>,
     limits: Mutex<Ec2BudgetSpec>,
@@ -106,6 +119,45 @@ impl Gate {
         self.decide("\0pre-check", instance_type, purpose, None, false)
     }
 
+    /// Whether `uid`'s instance, were it of `instance_type`, would be granted its slot now: its
+    /// current slot given back first, so that the change is judged on the new price alone. Asked
+    /// before an instance is stopped to change its type, so that a refused type stops nothing.
+    pub fn check_retype(&self, uid: &str, instance_type: &str, room: Option<&str>) -> Result<(), Refusal> {
+        let limits = self.limits();
+        let ask = self.ask(uid, instance_type, Purpose::Start, room, &limits);
+        let now = (self.clock)();
+        let mut ledger = self.ledger.lock().unwrap().clone();
+        ledger.release(uid, now);
+        ledger.reserve(&ask, &limits, now)
+    }
+
+    /// Counts `uid`'s root volume at `gib` from now, if the limits allow it.
+    pub fn grow_volume(&self, uid: &str, gib: u32) -> Result<VolumeGrowth, Refusal> {
+        let root = RootVolume { gib, hourly: self.prices.root_volume_hourly(&self.region, gib) };
+        let now = (self.clock)();
+        self.ledger.lock().unwrap().grow_volume(uid, root, &self.limits(), now)?;
+        self.notify();
+        Ok(VolumeGrowth { gib })
+    }
+
+    fn ask<'a>(
+        &self,
+        uid: &'a str,
+        instance_type: &'a str,
+        purpose: Purpose,
+        room: Option<&'a str>,
+        limits: &Ec2BudgetSpec,
+    ) -> Ask<'a> {
+        Ask {
+            uid,
+            instance_type,
+            hourly: self.hourly_price(instance_type),
+            max_hourly: self.hourly_price(&limits.max_instance_type),
+            purpose,
+            room,
+        }
+    }
+
     fn decide(
         &self,
         uid: &str,
@@ -115,14 +167,7 @@ impl Gate {
         keep: bool,
     ) -> Result<(), Refusal> {
         let limits = self.limits();
-        let ask = Ask {
-            uid,
-            instance_type,
-            hourly: self.hourly_price(instance_type),
-            max_hourly: self.hourly_price(&limits.max_instance_type),
-            purpose,
-            room,
-        };
+        let ask = self.ask(uid, instance_type, purpose, room, &limits);
         let now = (self.clock)();
         let mut ledger = self.ledger.lock().unwrap();
         match keep {

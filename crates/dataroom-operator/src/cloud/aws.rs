@@ -1,5 +1,6 @@
 //! The cloud port over aws-sdk-ec2 and aws-sdk-secretsmanager.
 
+mod modify;
 mod network;
 
 use async_trait::async_trait;
@@ -15,11 +16,11 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use jiff::Timestamp;
 
 use super::{
-    CloudError, ErrorKind, Image, Instance, InstanceState, KeyPair, LaunchRequest, RETAINED, Result,
+    CloudError, ErrorKind, Image, Instance, InstanceState, KeyPair, LaunchRequest, Modification, RETAINED, Result,
     SecretValue, TAG_MANAGED_BY, TAG_OWNER_UID, TAG_ROOT_VOLUME_GIB, classify,
 };
 use super::{Imperative, Lifecycle};
-use crate::budget::Reservation;
+use crate::budget::{Reservation, VolumeGrowth};
 use crate::budget::pricing::ROOT_VOLUME_TYPE;
 
 #[derive(Clone, Debug)]
@@ -125,6 +126,7 @@ fn timestamp(t: &aws_sdk_ec2::primitives::DateTime) -> Option<Timestamp> {
 fn convert_instance(i: aws_sdk_ec2::types::Instance) -> Option<Instance> {
     let state = i.state.as_ref()?.name.as_ref()?.as_str();
     let tags = i.tags.unwrap_or_default().into_iter();
+    let groups = i.security_groups.unwrap_or_default().into_iter();
     Some(Instance {
         id: i.instance_id?,
         state: InstanceState::parse(state)?,
@@ -135,6 +137,7 @@ fn convert_instance(i: aws_sdk_ec2::types::Instance) -> Option<Instance> {
         private_ip: i.private_ip_address,
         launch_time: i.launch_time.as_ref().and_then(timestamp),
         tags: tags.filter_map(|t| Some((t.key?, t.value.unwrap_or_default()))).collect(),
+        security_group_ids: groups.filter_map(|g| g.group_id).collect(),
     })
 }
 
@@ -214,6 +217,14 @@ impl Lifecycle for AwsCloud {
         let tag = Tag::builder().key(TAG_MANAGED_BY).value(RETAINED).build();
         let call = self.ec2.create_tags().resources(id).tags(tag).send().await;
         call.map(drop).map_err(sdk_error)
+    }
+
+    async fn modify_instance(&self, id: &str, change: &Modification) -> Result<()> {
+        self.modify(id, change).await
+    }
+
+    async fn grow_root_volume(&self, id: &str, growth: &VolumeGrowth) -> Result<()> {
+        self.grow_volume(id, growth.gib()).await
     }
 
     async fn describe_security_groups(&self, ids: &[String]) -> Result<Vec<super::network::SecurityGroup>> {

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::network::{ManagedGroup, SecurityGroup};
-use super::{Cloud, CloudError, ErrorKind, Image, Instance, KeyPair, LaunchRequest, Result, SecretValue};
+use super::{Cloud, CloudError, ErrorKind, Image, Instance, KeyPair, LaunchRequest, Modification, Result, SecretValue};
 use super::{Imperative, Lifecycle};
-use crate::budget::Reservation;
+use crate::budget::{Reservation, VolumeGrowth};
 use crate::leader::Fence;
 
 pub struct Fenced {
@@ -49,6 +49,12 @@ impl Lifecycle for Fenced {
     }
     async fn terminate_instance(&self, id: &str) -> Result<()> {
         self.leading().await?.terminate_instance(id).await
+    }
+    async fn modify_instance(&self, id: &str, change: &Modification) -> Result<()> {
+        self.leading().await?.modify_instance(id, change).await
+    }
+    async fn grow_root_volume(&self, id: &str, growth: &VolumeGrowth) -> Result<()> {
+        self.leading().await?.grow_root_volume(id, growth).await
     }
     async fn retain_instance(&self, id: &str) -> Result<()> {
         self.leading().await?.retain_instance(id).await

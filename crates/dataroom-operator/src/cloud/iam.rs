@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use super::{MANAGED_BY, RETAINED, TAG_MANAGED_BY};
+use super::{MANAGED_BY, RETAINED, TAG_MANAGED_BY, TAG_NAME, TAG_NAMESPACE, TAG_OWNER_UID};
 
 /// What to scope the policy to.
 #[derive(Debug, Clone, Default)]
@@ -32,7 +32,8 @@ pub fn policy(scope: &Scope) -> Value {
             "Effect": "Allow",
             // These Describe calls support no resource-level permissions.
             "Action": ["ec2:DescribeInstances", "ec2:DescribeImages", "ec2:DescribeKeyPairs",
-                       "ec2:DescribeSecurityGroups", "ec2:DescribeSubnets", "ec2:DescribeVpcs"],
+                       "ec2:DescribeSecurityGroups", "ec2:DescribeSubnets", "ec2:DescribeVpcs",
+                       "ec2:DescribeVolumes"],
             "Resource": "*",
         }),
         json!({
@@ -85,6 +86,41 @@ pub fn policy(scope: &Scope) -> Value {
                        "ec2:GetConsoleOutput", "ec2:CreateImage"],
             "Resource": [ec2("instance/*")],
             "Condition": managed,
+        }),
+        json!({
+            // Declarative updates: a managed instance's type, user data and groups; the groups it
+            // is given must be named in the spec, so any group may be attached.
+            "Sid": "ModifyManagedInstances",
+            "Effect": "Allow",
+            "Action": "ec2:ModifyInstanceAttribute",
+            "Resource": [ec2("instance/*")],
+            "Condition": managed.clone(),
+        }),
+        json!({
+            "Sid": "AttachSecurityGroupsToManagedInstances",
+            "Effect": "Allow",
+            "Action": "ec2:ModifyInstanceAttribute",
+            "Resource": [ec2("security-group/*")],
+        }),
+        json!({
+            // A spec's `rootVolumeGiB` grown; the root volume carries the launch's tags.
+            "Sid": "GrowManagedRootVolumes",
+            "Effect": "Allow",
+            "Action": "ec2:ModifyVolume",
+            "Resource": [ec2("volume/*")],
+            "Condition": managed.clone(),
+        }),
+        json!({
+            // A spec's `tags`, and the operator's own records (user-data hash, volume size); never
+            // the tags that say which object owns the instance.
+            "Sid": "TagManagedInstances",
+            "Effect": "Allow",
+            "Action": ["ec2:CreateTags", "ec2:DeleteTags"],
+            "Resource": [ec2("instance/*")],
+            "Condition": {
+                "StringEquals": { format!("aws:ResourceTag/{TAG_MANAGED_BY}"): MANAGED_BY },
+                "ForAllValues:StringNotEquals": { "aws:TagKeys": [TAG_MANAGED_BY, TAG_OWNER_UID, TAG_NAMESPACE, TAG_NAME] },
+            },
         }),
         json!({
             // deletionPolicy Retain: the managed-by tag's value becomes `retained`, and nothing else.
@@ -190,7 +226,8 @@ mod tests {
     /// without its permission here fails this test.
     #[test]
     fn the_policy_allows_exactly_what_the_cloud_layer_calls() {
-        let source = [include_str!("aws.rs"), include_str!("aws/network.rs")].concat();
+        let source =
+            [include_str!("aws.rs"), include_str!("aws/network.rs"), include_str!("aws/modify.rs")].concat();
         let mut called = Vec::new();
         for (client, service) in [(".ec2", "ec2"), (".secrets", "secretsmanager"), (".s3", "s3")] {
             called.extend(calls(&source, client, service));

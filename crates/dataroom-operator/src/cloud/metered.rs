@@ -5,9 +5,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::network::{ManagedGroup, SecurityGroup};
-use super::{Cloud, Image, Instance, KeyPair, LaunchRequest, Result, SecretValue};
+use super::{Cloud, Image, Instance, KeyPair, LaunchRequest, Modification, Result, SecretValue};
 use super::{Imperative, Lifecycle};
-use crate::budget::Reservation;
+use crate::budget::{Reservation, VolumeGrowth};
 use crate::metrics::Metrics;
 
 pub struct Metered {
@@ -49,6 +49,12 @@ impl Lifecycle for Metered {
     }
     async fn retain_instance(&self, id: &str) -> Result<()> {
         self.count("CreateTags", self.inner.retain_instance(id).await)
+    }
+    async fn modify_instance(&self, id: &str, change: &Modification) -> Result<()> {
+        self.count("ModifyInstance", self.inner.modify_instance(id, change).await)
+    }
+    async fn grow_root_volume(&self, id: &str, growth: &VolumeGrowth) -> Result<()> {
+        self.count("ModifyVolume", self.inner.grow_root_volume(id, growth).await)
     }
     async fn describe_security_groups(&self, ids: &[String]) -> Result<Vec<SecurityGroup>> {
         self.count("DescribeSecurityGroups", self.inner.describe_security_groups(ids).await)

@@ -17,11 +17,11 @@ use std::fmt;
 
 use async_trait::async_trait;
 
-use crate::budget::Reservation;
+use crate::budget::{Reservation, VolumeGrowth};
 
 pub use crate::instance::{
     Instance, InstanceState, MANAGED_BY, RETAINED, TAG_DATA_ROOM, TAG_MANAGED_BY, TAG_NAME, TAG_NAMESPACE,
-    TAG_OWNER_UID, TAG_ROOT_VOLUME_GIB,
+    TAG_OWNER_UID, TAG_ROOT_VOLUME_GIB, TAG_USER_DATA_SHA256, user_data_sha256,
 };
 pub use error::{CloudError, ErrorKind, classify};
 
@@ -65,8 +65,39 @@ impl LaunchRequest {
         if let Some(gib) = self.root_volume_gib {
             tags.insert(TAG_ROOT_VOLUME_GIB.into(), gib.to_string());
         }
+        tags.insert(TAG_USER_DATA_SHA256.into(), user_data_sha256(self.user_data.as_deref()));
         tags.insert("Name".into(), format!("{}/{}", self.namespace, self.name));
         tags
+    }
+}
+
+/// A change made to an existing instance. EC2 accepts a new type or user data only while the
+/// instance is stopped (`IncorrectInstanceState` otherwise); groups and tags at any time. A new
+/// user data also re-tags its hash, so that the next description shows it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Modification {
+    InstanceType { instance_type: String },
+    UserData { user_data: Option<String> },
+    SecurityGroups { ids: Vec<String> },
+    /// CreateTags for `set`, DeleteTags for `remove`.
+    Tags { set: BTreeMap<String, String>, remove: Vec<String> },
+}
+
+impl Modification {
+    /// The spec field this change brings EC2 to.
+    pub fn field(&self) -> &'static str {
+        match self {
+            Self::InstanceType { .. } => "instanceType",
+            Self::UserData { .. } => "userData",
+            Self::SecurityGroups { .. } => "securityGroupIds",
+            Self::Tags { .. } => "tags",
+        }
+    }
+
+    /// Whether EC2 takes it only from a stopped instance.
+    pub fn needs_stop(&self) -> bool {
+        matches!(self, Self::InstanceType { .. } | Self::UserData { .. })
     }
 }
 
@@ -128,6 +159,10 @@ pub trait Lifecycle: Send + Sync + 'static {
     async fn start_instance(&self, id: &str, reservation: &Reservation) -> Result<()>;
     async fn stop_instance(&self, id: &str) -> Result<()>;
     async fn terminate_instance(&self, id: &str) -> Result<()>;
+    /// One in-place change (see [`Modification`] for which need a stopped instance).
+    async fn modify_instance(&self, id: &str, change: &Modification) -> Result<()>;
+    /// Grows the root volume to the size the budget granted (ModifyVolume), and re-tags its size.
+    async fn grow_root_volume(&self, id: &str, growth: &VolumeGrowth) -> Result<()>;
     /// Hands the instance over (`deletionPolicy: Retain`): its managed-by tag becomes
     /// `retained`, so that no controller or collector acts on it again, while the budget keeps
     /// counting it for as long as it runs (the sweep still lists it).

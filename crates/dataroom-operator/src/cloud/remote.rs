@@ -17,9 +17,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::network::{ManagedGroup, SecurityGroup};
-use super::{CloudError, ErrorKind, Image, Instance, KeyPair, LaunchRequest, Result, SecretValue};
+use super::{CloudError, ErrorKind, Image, Instance, KeyPair, LaunchRequest, Modification, Result, SecretValue};
 use super::{Imperative, Lifecycle};
-use crate::budget::Reservation;
+use crate::budget::{Reservation, VolumeGrowth};
 
 /// One `Cloud` call, as sent over the wire.
 #[derive(Serialize, Deserialize)]
@@ -32,6 +32,8 @@ pub enum Call {
     StopInstance { id: String },
     TerminateInstance { id: String },
     RetainInstance { id: String },
+    ModifyInstance { id: String, change: Modification },
+    GrowRootVolume { id: String, gib: u32 },
     DescribeSecurityGroups { ids: Vec<String> },
     EnsureSecurityGroup { group: ManagedGroup },
     ConsoleOutput { id: String },
@@ -112,6 +114,12 @@ impl Lifecycle for RemoteCloud {
     }
     async fn retain_instance(&self, id: &str) -> Result<()> {
         self.call(Call::RetainInstance { id: id.into() }).await
+    }
+    async fn modify_instance(&self, id: &str, change: &Modification) -> Result<()> {
+        self.call(Call::ModifyInstance { id: id.into(), change: change.clone() }).await
+    }
+    async fn grow_root_volume(&self, id: &str, growth: &VolumeGrowth) -> Result<()> {
+        self.call(Call::GrowRootVolume { id: id.into(), gib: growth.gib() }).await
     }
     async fn describe_security_groups(&self, ids: &[String]) -> Result<Vec<SecurityGroup>> {
         self.call(Call::DescribeSecurityGroups { ids: ids.to_vec() }).await

@@ -119,6 +119,10 @@ fn differs(old: &Instance, new: &Instance) -> bool {
         || old.public_ip != new.public_ip
         || old.private_ip != new.private_ip
         || old.launch_time != new.launch_time
+        // Changed by the operator's own updates, or outside it (drift to correct).
+        || old.instance_type != new.instance_type
+        || old.security_group_ids != new.security_group_ids
+        || old.tags != new.tags
 }
 
 #[cfg(test)]
@@ -137,6 +141,7 @@ mod tests {
             private_ip: None,
             launch_time: None,
             tags: [(TAG_OWNER_UID.to_string(), "uid".to_string())].into(),
+            security_group_ids: vec![],
         }
     }
 

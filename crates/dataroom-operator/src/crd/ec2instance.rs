@@ -20,12 +20,14 @@ use serde::{Deserialize, Serialize};
     category = "dataroom",
     status = "Ec2InstanceStatus",
     printcolumn(name = "State", type_ = "string", json_path = ".status.state"),
-    printcolumn(name = "Type", type_ = "string", json_path = ".spec.instanceType"),
+    printcolumn(name = "Type", type_ = "string", json_path = ".status.instanceType"),
+    printcolumn(name = "UpToDate", type_ = "string", json_path = ".status.conditions[?(@.type==\"UpToDate\")].status"),
     printcolumn(name = "Instance", type_ = "string", json_path = ".status.instanceId"),
     printcolumn(name = "IP", type_ = "string", json_path = ".status.privateIp"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = immutable_fields()))]
 pub struct Ec2InstanceSpec {
     /// EC2 instance type; it must be priced no higher than the budget's `maxInstanceType`.
     #[serde(default = "default_instance_type")]
@@ -33,14 +35,14 @@ pub struct Ec2InstanceSpec {
     pub instance_type: String,
     /// AMI to launch; the operator's configured default image when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = crate::crd::IMAGE_ID_PATTERN))]
+    #[schemars(regex(pattern = crate::crd::IMAGE_ID_PATTERN), length(max = 21))]
     pub image_id: Option<String>,
     /// Desired power state: the controller starts or stops the instance to match.
     #[serde(default)]
     pub power_state: PowerState,
     /// Subnet to launch into; the operator's configured default when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^subnet-[0-9a-f]{8,17}$"))]
+    #[schemars(regex(pattern = r"^subnet-[0-9a-f]{8,17}$"), length(max = 24))]
     pub subnet_id: Option<String>,
     /// Security groups; the operator's configured defaults when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -60,6 +62,10 @@ pub struct Ec2InstanceSpec {
     /// What happens to the EC2 instance when this object is deleted.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+    /// How a change EC2 takes only from a stopped instance (`instanceType`, `userData`) is made:
+    /// `Restart` stops, changes and starts the instance; `OnNextStop` waits for its next stop.
+    #[serde(default)]
+    pub update_policy: UpdatePolicy,
     /// Name of the DataRoom this instance serves, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"), length(max = 63))]
@@ -71,6 +77,29 @@ impl Ec2Instance {
     pub fn room_key(&self) -> Option<String> {
         Some(format!("{}/{}", self.metadata.namespace.as_ref()?, self.spec.data_room.as_ref()?))
     }
+}
+
+/// The fields a live instance cannot change (CRD transition rules, enforced at admission by the
+/// API server): the image and subnet it was launched with, the room it serves, and a root
+/// volume that may grow but not shrink.
+fn immutable_fields() -> serde_json::Value {
+    let fixed = |field: &str| {
+        serde_json::json!({
+            "rule": format!("has(self.{field}) == has(oldSelf.{field}) && (!has(self.{field}) || self.{field} == oldSelf.{field})"),
+            "message": format!("spec.{field} is immutable: a live instance cannot change it; delete the object and create a new one"),
+            "fieldPath": format!(".{field}"),
+        })
+    };
+    serde_json::json!([
+        fixed("imageId"),
+        fixed("subnetId"),
+        fixed("dataRoom"),
+        {
+            "rule": "!has(oldSelf.rootVolumeGiB) || (has(self.rootVolumeGiB) && self.rootVolumeGiB >= oldSelf.rootVolumeGiB)",
+            "message": "spec.rootVolumeGiB may grow but not shrink (EBS volumes cannot be made smaller)",
+            "fieldPath": ".rootVolumeGiB",
+        },
+    ])
 }
 
 /// The instance type when none is named (here and in DataRooms).
@@ -97,6 +126,16 @@ pub enum DeletionPolicy {
     Retain,
 }
 
+/// How changes that need a stopped instance are made.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum UpdatePolicy {
+    /// Stop the instance, change it, start it again (budget-checked before the stop).
+    #[default]
+    Restart,
+    /// Change it at its next stop; until then `UpToDate` is False and says so.
+    OnNextStop,
+}
+
 /// A pinned SSH host key.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -115,6 +154,15 @@ pub struct Ec2InstanceStatus {
     /// EC2 instance state: pending, running, stopping, stopped, shutting-down, terminated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
+    /// The type EC2 runs (which may differ from the spec's while a change is under way).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_type: Option<String>,
+    /// The image EC2 runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_id: Option<String>,
+    /// The security groups EC2 gives the instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_group_ids: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_ip: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -122,6 +170,7 @@ pub struct Ec2InstanceStatus {
     /// RFC 3339 time of the instance's latest start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub launch_time: Option<String>,
+    /// The price of the type EC2 runs (of the spec's type before launch).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hourly_price_usd: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -134,7 +183,7 @@ pub struct Ec2InstanceStatus {
     pub ssh_host_key: Option<HostKeyPin>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready`, `Synced` and `BudgetAllowed`.
+    /// `Ready`, `Synced`, `BudgetAllowed` and `UpToDate`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// One line saying what the controller is doing or waiting for.

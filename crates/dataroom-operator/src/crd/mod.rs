@@ -12,7 +12,7 @@ pub use dataroom::{
 };
 pub use ec2instance::{
     DEFAULT_INSTANCE_TYPE, DeletionPolicy, Ec2Instance, Ec2InstanceSpec, Ec2InstanceStatus, HostKeyPin,
-    PowerState,
+    PowerState, UpdatePolicy,
 };
 
 use std::sync::LazyLock;

@@ -172,3 +172,29 @@ fn root_volumes_above_the_maximum_or_unpriced_are_refused() {
     assert!(ledger.reserve(&ask("a", 0.01, launch(100, 0.0)), &l, now).is_ok(), "the maximum itself");
     assert!(ledger.reserve(&ask("b", 0.01, Purpose::Start), &l, now).is_ok(), "a start makes no volume");
 }
+
+#[test]
+fn a_grown_root_volume_is_judged_on_its_extra_cost_to_midnight() {
+    let now = at("2026-11-22T12:00:00Z");
+    let mut ledger = Ledger::new(now);
+    let l = Ec2BudgetSpec { max_root_volume_gib: 200, ..limits(5, 2.0) };
+    ledger.reserve(&ask("a", 0.0, launch(8, 0.05)), &l, now).unwrap();
+    // 12 h to midnight: 0.6 $ committed; growing to 0.15 $/h adds 1.2 $, within the 2 $ cap.
+    let grown = RootVolume { gib: 100, hourly: Some(0.15) };
+    ledger.grow_volume("a", grown, &l, now).unwrap();
+    assert_eq!(ledger.snapshot(now).root_volume_gib, 100);
+    // Growing again to 0.3 $/h would add 1.8 $ to the 1.8 $ committed: refused, size kept.
+    let bigger = RootVolume { gib: 200, hourly: Some(0.3) };
+    match ledger.grow_volume("a", bigger, &l, now) {
+        Err(Refusal::DailySpend { projected, cost, .. }) => {
+            assert!((projected - 1.8).abs() < 1e-6 && (cost - 1.8).abs() < 1e-6, "{projected} {cost}");
+        }
+        other => panic!("expected a spend refusal, got {other:?}"),
+    }
+    assert_eq!(ledger.snapshot(now).root_volume_gib, 100, "a refusal changes nothing");
+    let huge = RootVolume { gib: 300, hourly: Some(0.0) };
+    assert_eq!(ledger.grow_volume("a", huge, &l, now), Err(Refusal::VolumeAboveMax { gib: 300, max: 200 }));
+    // The 8 GiB hour before the growth is settled at its own price.
+    let later = at("2026-11-22T13:00:00Z");
+    assert!((ledger.spend_today(later) - 0.15).abs() < 1e-6, "{}", ledger.spend_today(later));
+}

@@ -7,11 +7,11 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 
 use super::{FakeCloud, PAGE_SIZE, incorrect_state, next_id, not_found};
-use crate::budget::Reservation;
+use crate::budget::{Reservation, VolumeGrowth};
 use crate::cloud::network::{ManagedGroup, SecurityGroup};
 use crate::cloud::{
     CloudError, ErrorKind, Image, Imperative, Instance, InstanceState, KeyPair, LaunchRequest, Lifecycle,
-    RETAINED, Result, SecretValue, TAG_MANAGED_BY, check_object_size,
+    Modification, RETAINED, Result, SecretValue, TAG_MANAGED_BY, check_object_size,
 };
 
 #[async_trait]
@@ -75,6 +75,14 @@ impl Lifecycle for FakeCloud {
             Ok(())
         });
         self.reply(done).await
+    }
+
+    async fn modify_instance(&self, id: &str, change: &Modification) -> Result<()> {
+        self.modify(id, change).await
+    }
+
+    async fn grow_root_volume(&self, id: &str, growth: &VolumeGrowth) -> Result<()> {
+        self.grow_volume(id, growth.gib()).await
     }
 
     async fn describe_security_groups(&self, ids: &[String]) -> Result<Vec<SecurityGroup>> {

@@ -8,9 +8,10 @@ use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use serde_json::json;
 
+use super::modify;
 use super::network::{self, Groups};
 use super::observe::{Observed, observe};
-use super::plan::{Step, client_token, key_pair_name, plan};
+use super::plan::{Step, client_token, key_pair_name};
 use super::status::{self, Report};
 use crate::audit::{Entry, Outcome};
 use crate::budget::{Purpose, Refusal, Reservation};
@@ -19,7 +20,7 @@ use crate::controller::{ACTOR, Context, Error, Result};
 use crate::crd::{Ec2Instance, audit_target};
 
 const STEADY_REQUEUE: Duration = Duration::from_secs(300);
-const WAIT_REQUEUE: Duration = Duration::from_secs(5);
+pub(super) const WAIT_REQUEUE: Duration = Duration::from_secs(5);
 pub(super) const BLOCKED_REQUEUE: Duration = Duration::from_secs(60);
 
 /// Brings EC2 one step closer to the spec, then writes status once.
@@ -63,7 +64,7 @@ async fn step(
         // The adopted instance is in the view now: the next reconcile plans from it at once.
         return Ok(Action::requeue(Duration::ZERO));
     }
-    match plan(&obj.spec, observed.image.as_deref(), observed.instance.as_ref()) {
+    match observed.plan(obj) {
         Step::Steady => Ok(Action::requeue(STEADY_REQUEUE)),
         Step::Wait(why) => {
             report.message = Some(why.to_string());
@@ -79,6 +80,10 @@ async fn step(
         }
         Step::Start => start(obj, ctx, uid, report).await,
         Step::Stop => stop(obj, ctx, report).await,
+        Step::Update(differences) => modify::update(obj, ctx, uid, differences, report).await,
+        Step::StopToUpdate { instance_type } => {
+            modify::stop_to_update(obj, ctx, uid, instance_type.as_deref(), report).await
+        }
     }
 }
 
@@ -116,7 +121,7 @@ async fn launch(
 ) -> Result<Action> {
     let security_group_ids = match network::for_launch(obj, ctx).await? {
         Groups::Use(ids) => ids,
-        Groups::Refused(why) => return network::refused(obj, ctx, why, report).await,
+        Groups::Refused(why) => return network::refused(obj, ctx, "launch", why, report).await,
     };
     let instance_type = &obj.spec.instance_type;
     let purpose = ctx.gate.launch(obj.spec.root_volume_gib);
@@ -196,7 +201,7 @@ async fn start(obj: &Ec2Instance, ctx: &Context, uid: &str, report: &mut Report)
     Ok(Action::requeue(WAIT_REQUEUE))
 }
 
-async fn stop(obj: &Ec2Instance, ctx: &Context, report: &mut Report) -> Result<Action> {
+pub(super) async fn stop(obj: &Ec2Instance, ctx: &Context, report: &mut Report) -> Result<Action> {
     let Some(instance) = report.instance.clone() else {
         return Ok(Action::requeue(WAIT_REQUEUE));
     };
@@ -253,7 +258,7 @@ async fn power(
 
 /// A budget refusal: explained in status, an Event and the audit log (once per distinct refusal),
 /// and retried when usage changes.
-async fn refused(
+pub(super) async fn refused(
     obj: &Ec2Instance,
     ctx: &Context,
     action: &str,

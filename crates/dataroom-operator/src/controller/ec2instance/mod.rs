@@ -2,10 +2,12 @@
 
 mod apply;
 mod cleanup;
+mod modify;
 mod network;
 mod observe;
 pub mod plan;
 mod status;
+pub mod update;
 
 use std::sync::Arc;
 

@@ -1,7 +1,8 @@
 //! The pure decision: from the desired spec and the observed instance to the one next step.
 
+use super::update::{Difference, Fix, differences};
 use crate::cloud::{Instance, InstanceState};
-use crate::crd::{Ec2InstanceSpec, PowerState};
+use crate::crd::{Ec2InstanceSpec, PowerState, UpdatePolicy};
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Step {
@@ -12,6 +13,11 @@ pub enum Step {
     },
     Start,
     Stop,
+    /// Make these changes now (in place on a running instance, or any on a stopped one).
+    Update(Vec<Difference>),
+    /// Stop the running instance so that changes EC2 takes only from a stopped one can be made;
+    /// `instance_type` is the new type, which the budget must allow before anything is stopped.
+    StopToUpdate { instance_type: Option<String> },
     /// A transition is under way; look again soon.
     Wait(&'static str),
     /// Observed matches desired.
@@ -25,7 +31,14 @@ pub fn reserved_tag(key: &str) -> bool {
     key.starts_with("dataroom.dev/") || key.starts_with("aws:") || key == "Name"
 }
 
-pub fn plan(spec: &Ec2InstanceSpec, image: Option<&str>, instance: Option<&Instance>) -> Step {
+/// The next step from the spec (with the image a launch would use and the security groups the
+/// instance should have, when known) and the instance EC2 has.
+pub fn plan(
+    spec: &Ec2InstanceSpec,
+    image: Option<&str>,
+    groups: Option<&[String]>,
+    instance: Option<&Instance>,
+) -> Step {
     if let Some(key) = spec.tags.keys().find(|k| reserved_tag(k)) {
         return Step::Invalid(format!("spec.tags: the key {key:?} is reserved; remove it"));
     }
@@ -47,12 +60,52 @@ pub fn plan(spec: &Ec2InstanceSpec, image: Option<&str>, instance: Option<&Insta
         (InstanceState::Pending, false) => {
             Step::Wait("the instance is booting; it will be stopped once running")
         }
-        (InstanceState::Running, true) => Step::Steady,
+        (InstanceState::Running, true) => update_running(spec, groups, instance),
+        // Changes that need a stop are made once it has stopped.
         (InstanceState::Running, false) => Step::Stop,
         (InstanceState::Stopping, _) => Step::Wait("the instance is stopping"),
-        (InstanceState::Stopped, true) => Step::Start,
-        (InstanceState::Stopped, false) => Step::Steady,
+        (InstanceState::Stopped, want_running) => {
+            let fixes = fixes(spec, groups, instance, |_| true);
+            match (fixes.is_empty(), want_running) {
+                (false, _) => Step::Update(fixes),
+                (true, true) => Step::Start,
+                (true, false) => Step::Steady,
+            }
+        }
     }
+}
+
+/// A running instance that should run: in-place changes first, then (under `Restart`) a stop
+/// for the rest; `OnNextStop` leaves those for the next stop.
+fn update_running(spec: &Ec2InstanceSpec, groups: Option<&[String]>, instance: &Instance) -> Step {
+    let in_place = fixes(spec, groups, instance, |fix| !fix.needs_stop());
+    if !in_place.is_empty() {
+        return Step::Update(in_place);
+    }
+    let at_stop = fixes(spec, groups, instance, Fix::needs_stop);
+    match (at_stop.is_empty(), spec.update_policy) {
+        (false, UpdatePolicy::Restart) => {
+            let instance_type = at_stop.iter().find_map(|d| match &d.fix {
+                Fix::Modify(crate::cloud::Modification::InstanceType { instance_type }) => {
+                    Some(instance_type.clone())
+                }
+                _ => None,
+            });
+            Step::StopToUpdate { instance_type }
+        }
+        _ => Step::Steady,
+    }
+}
+
+/// The differences `take` selects among those that can be closed at all.
+fn fixes(
+    spec: &Ec2InstanceSpec,
+    groups: Option<&[String]>,
+    instance: &Instance,
+    take: impl Fn(&Fix) -> bool,
+) -> Vec<Difference> {
+    let found = differences(spec, groups, instance).into_iter();
+    found.filter(|d| d.fix != Fix::Immutable && take(&d.fix)).collect()
 }
 
 /// The ClientToken for a launch: the owner UID, or owner UID and the replaced instance's id for a
@@ -90,6 +143,7 @@ mod tests {
             private_ip: None,
             launch_time: None,
             tags: BTreeMap::new(),
+            security_group_ids: vec![],
         }
     }
 
@@ -98,9 +152,9 @@ mod tests {
     #[test]
     fn missing_instance_is_launched_only_when_it_should_run() {
         let run = spec(PowerState::Running);
-        assert_eq!(plan(&run, IMG, None), Step::Launch { replaces: None });
-        assert_eq!(plan(&spec(PowerState::Stopped), IMG, None), Step::Steady);
-        assert!(matches!(plan(&run, None, None), Step::Invalid(m) if m.contains("imageId")));
+        assert_eq!(plan(&run, IMG, None, None), Step::Launch { replaces: None });
+        assert_eq!(plan(&spec(PowerState::Stopped), IMG, None, None), Step::Steady);
+        assert!(matches!(plan(&run, None, None, None), Step::Invalid(m) if m.contains("imageId")));
     }
 
     #[test]
@@ -114,11 +168,11 @@ mod tests {
             (Terminated, PowerState::Stopped, Step::Steady),
         ];
         for (state, power, step) in cases {
-            assert_eq!(plan(&spec(power), IMG, Some(&instance(state))), step, "{state:?} {power:?}");
+            assert_eq!(plan(&spec(power), IMG, None, Some(&instance(state))), step, "{state:?} {power:?}");
         }
         for state in [Pending, Stopping, ShuttingDown] {
             for power in [PowerState::Running, PowerState::Stopped] {
-                let step = plan(&spec(power), IMG, Some(&instance(state)));
+                let step = plan(&spec(power), IMG, None, Some(&instance(state)));
                 assert!(matches!(step, Step::Wait(_)), "{state:?} {power:?} gave {step:?}");
             }
         }
@@ -126,7 +180,7 @@ mod tests {
 
     #[test]
     fn out_of_band_termination_relaunches_with_a_new_token() {
-        let step = plan(&spec(PowerState::Running), IMG, Some(&instance(InstanceState::Terminated)));
+        let step = plan(&spec(PowerState::Running), IMG, None, Some(&instance(InstanceState::Terminated)));
         assert_eq!(step, Step::Launch { replaces: Some("i-1".into()) });
         assert_eq!(client_token("u", None), "u");
         assert_eq!(client_token("u", Some("i-1")), "u-i-1");
@@ -139,10 +193,51 @@ mod tests {
     fn reserved_tags_are_refused() {
         let mut s = spec(PowerState::Running);
         s.tags.insert("dataroom.dev/owner-uid".into(), "x".into());
-        assert!(matches!(plan(&s, IMG, None), Step::Invalid(m) if m.contains("reserved")));
+        assert!(matches!(plan(&s, IMG, None, None), Step::Invalid(m) if m.contains("reserved")));
         s.tags = [("Name".to_string(), "x".to_string())].into();
-        assert!(matches!(plan(&s, IMG, None), Step::Invalid(_)));
+        assert!(matches!(plan(&s, IMG, None, None), Step::Invalid(_)));
         s.tags = [("team".to_string(), "x".to_string())].into();
-        assert_eq!(plan(&s, IMG, None), Step::Launch { replaces: None });
+        assert_eq!(plan(&s, IMG, None, None), Step::Launch { replaces: None });
+    }
+
+    #[test]
+    fn spec_changes_are_made_in_place_at_a_restart_or_at_the_next_stop() {
+        use crate::cloud::Modification::{InstanceType, Tags};
+        use InstanceState::*;
+        let with = |power: &str, policy: &str, fields: serde_json::Value| -> Ec2InstanceSpec {
+            let mut all = serde_json::json!({ "powerState": power, "updatePolicy": policy });
+            all.as_object_mut().unwrap().extend(fields.as_object().unwrap().clone());
+            serde_json::from_value(all).unwrap()
+        };
+        let small = serde_json::json!({ "instanceType": "t3.small" });
+        let small_tagged = serde_json::json!({ "instanceType": "t3.small", "tags": { "env": "prod" } });
+        let retype = Fix::Modify(InstanceType { instance_type: "t3.small".into() });
+        let tag = Fix::Modify(Tags { set: [("env".into(), "prod".into())].into(), remove: vec![] });
+        let stop_to_update = Err(Step::StopToUpdate { instance_type: Some("t3.small".into()) });
+        // Ok: the fixes of an Update; Err: any other step.
+        let cases = [
+            (Running, "Running", "Restart", small.clone(), stop_to_update),
+            (Running, "Running", "OnNextStop", small.clone(), Err(Step::Steady)),
+            // In-place changes come first, the stop after.
+            (Running, "Running", "Restart", small_tagged.clone(), Ok(vec![tag.clone()])),
+            (Running, "Running", "OnNextStop", small_tagged, Ok(vec![tag])),
+            // Asked to stop: stopped first, changed after.
+            (Running, "Stopped", "Restart", small.clone(), Err(Step::Stop)),
+            // A stopped instance is changed without being started, then started if it should run.
+            (Stopped, "Stopped", "Restart", small.clone(), Ok(vec![retype.clone()])),
+            (Stopped, "Running", "OnNextStop", small.clone(), Ok(vec![retype])),
+            (Stopped, "Running", "Restart", serde_json::json!({}), Err(Step::Start)),
+            // What cannot change is left as it is (the condition says so).
+            (Running, "Running", "Restart", serde_json::json!({ "imageId": "ami-99999999" }), Err(Step::Steady)),
+            (Pending, "Running", "Restart", small, Err(Step::Wait("the instance is booting"))),
+        ];
+        for (state, power, policy, fields, step) in cases {
+            let spec = with(power, policy, fields.clone());
+            let planned = match plan(&spec, IMG, None, Some(&instance(state))) {
+                Step::Update(differences) => Ok(differences.into_iter().map(|d| d.fix).collect()),
+                other => Err(other),
+            };
+            assert_eq!(planned, step, "{state:?} {power} {policy} {fields}");
+        }
     }
 }

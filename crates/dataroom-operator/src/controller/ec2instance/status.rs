@@ -7,7 +7,9 @@ use serde_json::json;
 use crate::budget::Refusal;
 use crate::cloud::{Instance, InstanceState, ssh_secret_name};
 use crate::controller::{Context, Result};
-use crate::crd::{Ec2Instance, Ec2InstanceStatus, HostKeyPin, MANAGER, PowerState, set_condition};
+use super::network;
+use super::update::{Fix, differences};
+use crate::crd::{Ec2Instance, Ec2InstanceStatus, HostKeyPin, MANAGER, PowerState, UpdatePolicy, set_condition};
 
 /// What this reconcile saw and decided, as status needs it.
 #[derive(Debug, Default)]
@@ -29,6 +31,57 @@ pub fn budget_message(obj: &Ec2Instance) -> Option<String> {
     Some(c.message.clone())
 }
 
+/// Whether EC2 was changed outside the operator: the spec has not changed since `UpToDate` was
+/// last True (or since that drift was first seen) and yet EC2 differs.
+pub fn drifted(obj: &Ec2Instance) -> bool {
+    let Some(status) = &obj.status else { return false };
+    let Some(c) = status.conditions.iter().find(|c| c.type_ == "UpToDate") else { return false };
+    c.observed_generation == obj.metadata.generation && (c.status == "True" || c.reason == DRIFTED)
+}
+
+const DRIFTED: &str = "Drifted";
+
+/// `UpToDate`: whether EC2 runs what the spec says, and otherwise each differing field, both
+/// values, and what the operator is doing about it.
+fn up_to_date(obj: &Ec2Instance, ctx: &Context, report: &Report) -> (bool, &'static str, String) {
+    let live = report.instance.as_ref().filter(|i| !i.state.is_gone());
+    let Some(instance) = live else {
+        return match obj.spec.power_state {
+            PowerState::Running => (false, "NotLaunched", "no instance runs yet".into()),
+            PowerState::Stopped => (true, "UpToDate", "no instance, and none should run".into()),
+        };
+    };
+    let found = differences(&obj.spec, network::wanted(obj, ctx).as_deref(), instance);
+    if found.is_empty() {
+        return (true, "UpToDate", "EC2 runs what the spec says".into());
+    }
+    let running = instance.state.is_billed();
+    let waits = obj.spec.update_policy == UpdatePolicy::OnNextStop;
+    let mut reason = if drifted(obj) { DRIFTED } else { "Updating" };
+    let mut said = Vec::new();
+    for d in &found {
+        let doing = match &d.fix {
+            Fix::Immutable => "it cannot change on a live instance; recreate the object to change it",
+            fix if fix.needs_stop() && running && waits => "made at the next stop (updatePolicy OnNextStop)",
+            fix if fix.needs_stop() && running => "stopping the instance to make it, then starting it",
+            fix if fix.needs_stop() => "changing it while the instance is stopped",
+            _ => "changing it in place",
+        };
+        said.push(format!("{}: EC2 has {}, the spec asks {}; {doing}", d.field, d.have, d.want));
+    }
+    let stop_waits = found.iter().any(|d| d.fix.needs_stop()) && running && waits;
+    if let Some(refusal) = &report.refusal {
+        said.push(format!("held by the budget: {refusal}"));
+        reason = "BudgetRefused";
+    } else if stop_waits {
+        reason = "WaitingForStop";
+    }
+    if found.iter().any(|d| d.fix == Fix::Immutable) {
+        reason = "Immutable";
+    }
+    (false, reason, said.join("; "))
+}
+
 pub fn build(obj: &Ec2Instance, ctx: &Context, report: &Report) -> Ec2InstanceStatus {
     let generation = obj.metadata.generation;
     let old = obj.status.clone().unwrap_or_default();
@@ -36,10 +89,13 @@ pub fn build(obj: &Ec2Instance, ctx: &Context, report: &Report) -> Ec2InstanceSt
     let mut status = Ec2InstanceStatus {
         instance_id: live.map(|i| i.id.clone()),
         state: Some(live.map_or("none", |i| i.state.as_str()).to_string()),
+        instance_type: live.map(|i| i.instance_type.clone()),
+        image_id: live.map(|i| i.image_id.clone()),
+        security_group_ids: live.map(|i| i.security_group_ids.clone()),
         public_ip: live.and_then(|i| i.public_ip.clone()),
         private_ip: live.and_then(|i| i.private_ip.clone()),
         launch_time: live.and_then(|i| i.launch_time).map(|t| t.to_string()),
-        hourly_price_usd: ctx.gate.hourly_price(&obj.spec.instance_type),
+        hourly_price_usd: ctx.gate.hourly_price(live.map_or(&obj.spec.instance_type, |i| &i.instance_type)),
         key_pair_name: live.and_then(|i| i.key_name.clone()),
         ssh_key_secret: live.and_then(|i| i.key_name.as_deref()).map(ssh_secret_name),
         // The pin belongs to one instance: a replacement is trusted afresh.
@@ -81,6 +137,8 @@ pub fn build(obj: &Ec2Instance, ctx: &Context, report: &Report) -> Ec2InstanceSt
         (None, None) => (true, "Reconciled", "EC2 matches the spec or is converging to it".into()),
     };
     set_condition(conditions, "Synced", synced, reason, message.clone(), generation);
+    let (current, reason, why) = up_to_date(obj, ctx, report);
+    set_condition(conditions, "UpToDate", current, reason, why, generation);
     status.message = Some(match (budget, synced) {
         (Some(r), _) => format!("budget: {r}"),
         (None, false) => message,
