@@ -136,6 +136,12 @@ impl Harness {
         self.until(name, state, |o| o.status.as_ref().and_then(|s| s.state.as_deref()) == Some(state)).await
     }
 
+    /// The audit log's records so far.
+    pub fn audit(&self) -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(self.audit_dir.path().join("audit.jsonl")).unwrap_or_default();
+        text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+
     pub async fn gone(&self, name: &str) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while self.api.get_opt(name).await.unwrap().is_some() {
@@ -143,6 +149,19 @@ impl Harness {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// The object's condition of `type_`, if it has one.
+pub fn condition(
+    obj: &Ec2Instance,
+    type_: &str,
+) -> Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    obj.status.as_ref()?.conditions.iter().find(|c| c.type_ == type_).cloned()
+}
+
+/// Whether the object's condition `type_` has this status and reason.
+pub fn has_condition(obj: &Ec2Instance, type_: &str, status: &str, reason: &str) -> bool {
+    condition(obj, type_).is_some_and(|c| c.status == status && c.reason == reason)
 }
 
 impl Drop for Harness {

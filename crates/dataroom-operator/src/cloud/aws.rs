@@ -16,12 +16,12 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use jiff::Timestamp;
 
 use super::{
-    CloudError, ErrorKind, Image, Instance, InstanceState, KeyPair, LaunchRequest, Modification, RETAINED, Result,
-    SecretValue, TAG_MANAGED_BY, TAG_OWNER_UID, TAG_ROOT_VOLUME_GIB, classify,
+    CloudError, ErrorKind, Image, Instance, InstanceState, KeyPair, LaunchRequest, Modification, RETAINED,
+    Result, SecretValue, TAG_MANAGED_BY, TAG_OWNER_UID, TAG_ROOT_VOLUME_GIB, classify,
 };
 use super::{Imperative, Lifecycle};
-use crate::budget::{Reservation, VolumeGrowth};
 use crate::budget::pricing::ROOT_VOLUME_TYPE;
+use crate::budget::{Reservation, VolumeGrowth};
 
 #[derive(Clone, Debug)]
 pub struct AwsCloud {

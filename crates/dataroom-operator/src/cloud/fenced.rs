@@ -6,7 +6,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::network::{ManagedGroup, SecurityGroup};
-use super::{Cloud, CloudError, ErrorKind, Image, Instance, KeyPair, LaunchRequest, Modification, Result, SecretValue};
+use super::{
+    Cloud, CloudError, ErrorKind, Image, Instance, KeyPair, LaunchRequest, Modification, Result, SecretValue,
+};
 use super::{Imperative, Lifecycle};
 use crate::budget::{Reservation, VolumeGrowth};
 use crate::leader::Fence;

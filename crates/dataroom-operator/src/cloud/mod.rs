@@ -77,11 +77,20 @@ impl LaunchRequest {
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Modification {
-    InstanceType { instance_type: String },
-    UserData { user_data: Option<String> },
-    SecurityGroups { ids: Vec<String> },
+    InstanceType {
+        instance_type: String,
+    },
+    UserData {
+        user_data: Option<String>,
+    },
+    SecurityGroups {
+        ids: Vec<String>,
+    },
     /// CreateTags for `set`, DeleteTags for `remove`.
-    Tags { set: BTreeMap<String, String>, remove: Vec<String> },
+    Tags {
+        set: BTreeMap<String, String>,
+        remove: Vec<String>,
+    },
 }
 
 impl Modification {

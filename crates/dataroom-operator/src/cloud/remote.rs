@@ -17,7 +17,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::network::{ManagedGroup, SecurityGroup};
-use super::{CloudError, ErrorKind, Image, Instance, KeyPair, LaunchRequest, Modification, Result, SecretValue};
+use super::{
+    CloudError, ErrorKind, Image, Instance, KeyPair, LaunchRequest, Modification, Result, SecretValue,
+};
 use super::{Imperative, Lifecycle};
 use crate::budget::{Reservation, VolumeGrowth};
 

@@ -21,7 +21,11 @@ use serde::{Deserialize, Serialize};
     status = "Ec2InstanceStatus",
     printcolumn(name = "State", type_ = "string", json_path = ".status.state"),
     printcolumn(name = "Type", type_ = "string", json_path = ".status.instanceType"),
-    printcolumn(name = "UpToDate", type_ = "string", json_path = ".status.conditions[?(@.type==\"UpToDate\")].status"),
+    printcolumn(
+        name = "UpToDate",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"UpToDate\")].status"
+    ),
     printcolumn(name = "Instance", type_ = "string", json_path = ".status.instanceId"),
     printcolumn(name = "IP", type_ = "string", json_path = ".status.privateIp"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")

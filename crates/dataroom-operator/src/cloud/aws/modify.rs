@@ -4,7 +4,7 @@
 //! instance that is not stopped (`IncorrectInstanceState`).
 
 use aws_sdk_ec2::primitives::Blob;
-use aws_sdk_ec2::types::{AttributeValue, SecureBlobAttributeValue, Filter, Tag};
+use aws_sdk_ec2::types::{AttributeValue, Filter, SecureBlobAttributeValue, Tag};
 
 use super::{AwsCloud, sdk_error};
 use crate::cloud::{

@@ -138,7 +138,9 @@ impl FakeCloud {
                 return Err(not_stopped(id, instance.state));
             }
             match change {
-                Modification::InstanceType { instance_type } => instance.instance_type = instance_type.clone(),
+                Modification::InstanceType { instance_type } => {
+                    instance.instance_type = instance_type.clone()
+                }
                 Modification::UserData { user_data } => {
                     let hash = user_data_sha256(user_data.as_deref());
                     instance.tags.insert(TAG_USER_DATA_SHA256.into(), hash);
@@ -151,6 +153,15 @@ impl FakeCloud {
             }
             Ok(())
         })
+    }
+
+    /// Changes instance `id` as someone outside the operator would (in the console), with no call
+    /// counted and no state rule applied: drift for tests to make.
+    pub fn tamper(&self, id: &str, change: impl FnOnce(&mut Instance)) {
+        let mut state = self.state.lock().unwrap();
+        if let Some(f) = state.instances.get_mut(id) {
+            change(&mut f.instance);
+        }
     }
 
     /// ModifyVolume of the instance's root volume (any state but gone), and its size tag.

@@ -48,10 +48,12 @@ pub async fn update(
                 Ok(growth) => Call::Volume(growth),
                 Err(refusal) => return apply::refused(obj, ctx, action, refusal, report).await,
             },
-            Fix::Modify(Modification::SecurityGroups { ids }) => match network::vet(ctx, ids.clone()).await? {
-                Groups::Use(_) => Call::Modify,
-                Groups::Refused(why) => return network::refused(obj, ctx, action, why, report).await,
-            },
+            Fix::Modify(Modification::SecurityGroups { ids }) => {
+                match network::vet(ctx, ids.clone()).await? {
+                    Groups::Use(_) => Call::Modify,
+                    Groups::Refused(why) => return network::refused(obj, ctx, action, why, report).await,
+                }
+            }
             Fix::Modify(_) => Call::Modify,
             Fix::Immutable => continue,
         };

@@ -17,7 +17,9 @@ pub enum Step {
     Update(Vec<Difference>),
     /// Stop the running instance so that changes EC2 takes only from a stopped one can be made;
     /// `instance_type` is the new type, which the budget must allow before anything is stopped.
-    StopToUpdate { instance_type: Option<String> },
+    StopToUpdate {
+        instance_type: Option<String>,
+    },
     /// A transition is under way; look again soon.
     Wait(&'static str),
     /// Observed matches desired.
@@ -228,7 +230,13 @@ mod tests {
             (Stopped, "Running", "OnNextStop", small.clone(), Ok(vec![retype])),
             (Stopped, "Running", "Restart", serde_json::json!({}), Err(Step::Start)),
             // What cannot change is left as it is (the condition says so).
-            (Running, "Running", "Restart", serde_json::json!({ "imageId": "ami-99999999" }), Err(Step::Steady)),
+            (
+                Running,
+                "Running",
+                "Restart",
+                serde_json::json!({ "imageId": "ami-99999999" }),
+                Err(Step::Steady),
+            ),
             (Pending, "Running", "Restart", small, Err(Step::Wait("the instance is booting"))),
         ];
         for (state, power, policy, fields, step) in cases {

@@ -4,12 +4,14 @@ use kube::api::{Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
+use super::network;
+use super::update::{Fix, differences};
 use crate::budget::Refusal;
 use crate::cloud::{Instance, InstanceState, ssh_secret_name};
 use crate::controller::{Context, Result};
-use super::network;
-use super::update::{Fix, differences};
-use crate::crd::{Ec2Instance, Ec2InstanceStatus, HostKeyPin, MANAGER, PowerState, UpdatePolicy, set_condition};
+use crate::crd::{
+    Ec2Instance, Ec2InstanceStatus, HostKeyPin, MANAGER, PowerState, UpdatePolicy, set_condition,
+};
 
 /// What this reconcile saw and decided, as status needs it.
 #[derive(Debug, Default)]

@@ -37,7 +37,11 @@ pub struct Difference {
 
 /// Every difference between `spec` and `instance`. `groups` is the security groups the instance
 /// should have when that is known without asking EC2 (`None`: not compared).
-pub fn differences(spec: &Ec2InstanceSpec, groups: Option<&[String]>, instance: &Instance) -> Vec<Difference> {
+pub fn differences(
+    spec: &Ec2InstanceSpec,
+    groups: Option<&[String]>,
+    instance: &Instance,
+) -> Vec<Difference> {
     let mut found = Vec::new();
     let mut differ = |field, have: String, want: String, fix| {
         found.push(Difference { field, have, want, fix });
@@ -83,7 +87,9 @@ pub fn differences(spec: &Ec2InstanceSpec, groups: Option<&[String]>, instance: 
 pub fn fixed(instance: &Instance, fix: &Fix) -> Instance {
     let mut after = instance.clone();
     match fix {
-        Fix::Modify(Modification::InstanceType { instance_type }) => after.instance_type = instance_type.clone(),
+        Fix::Modify(Modification::InstanceType { instance_type }) => {
+            after.instance_type = instance_type.clone()
+        }
         Fix::Modify(Modification::UserData { user_data }) => {
             let hash = user_data_sha256(user_data.as_deref());
             after.tags.insert(crate::cloud::TAG_USER_DATA_SHA256.into(), hash);
@@ -184,21 +190,54 @@ mod tests {
     fn each_field_is_closed_its_own_way() {
         use Modification::*;
         let cases = [
-            (serde_json::json!({"instanceType": "t3.small"}), "instanceType", "t3.micro", "t3.small",
-             Fix::Modify(InstanceType { instance_type: "t3.small".into() })),
-            (serde_json::json!({"securityGroupIds": ["sg-2", "sg-1"]}), "securityGroupIds", "sg-1", "sg-2,sg-1",
-             Fix::Modify(SecurityGroups { ids: vec!["sg-2".into(), "sg-1".into()] })),
-            (serde_json::json!({"tags": {"team": "b", "env": "prod"}}), "tags", "{team=a}", "{env=prod,team=b}",
-             Fix::Modify(Tags { set: [("env".into(), "prod".into()), ("team".into(), "b".into())].into(), remove: vec![] })),
-            (serde_json::json!({"tags": {}}), "tags", "{team=a}", "{}",
-             Fix::Modify(Tags { set: BTreeMap::new(), remove: vec!["team".into()] })),
+            (
+                serde_json::json!({"instanceType": "t3.small"}),
+                "instanceType",
+                "t3.micro",
+                "t3.small",
+                Fix::Modify(InstanceType { instance_type: "t3.small".into() }),
+            ),
+            (
+                serde_json::json!({"securityGroupIds": ["sg-2", "sg-1"]}),
+                "securityGroupIds",
+                "sg-1",
+                "sg-2,sg-1",
+                Fix::Modify(SecurityGroups { ids: vec!["sg-2".into(), "sg-1".into()] }),
+            ),
+            (
+                serde_json::json!({"tags": {"team": "b", "env": "prod"}}),
+                "tags",
+                "{team=a}",
+                "{env=prod,team=b}",
+                Fix::Modify(Tags {
+                    set: [("env".into(), "prod".into()), ("team".into(), "b".into())].into(),
+                    remove: vec![],
+                }),
+            ),
+            (
+                serde_json::json!({"tags": {}}),
+                "tags",
+                "{team=a}",
+                "{}",
+                Fix::Modify(Tags { set: BTreeMap::new(), remove: vec!["team".into()] }),
+            ),
             (serde_json::json!({"rootVolumeGiB": 30}), "rootVolumeGiB", "20", "30", Fix::GrowVolume(30)),
             (serde_json::json!({"rootVolumeGiB": 10}), "rootVolumeGiB", "20", "10", Fix::Immutable),
-            (serde_json::json!({"imageId": "ami-22222222"}), "imageId", "ami-11111111", "ami-22222222", Fix::Immutable),
+            (
+                serde_json::json!({"imageId": "ami-22222222"}),
+                "imageId",
+                "ami-11111111",
+                "ami-22222222",
+                Fix::Immutable,
+            ),
         ];
         for (change, field, have, want, fix) in cases {
             let d = only(&with(change.clone()));
-            assert_eq!((d.field, d.have.as_str(), d.want.as_str(), &d.fix), (field, have, want, &fix), "{change}");
+            assert_eq!(
+                (d.field, d.have.as_str(), d.want.as_str(), &d.fix),
+                (field, have, want, &fix),
+                "{change}"
+            );
             assert_eq!(fixed(&running(), &fix) == running(), fix == Fix::Immutable, "{change}");
         }
     }
@@ -212,7 +251,10 @@ mod tests {
         assert!(d.fix.needs_stop());
         // Fixed, it matches; an instance from before the tag is taken to match.
         let after = fixed(&running(), &d.fix);
-        assert_eq!(differences(&with(serde_json::json!({"userData": "password=hunter2"})), None, &after), vec![]);
+        assert_eq!(
+            differences(&with(serde_json::json!({"userData": "password=hunter2"})), None, &after),
+            vec![]
+        );
         let mut untagged = running();
         untagged.tags.remove(TAG_USER_DATA_SHA256);
         assert_eq!(differences(&with(serde_json::json!({"userData": "other"})), None, &untagged), vec![]);
