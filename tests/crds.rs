@@ -40,7 +40,18 @@ fn ec2instance_schema_has_defaults_enums_patterns_and_bounds() {
         .iter()
         .map(|c| c["name"].as_str().unwrap())
         .collect();
-    assert_eq!(columns, ["State", "Type", "Instance", "IP", "Age"]);
+    assert_eq!(columns, ["State", "Type", "UpToDate", "Instance", "IP", "Age"]);
+    assert_eq!(p["updatePolicy"]["enum"], json!(["Restart", "OnNextStop"]));
+    assert_eq!(p["updatePolicy"]["default"], "Restart");
+    // The fields a live instance cannot change, as transition rules a real API server enforces.
+    let rules = spec["x-kubernetes-validations"].as_array().unwrap();
+    let paths: Vec<&str> = rules.iter().map(|r| r["fieldPath"].as_str().unwrap()).collect();
+    assert_eq!(paths, [".imageId", ".subnetId", ".dataRoom", ".rootVolumeGiB"]);
+    assert!(rules.iter().all(|r| r["rule"].as_str().unwrap().contains("oldSelf")), "transition rules");
+    // CEL's cost estimate needs bounded strings to compare.
+    for field in ["imageId", "subnetId", "dataRoom"] {
+        assert!(p[field]["maxLength"].as_u64().is_some(), "{field} has a maxLength");
+    }
 }
 
 #[test]

@@ -19,10 +19,10 @@ fn an_ec2instance_lives_its_whole_life_through_kubectl() {
     wait_state(&sandbox, "running");
     let table = sandbox.ok(&["get", "ec2"]);
     let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
-    assert_eq!(header, ["NAME", "STATE", "TYPE", "INSTANCE", "IP", "AGE"]);
+    assert_eq!(header, ["NAME", "STATE", "TYPE", "UPTODATE", "INSTANCE", "IP", "AGE"]);
     let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
-    assert_eq!(&row[..3], ["web", "running", "t3.micro"]);
-    assert!(row[3].starts_with("i-") && row[4].starts_with("127."), "{table}");
+    assert_eq!(&row[..4], ["web", "running", "t3.micro", "True"]);
+    assert!(row[4].starts_with("i-") && row[5].starts_with("127."), "{table}");
     let ip = sandbox.ok(&["get", "ec2", "web", "-o", "jsonpath={.status.publicIp}"]);
     assert!(!ip.is_empty());
 
@@ -30,8 +30,34 @@ fn an_ec2instance_lives_its_whole_life_through_kubectl() {
     wait_state(&sandbox, "stopped");
     sandbox.ok(&["patch", "ec2", "web", "--type", "merge", "-p", r#"{"spec":{"powerState":"Running"}}"#]);
     wait_state(&sandbox, "running");
+
+    // The bug of issue 16, as a user met it: a type change is made (stop, change, start), and the
+    // status names the new type only once EC2 runs it.
+    sandbox.ok(&["patch", "ec2", "web", "--type", "merge", "-p", r#"{"spec":{"instanceType":"t3.small"}}"#]);
+    sandbox.ok(&["wait", "ec2/web", "--for=jsonpath={.status.instanceType}=t3.small", "--timeout=60s"]);
+    sandbox.ok(&["wait", "ec2/web", "--for=condition=UpToDate", "--timeout=60s"]);
+    wait_state(&sandbox, "running");
+    let row = sandbox.ok(&["get", "ec2", "web", "--no-headers"]);
+    assert_eq!(
+        row.split_whitespace().take(4).collect::<Vec<_>>(),
+        ["web", "running", "t3.small", "True"],
+        "{row}"
+    );
+    // What cannot change is refused at the door, as a real API server refuses it.
+    let refused = sandbox.kubectl(&[
+        "patch",
+        "ec2",
+        "web",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"imageId":"ami-99999999"}}"#,
+    ]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && stderr.contains("spec.imageId is immutable"), "{stderr}");
+
     let described = sandbox.ok(&["describe", "ec2", "web"]);
-    for reason in ["Launched", "Stopped", "Started"] {
+    for reason in ["Launched", "Stopped", "Started", "Updated"] {
         assert!(described.contains(reason), "describe shows the {reason} event:\n{described}");
     }
     assert!(!described.contains("PRIVATE KEY"));
@@ -61,6 +87,10 @@ fn an_ec2instance_lives_its_whole_life_through_kubectl() {
     let (status, body) = support::sandbox::http_get_with(&url, &auth).unwrap();
     let view: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(
+        (view["instance_type"].as_str(), view["requested_instance_type"].as_str()),
+        (Some("t3.small"), Some("t3.small"))
+    );
+    assert_eq!(
         (status, view["status"].as_str(), view["public_ip"].as_str()),
         (
             200,
@@ -81,7 +111,23 @@ fn an_ec2instance_lives_its_whole_life_through_kubectl() {
             serde_json::from_str::<serde_json::Value>(l).unwrap()["action"].as_str().unwrap().to_string()
         })
         .collect();
-    let each_twice = ["launch", "launch", "stop", "stop", "start", "start", "terminate", "terminate"];
+    // Launch; stop and start; the type change's stop, update and start; termination.
+    let each_twice = [
+        "launch",
+        "launch",
+        "stop",
+        "stop",
+        "start",
+        "start",
+        "stop",
+        "stop",
+        "update",
+        "update",
+        "start",
+        "start",
+        "terminate",
+        "terminate",
+    ];
     assert_eq!(actions[0], "security-group.ensure", "the operator's group, before the first launch");
     assert_eq!(actions[1..], each_twice, "each EC2 mutation: its intent (started), then its outcome");
 }

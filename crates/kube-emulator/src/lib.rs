@@ -10,6 +10,7 @@ mod delete;
 mod discovery;
 mod events;
 mod http;
+mod page;
 mod patch;
 mod protobuf;
 mod rbac;

@@ -13,7 +13,7 @@ use super::select::Selector;
 use super::store::WatchEvent;
 use super::types::ResourceType;
 use super::{
-    ApiRequest, ApiServer, Reply, delete, discovery, events, failure, review, status_body, table, write,
+    ApiRequest, ApiServer, Reply, delete, discovery, events, failure, page, review, status_body, table, write,
 };
 
 /// Where a resource request points.
@@ -82,7 +82,7 @@ pub async fn route(server: &Arc<ApiServer>, req: ApiRequest) -> Reply {
         );
     }
     match (&req.method, target.name.is_some()) {
-        (&Method::GET, true) => get(server, &target),
+        (&Method::GET, true) => get(server, &target, &req),
         (&Method::GET, false) if flag(&req, "watch") => watch(server, &target, &req),
         (&Method::GET, false) => list(server, &target, &req),
         (&Method::POST, false) => write::create(server, &target, &req),
@@ -148,9 +148,14 @@ pub fn not_found(rt: &ResourceType, name: &str) -> Reply {
     Reply::Json(404, status_body(404, "NotFound", format!("{resource} \"{name}\" not found"), Some(details)))
 }
 
-fn get(server: &ApiServer, target: &Target) -> Reply {
+fn get(server: &ApiServer, target: &Target, req: &ApiRequest) -> Reply {
     let name = target.name.as_deref().unwrap_or_default();
     match server.store.get(&object_key(&target.rt, target.namespace.as_deref(), name)) {
+        // `kubectl get KIND NAME` asks for a one-row Table, as for a list.
+        Some(stored) if req.accept.contains("as=Table") => {
+            let rv = stored["metadata"]["resourceVersion"].as_str().and_then(|rv| rv.parse().ok());
+            Reply::Json(200, table::table(&target.rt, &[view(&target.rt, &stored)], rv.unwrap_or_default()))
+        }
         Some(stored) => Reply::Json(200, view(&target.rt, &stored)),
         None => not_found(&target.rt, name),
     }
@@ -172,18 +177,21 @@ fn list(server: &ApiServer, target: &Target, req: &ApiRequest) -> Reply {
     let (stored, rv) = server.store.list(&target.rt.key(), target.namespace.as_deref());
     let items: Vec<Value> =
         stored.iter().map(|o| view(&target.rt, o)).filter(|o| selector.matches(o)).collect();
-    if req.accept.contains("as=Table") {
-        return Reply::Json(200, table::table(&target.rt, &items, rv));
-    }
-    Reply::Json(
-        200,
-        json!({
+    let page = match page::page(items, rv, req) {
+        Ok(page) => page,
+        Err(reply) => return reply,
+    };
+    let mut list = match req.accept.contains("as=Table") {
+        true => table::table(&target.rt, &page.items, rv),
+        false => json!({
             "kind": format!("{}List", target.rt.kind),
             "apiVersion": target.rt.api_version(),
             "metadata": { "resourceVersion": rv.to_string() },
-            "items": items,
+            "items": page.items,
         }),
-    )
+    };
+    page.annotate(&mut list["metadata"]);
+    Reply::Json(200, list)
 }
 
 fn line(kind: &str, object: &Value) -> Bytes {

@@ -39,7 +39,10 @@ pub struct InstanceView {
     pub status: String,
     /// The declared power state.
     pub power_state: String,
+    /// The type EC2 runs (the spec's before launch).
     pub instance_type: String,
+    /// The type the spec asks for; differs from `instance_type` while a change is under way.
+    pub requested_instance_type: String,
     pub public_ip: Option<String>,
     pub private_ip: Option<String>,
     /// RFC 3339.
@@ -81,7 +84,11 @@ impl InstanceView {
                 (None, None) => "requested".into(),
             },
             power_state: power_state(object.spec.power_state).into(),
-            instance_type: object.spec.instance_type.clone(),
+            instance_type: live
+                .map(|i| i.instance_type.clone())
+                .or_else(|| recorded(|s| &s.instance_type))
+                .unwrap_or_else(|| object.spec.instance_type.clone()),
+            requested_instance_type: object.spec.instance_type.clone(),
             public_ip: live.map_or_else(|| recorded(|s| &s.public_ip), |i| i.public_ip.clone()),
             private_ip: live.map_or_else(|| recorded(|s| &s.private_ip), |i| i.private_ip.clone()),
             launch_time: launched.map(|t| t.to_string()),
