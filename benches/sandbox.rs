@@ -46,7 +46,49 @@ fn main() {
     println!("  resident memory, idle:            {idle:>8.1} MiB");
     println!("  {COUNT} Ec2Instances applied to running: {:>8.2} s", converged.as_secs_f64());
     println!("  resident memory, {COUNT} running:     {loaded:>8.1} MiB");
+    type_change(&sandbox);
     rooms(&sandbox);
+}
+
+/// `kubectl patch` of one instance's type to `UpToDate=True` with EC2 running the new type,
+/// beside its floor, a stop and a start through `kubectl patch` (a type change is a stop, a
+/// ModifyInstanceAttribute and a start); the median of five of each, among 100 running.
+fn type_change(sandbox: &sandbox::Sandbox) {
+    let patch = |spec: &str| {
+        sandbox.ok(&["patch", "ec2", "web-000", "--type", "merge", "-p", &format!(r#"{{"spec":{spec}}}"#)]);
+    };
+    let wait = |condition: &str| {
+        sandbox.ok(&["wait", "ec2/web-000", &format!("--for={condition}"), "--timeout=60s"]);
+    };
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let mut restarts = Vec::new();
+    let mut changes = Vec::new();
+    for (round, instance_type) in
+        ["t3.small", "t3.micro", "t3.small", "t3.micro", "t3.small"].iter().enumerate()
+    {
+        let started = Instant::now();
+        patch(r#"{"powerState":"Stopped"}"#);
+        wait("jsonpath={.status.state}=stopped");
+        patch(r#"{"powerState":"Running"}"#);
+        wait("jsonpath={.status.state}=running");
+        restarts.push(started.elapsed().as_secs_f64());
+
+        let started = Instant::now();
+        patch(&format!(r#"{{"instanceType":"{instance_type}"}}"#));
+        wait(&format!("jsonpath={{.status.instanceType}}={instance_type}"));
+        wait("jsonpath={.status.state}=running");
+        wait("condition=UpToDate");
+        changes.push(started.elapsed().as_secs_f64());
+        let generation = sandbox.ok(&["get", "ec2", "web-000", "-o", "jsonpath={.metadata.generation}"]);
+        assert_eq!(generation.trim(), (3 * round + 4).to_string(), "each patch changed the spec once");
+    }
+    let (restart, change) = (median(restarts), median(changes));
+    println!("  type change of a running instance (median of 5, kubectl patch to UpToDate=True):");
+    println!("    stop and start (the floor):      {restart:>6.2} s");
+    println!("    type change (stop, modify, start): {change:>4.2} s   ({:.2}× the floor)", change / restart);
 }
 
 /// Applies 20 DataRooms at once and reports apply → Ready, and the boot steps the controller
