@@ -26,7 +26,7 @@ $(VENV)/.installed: requirements-test.txt
 
 peers: $(VENV)/.installed /usr/sbin/sshd /usr/bin/wrk
 	@test -x $(DATAROOM_MOTO_SERVER) || { echo "moto_server missing after install"; exit 1; }
-	@$(VENV)/bin/python -c "import helm_python, kubernetes_validate" || { echo "helm-python-sdk or kubernetes-validate missing after install"; exit 1; }
+	@$(VENV)/bin/python -c "import helm_python, kubernetes_validate, kubernetes" || { echo "helm-python-sdk, kubernetes-validate or kubernetes missing after install"; exit 1; }
 	@test -x $(VENV)/bin/schemathesis || { echo "schemathesis missing after install"; exit 1; }
 
 # OpenSSH's sshd (the SSH/SFTP test peer) and wrk (the load generator), from Debian; CI runs as root.

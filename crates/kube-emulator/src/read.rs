@@ -123,8 +123,10 @@ fn is_review(segments: &[&str]) -> bool {
     )
 }
 
-fn flag(req: &ApiRequest, name: &str) -> bool {
-    matches!(req.query.get(name).map(String::as_str), Some("true" | "1"))
+/// A boolean query parameter as the API server reads one (Go's `strconv.ParseBool`: the Python
+/// client sends `watch=True`).
+pub(crate) fn flag(req: &ApiRequest, name: &str) -> bool {
+    matches!(req.query.get(name).map(String::as_str), Some("true" | "True" | "TRUE" | "t" | "T" | "1"))
 }
 
 /// An object as served through `rt` (events are converted between their two APIs).

@@ -413,7 +413,7 @@ pub fn patch(server: &Arc<ApiServer>, target: &Target, req: &ApiRequest) -> Repl
         if apply {
             let others = server.store.others_applied(&uid, &manager, &sub);
             let conflicts = patch::conflicts(&new, &body, &others);
-            if !conflicts.is_empty() && req.query.get("force").is_none_or(|f| f != "true") {
+            if !conflicts.is_empty() && !super::read::flag(req, "force") {
                 let message =
                     format!("Apply failed with {} conflict(s): {}", conflicts.len(), conflicts.join(", "));
                 return failure(409, "Conflict", message);
