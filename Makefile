@@ -24,17 +24,21 @@ $(VENV)/.installed: requirements-test.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-test.txt
 	touch $@
 
-peers: $(VENV)/.installed /usr/sbin/sshd /usr/bin/wrk
+peers: $(VENV)/.installed /usr/sbin/sshd /usr/bin/wrk /usr/bin/dig
 	@test -x $(DATAROOM_MOTO_SERVER) || { echo "moto_server missing after install"; exit 1; }
 	@$(VENV)/bin/python -c "import helm_python, kubernetes_validate, kubernetes" || { echo "helm-python-sdk, kubernetes-validate or kubernetes missing after install"; exit 1; }
 	@test -x $(VENV)/bin/schemathesis || { echo "schemathesis missing after install"; exit 1; }
 
-# OpenSSH's sshd (the SSH/SFTP test peer) and wrk (the load generator), from Debian; CI runs as root.
+# OpenSSH's sshd (the SSH/SFTP test peer), wrk (the load generator) and dig, from Debian; CI runs as root.
 /usr/sbin/sshd:
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server openssh-client
 
 /usr/bin/wrk:
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk
+
+# dig (the DNS client a user asks the sandbox's DNS server with), from Debian.
+/usr/bin/dig:
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dnsutils
 
 fmt:
 	cargo fmt --check

@@ -9,6 +9,8 @@ pub struct Sandbox {
     child: Child,
     pub dir: std::sync::Arc<tempfile::TempDir>,
     pub admin: String,
+    /// The simulated Route53's DNS port on 127.0.0.1 (UDP and TCP).
+    pub dns: u16,
     /// Seconds from spawn to /readyz answering 200.
     pub ready_after: f64,
 }
@@ -120,10 +122,11 @@ impl Sandbox {
         external_operator: Option<u16>,
         extra: &[&str],
     ) -> Self {
-        let (api, admin) = (free_port(), free_port());
+        let (api, admin, dns) = (free_port(), free_port(), free_port());
         let started = Instant::now();
         command.args(["sandbox", "--state-dir"]).arg(dir.path());
-        command.args(["--api-port", &api.to_string(), "--admin-port", &admin.to_string()]).args(extra);
+        command.args(["--api-port", &api.to_string(), "--admin-port", &admin.to_string()]);
+        command.args(["--dns-port", &dns.to_string()]).args(extra);
         if let Some(port) = external_operator {
             command.args(["--external-operator", &port.to_string()]);
         }
@@ -139,7 +142,7 @@ impl Sandbox {
             std::thread::sleep(Duration::from_millis(20));
         }
         let ready_after = started.elapsed().as_secs_f64();
-        Self { child, dir, admin, ready_after }
+        Self { child, dir, admin, dns, ready_after }
     }
 
     pub fn kubeconfig(&self) -> PathBuf {

@@ -37,6 +37,7 @@ pub struct Assembly {
     metrics: Arc<Metrics>,
     instance: Option<String>,
     fence: Option<Arc<Fence>>,
+    dns: Option<Arc<dyn crate::dns::Publisher>>,
 }
 
 impl Assembly {
@@ -53,6 +54,7 @@ impl Assembly {
             metrics: Arc::default(),
             instance: None,
             fence: None,
+            dns: None,
         }
     }
 
@@ -79,6 +81,11 @@ impl Assembly {
         Self { fence: Some(Arc::new(fence)), ..self }
     }
 
+    /// The zone Ready rooms are published in.
+    pub fn dns(self, zone: Arc<dyn crate::dns::Publisher>) -> Self {
+        Self { dns: Some(zone), ..self }
+    }
+
     /// Opens (and checks) the audit log, loads (or makes) the content key beside it, and wires the
     /// controller's context.
     pub fn build(self) -> anyhow::Result<Operator> {
@@ -95,7 +102,7 @@ impl Assembly {
         let reporter = Reporter { controller: crd::MANAGER.into(), instance: self.instance };
         let recorder = Recorder::new(self.client.clone(), reporter);
         let metrics = self.metrics.clone();
-        let ctx = Context::new(
+        let mut ctx = Context::new(
             self.client,
             cloud,
             gate,
@@ -106,6 +113,7 @@ impl Assembly {
             self.clock,
             content_key,
         );
+        ctx.dns = self.dns;
         Ok(Operator { ctx: Arc::new(ctx) })
     }
 }

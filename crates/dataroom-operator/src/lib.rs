@@ -10,6 +10,7 @@ pub mod cloud;
 pub mod config;
 pub mod controller;
 pub mod crd;
+pub mod dns;
 pub mod instance;
 pub mod leader;
 pub mod metrics;

@@ -3,6 +3,7 @@
 //! controller between them.
 
 mod banner;
+pub mod dns;
 mod health;
 pub mod instances;
 pub mod remote;
@@ -44,6 +45,10 @@ pub struct SandboxArgs {
     /// Port of the operator's HTTP endpoints (/healthz, /readyz, /metrics) on 127.0.0.1.
     #[arg(long, default_value_t = 8080)]
     pub admin_port: u16,
+    /// Port of the simulated Route53's DNS server (UDP and TCP) on 127.0.0.1: Ready rooms are
+    /// published in the zone `rooms.dataroom.test`.
+    #[arg(long, default_value_t = 5354)]
+    pub dns_port: u16,
     /// Run everything but the operator, and serve the simulated EC2 on 127.0.0.1:PORT to an
     /// operator in another process (`run --sandbox-cloud 127.0.0.1:PORT`): to measure it alone.
     #[arg(long, value_name = "PORT")]
@@ -185,6 +190,11 @@ pub async fn run(args: SandboxArgs) -> anyhow::Result<()> {
         }
         return saver.save();
     }
+    let zone = dns::SandboxZone::new();
+    let dns_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, args.dns_port));
+    let (dns_addr, dns_task) = zone.serve(dns_addr).await.with_context(|| {
+        format!("binding the simulated Route53's DNS server to {dns_addr} (try --dns-port)")
+    })?;
     let audit_path = dir.join("audit.jsonl");
     let settings = Settings {
         region: "us-east-1".into(),
@@ -203,6 +213,7 @@ pub async fn run(args: SandboxArgs) -> anyhow::Result<()> {
     };
     let operator = Assembly::new(client, fake, settings, audit_path.clone())
         .instance_name(Some("sandbox".into()))
+        .dns(zone)
         .build()?;
     let ready = Arc::new(AtomicBool::new(false));
     let admin_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, args.admin_port));
@@ -228,8 +239,17 @@ pub async fn run(args: SandboxArgs) -> anyhow::Result<()> {
     tokio::spawn(http);
 
     let controller = tokio::spawn(async move { operator.run(ready).await });
-    let banner =
-        Banner { started, resumed, dir, kubeconfig, api_addr, admin_addr, audit: audit_path, key_file };
+    let banner = Banner {
+        started,
+        resumed,
+        dir,
+        kubeconfig,
+        api_addr,
+        admin_addr,
+        dns_addr,
+        audit: audit_path,
+        key_file,
+    };
     println!("{banner}");
     let result = controller.await.context("the controller stopped unexpectedly")?;
     periodic.abort();
@@ -237,6 +257,7 @@ pub async fn run(args: SandboxArgs) -> anyhow::Result<()> {
     saver.save()?;
     http_handle.stop(true).await;
     api_task.abort();
+    dns_task.abort();
     result
 }
 

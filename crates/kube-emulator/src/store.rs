@@ -136,7 +136,14 @@ impl Store {
         let inner = self.inner.lock().unwrap();
         let objects: Vec<Value> =
             inner.objects.iter().map(|((t, ns, name), o)| serde_json::json!([t, ns, name, o])).collect();
-        serde_json::json!({ "resourceVersion": inner.rv, "objects": objects })
+        // Which fields each manager applied: a real API server keeps them in managedFields, so
+        // an apply after a restart still removes what the manager applied before and omits now.
+        let applied: Vec<Value> = inner
+            .applied
+            .iter()
+            .map(|((uid, m, sub), paths)| serde_json::json!([uid, m, sub, paths]))
+            .collect();
+        serde_json::json!({ "resourceVersion": inner.rv, "objects": objects, "applied": applied })
     }
 
     /// Replaces the contents with a snapshot. History starts empty, so older watches get 410.
@@ -148,6 +155,12 @@ impl Store {
         for entry in snapshot["objects"].as_array().into_iter().flatten() {
             let part = |i: usize| entry[i].as_str().unwrap_or_default().to_string();
             inner.objects.insert((part(0), part(1), part(2)), entry[3].clone());
+        }
+        inner.applied.clear();
+        for entry in snapshot["applied"].as_array().into_iter().flatten() {
+            let part = |i: usize| entry[i].as_str().unwrap_or_default().to_string();
+            let paths = serde_json::from_value(entry[3].clone()).unwrap_or_default();
+            inner.applied.insert((part(0), part(1), part(2)), paths);
         }
     }
 

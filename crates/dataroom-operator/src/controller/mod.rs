@@ -178,6 +178,8 @@ pub struct Context {
     pub managed_groups: Mutex<HashMap<Option<String>, String>>,
     /// The key of rooms' content hashes (`status.configHash`).
     pub content_key: dataroom::content::ContentKey,
+    /// The zone rooms are published in, if the operator publishes them.
+    pub dns: Option<Arc<dyn crate::dns::Publisher>>,
 }
 
 impl std::ops::Deref for Context {
@@ -236,6 +238,7 @@ impl Context {
             key_pairs: Mutex::default(),
             managed_groups: Mutex::default(),
             content_key,
+            dns: None,
         }
     }
 

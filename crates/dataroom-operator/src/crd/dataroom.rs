@@ -49,6 +49,22 @@ pub struct DataRoomSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 100000))]
     pub idle_timeout_minutes: Option<u32>,
+    /// How the room is published in DNS while it is Ready (when the operator has a zone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<RoomDns>,
+}
+
+/// The room's DNS name: `<name>.<namespace>.<zone>` unless `hostname` names the labels before
+/// the zone (`deals` gives `deals.<zone>`). A name another, older room has is refused.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RoomDns {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"),
+        length(max = 200)
+    )]
+    pub hostname: Option<String>,
 }
 
 fn default_config_path() -> String {
@@ -171,6 +187,9 @@ pub struct DataRoomStatus {
     pub reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
+    /// The DNS name the room is published under, while it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -6,6 +6,7 @@
 mod apply;
 mod configure;
 pub mod content;
+mod dns;
 mod health;
 mod observe;
 pub mod plan;
@@ -59,6 +60,8 @@ pub struct Memory {
     /// The room's generation after this controller's own change to its spec (the idle stop):
     /// a room object older than that is not acted on.
     pub own_generation: Option<i64>,
+    /// What this process last made the zone hold for the room (`None` after a start).
+    pub dns: Option<crate::dns::Record>,
 }
 
 /// A change this controller made to a room's Ec2Instance, by the instance object's UID.

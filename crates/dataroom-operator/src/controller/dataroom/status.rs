@@ -29,6 +29,32 @@ pub struct Report {
     pub healthy: Option<(bool, String)>,
     pub boot_seconds: Option<f64>,
     pub last_activity: Option<Timestamp>,
+    /// The room's DNS record, when the operator publishes rooms.
+    pub dns: Option<DnsReport>,
+}
+
+/// What the zone holds for the room: the `DnsPublished` condition and `status.dnsName`.
+#[derive(Debug)]
+pub struct DnsReport {
+    pub published: Option<String>,
+    pub condition: (bool, &'static str, String),
+}
+
+impl DnsReport {
+    pub fn published(name: String, address: Option<std::net::Ipv4Addr>) -> Self {
+        let to = address.map_or_else(String::new, |a| format!(" → {a}"));
+        Self { condition: (true, "Published", format!("{name}{to}")), published: Some(name) }
+    }
+    pub fn unpublished(name: String) -> Self {
+        let message = format!("{name} is published only while the room is Ready");
+        Self { published: None, condition: (false, "NotReady", message) }
+    }
+    pub fn refused(why: String) -> Self {
+        Self { published: None, condition: (false, "NameTaken", why) }
+    }
+    pub fn failed(why: String) -> Self {
+        Self { published: None, condition: (false, "PublishFailed", why) }
+    }
 }
 
 impl Report {
@@ -46,6 +72,7 @@ impl Report {
             healthy: None,
             boot_seconds: old.boot_seconds,
             last_activity: None,
+            dns: None,
         }
     }
 
@@ -81,6 +108,7 @@ pub fn build(room: &DataRoom, report: &Report) -> DataRoomStatus {
         phase: Some(report.phase.to_string()),
         reason: Some(idle.map_or_else(|| report.reason.clone(), str::to_string)),
         endpoint: report.endpoint.clone(),
+        dns_name: report.dns.as_ref().and_then(|d| d.published.clone()),
         instance_name: report.instance_name.clone(),
         instance_id: report.instance_id.clone(),
         boot_seconds: report.boot_seconds,
@@ -122,6 +150,9 @@ pub fn build(room: &DataRoom, report: &Report) -> DataRoomStatus {
         None => ("WithinBudget", "the budget allows this room's instance".to_string()),
     };
     set_condition(conditions, "BudgetAllowed", blocked.is_none(), reason, message, generation);
+    if let Some(DnsReport { condition: (published, reason, message), .. }) = &report.dns {
+        set_condition(conditions, "DnsPublished", *published, reason, message.clone(), generation);
+    }
     status
 }
 

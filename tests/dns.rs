@@ -1,0 +1,125 @@
+//! Rooms by name in the sandbox: the simulated Route53 answers real DNS queries (the real `dig`),
+//! with a Ready room's address, and NXDOMAIN once it stops or goes, across an operator restart in
+//! the middle; a hostname another room has is refused.
+
+mod support;
+
+use std::process::Command;
+
+use support::sandbox::Sandbox;
+
+const ZONE: &str = "rooms.dataroom.test";
+
+/// `dig`'s answer for `name`: the status (NOERROR, NXDOMAIN) and the A records.
+fn dig(sandbox: &Sandbox, name: &str) -> (String, Vec<String>) {
+    let port = sandbox.dns.to_string();
+    let output = Command::new("dig")
+        .args(["@127.0.0.1", "-p", &port, "+tries=1", "+time=2", "+noall", "+comments", "+answer", name, "A"])
+        .output()
+        .expect("dig is not installed: `make test` installs it (Debian's dnsutils)");
+    let text = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(output.status.success(), "dig failed: {text}{}", String::from_utf8_lossy(&output.stderr));
+    let status = text.split("status: ").nth(1).and_then(|s| s.split(',').next()).unwrap_or_default();
+    // Answer lines: NAME TTL CLASS TYPE DATA.
+    let answers = text
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|fields| fields.len() == 5 && fields[3] == "A" && !fields[0].starts_with(';'))
+        .map(|fields| fields[4].to_string())
+        .collect();
+    (status.to_string(), answers)
+}
+
+fn room_field(sandbox: &Sandbox, room: &str, path: &str) -> String {
+    sandbox.ok(&["get", "dr", room, "-o", &format!("jsonpath={{{path}}}")])
+}
+
+fn wait_phase(sandbox: &Sandbox, room: &str, phase: &str) {
+    sandbox.ok(&[
+        "wait",
+        &format!("dr/{room}"),
+        &format!("--for=jsonpath={{.status.phase}}={phase}"),
+        "--timeout=60s",
+    ]);
+}
+
+#[test]
+fn a_ready_room_answers_by_name_and_is_gone_once_stopped_or_deleted() {
+    let sandbox = Sandbox::start();
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/dataroom.yaml");
+    sandbox.ok(&["apply", "-f", example]);
+    wait_phase(&sandbox, "investor-x", "Ready");
+    let name = format!("investor-x.default.{ZONE}");
+    sandbox.ok(&[
+        "wait",
+        "dr/investor-x",
+        &format!("--for=jsonpath={{.status.dnsName}}={name}"),
+        "--timeout=30s",
+    ]);
+    let endpoint = room_field(&sandbox, "investor-x", ".status.endpoint");
+    let address = endpoint.split(':').next().unwrap().to_string();
+    let answer = dig(&sandbox, &name);
+    assert_eq!(answer, ("NOERROR".to_string(), vec![address.clone()]), "Ready: published");
+    assert_eq!(dig(&sandbox, &format!("nobody.default.{ZONE}")).0, "NXDOMAIN");
+
+    // Stopped while the operator is down: the restarted operator removes the record.
+    let sandbox = {
+        let stopped = sandbox.ok(&[
+            "patch",
+            "dr",
+            "investor-x",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"state":"Stopped"}}"#,
+        ]);
+        assert!(stopped.contains("patched"));
+        sandbox.restart()
+    };
+    wait_phase(&sandbox, "investor-x", "Stopped");
+    sandbox.ok(&["wait", "dr/investor-x", "--for=condition=DnsPublished=false", "--timeout=30s"]);
+    assert_eq!(dig(&sandbox, &name).0, "NXDOMAIN", "Stopped: gone");
+    assert_eq!(room_field(&sandbox, "investor-x", ".status.dnsName"), "");
+
+    // Running again: back, at its new instance's address.
+    sandbox.ok(&["patch", "dr", "investor-x", "--type", "merge", "-p", r#"{"spec":{"state":"Running"}}"#]);
+    wait_phase(&sandbox, "investor-x", "Ready");
+    sandbox.ok(&["wait", "dr/investor-x", "--for=condition=DnsPublished", "--timeout=30s"]);
+    let address =
+        room_field(&sandbox, "investor-x", ".status.endpoint").split(':').next().unwrap().to_string();
+    assert_eq!(dig(&sandbox, &name).1, vec![address]);
+
+    // A second room asking for a name the first has (by its own hostname) is refused.
+    let second = r#"{"apiVersion":"dataroom.dev/v1alpha1","kind":"DataRoom","metadata":{"name":"copycat"},
+        "spec":{"config":{"inline":{"room":"copycat"}},"dns":{"hostname":"investor-x.default"},"healthCheck":{"periodSeconds":1}}}"#;
+    let file = sandbox.dir.path().join("copycat.json");
+    std::fs::write(&file, second).unwrap();
+    sandbox.ok(&["apply", "-f", file.to_str().unwrap()]);
+    wait_phase(&sandbox, "copycat", "Ready");
+    sandbox.ok(&["wait", "dr/copycat", "--for=condition=DnsPublished=false", "--timeout=30s"]);
+    let message = room_field(&sandbox, "copycat", r#".status.conditions[?(@.type=="DnsPublished")].message"#);
+    assert!(message.contains("belongs to the room default/investor-x"), "{message}");
+    let reason = room_field(&sandbox, "copycat", r#".status.conditions[?(@.type=="DnsPublished")].reason"#);
+    assert_eq!(reason, "NameTaken");
+    let first = room_field(&sandbox, "investor-x", ".status.endpoint").split(':').next().unwrap().to_string();
+    assert_eq!(dig(&sandbox, &name).1, vec![first], "the first room keeps its name");
+
+    // The owner deleted: the name passes to the room that asked for it next; deleted too: gone.
+    sandbox.ok(&["delete", "dr", "investor-x", "--timeout=60s"]);
+    let copycat = room_field(&sandbox, "copycat", ".status.endpoint").split(':').next().unwrap().to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while dig(&sandbox, &name).1 != [copycat.clone()] {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the name never passed to copycat: {:?}",
+            dig(&sandbox, &name)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    sandbox.ok(&["delete", "dr", "copycat", "--timeout=60s"]);
+    assert_eq!(dig(&sandbox, &name).0, "NXDOMAIN", "deleted: gone");
+    let audit = std::fs::read_to_string(sandbox.dir.path().join("audit.jsonl")).unwrap();
+    let count =
+        |action: &str| audit.lines().filter(|l| l.contains(&format!("\"action\":\"{action}\""))).count();
+    assert!(count("dns.publish") >= 2 && count("dns.unpublish") >= 2, "{audit}");
+}
