@@ -61,6 +61,13 @@ fn a_ready_room_answers_by_name_and_is_gone_once_stopped_or_deleted() {
     let answer = dig(&sandbox, &name);
     assert_eq!(answer, ("NOERROR".to_string(), vec![address.clone()]), "Ready: published");
     assert_eq!(dig(&sandbox, &format!("nobody.default.{ZONE}")).0, "NXDOMAIN");
+    // In the cluster: a Service of the room's name, and an EndpointSlice to its instance.
+    let port = sandbox.ok(&["get", "svc", "investor-x", "-o", "jsonpath={.spec.ports[0].port}"]);
+    assert_eq!(port, "8000");
+    let slice = ["get", "endpointslices.discovery.k8s.io", "investor-x-instance", "-o"];
+    let slice_field = |path: &str| sandbox.ok(&[&slice[..], &[&format!("jsonpath={{{path}}}")]].concat());
+    assert_eq!(slice_field(".endpoints[0].addresses[0]"), address);
+    assert_eq!(slice_field(".metadata.labels.kubernetes\\.io/service-name"), "investor-x");
 
     // Stopped while the operator is down: the restarted operator removes the record.
     let sandbox = {
@@ -80,6 +87,11 @@ fn a_ready_room_answers_by_name_and_is_gone_once_stopped_or_deleted() {
     sandbox.ok(&["wait", "dr/investor-x", "--for=condition=DnsPublished=false", "--timeout=30s"]);
     assert_eq!(dig(&sandbox, &name).0, "NXDOMAIN", "Stopped: gone");
     assert_eq!(room_field(&sandbox, "investor-x", ".status.dnsName"), "");
+    let gone = sandbox.kubectl(&["get", "svc", "investor-x"]);
+    assert!(
+        String::from_utf8_lossy(&gone.stderr).contains("NotFound"),
+        "the Service goes with the room's readiness"
+    );
 
     // Running again: back, at its new instance's address.
     sandbox.ok(&["patch", "dr", "investor-x", "--type", "merge", "-p", r#"{"spec":{"state":"Running"}}"#]);

@@ -34,7 +34,10 @@ VALUE_SETS = {
         "metrics": {"serviceMonitor": {"enabled": True}},
         "budget": {"writableThroughApi": True},
     },
-    "own-tls": {"tls": {"existingSecret": "my-tls"}, "admin": {"kubernetesIdentities": False}, "rbac": {"userRoles": False}},
+    "own-tls": {
+        "tls": {"existingSecret": "my-tls"}, "admin": {"kubernetesIdentities": False}, "rbac": {"userRoles": False},
+        "dns": {"roomServices": False},
+    },
     "trial": {
         "persistence": {"enabled": False}, "admin": {"enabled": False}, "networkPolicy": {"enabled": False},
         "tls": {"enabled": False},
@@ -141,6 +144,8 @@ def check_archive(where, doc, values):
     network = values.get("network", {})
     if env.get("DATAROOM_MANAGED_SECURITY_GROUP") != str(network.get("managedSecurityGroup", True)).lower():
         fail(where, "DATAROOM_MANAGED_SECURITY_GROUP does not follow network.managedSecurityGroup")
+    if env.get("DATAROOM_ROOM_SERVICES") != str(values.get("dns", {}).get("roomServices", True)).lower():
+        fail(where, "DATAROOM_ROOM_SERVICES does not follow dns.roomServices")
     cidrs = ",".join(network.get("operatorCidrs", [])) or None
     if env.get("DATAROOM_OPERATOR_CIDRS") != cidrs:
         fail(where, f"DATAROOM_OPERATOR_CIDRS is {env.get('DATAROOM_OPERATOR_CIDRS')!r}, expected {cidrs!r}")
@@ -193,6 +198,12 @@ def check_grants(name, docs, values):
     identities = admin and values.get("admin", {}).get("kubernetesIdentities", True)
     if granted("tokenreviews", "create") != identities or granted("subjectaccessreviews", "create") != identities:
         fail(name, f"token and access reviews granted {not identities} with kubernetesIdentities={identities}")
+    # In the watched namespace's Role with watchNamespace, else in the ClusterRole.
+    room_rules = [r for d in docs if d["kind"] in ("Role", "ClusterRole") and d["metadata"]["name"].startswith(SERVICE) for r in d["rules"]]
+    in_rooms = lambda resource, verb: any(resource in r["resources"] and verb in r["verbs"] for r in room_rules)
+    services = values.get("dns", {}).get("roomServices", True)
+    if in_rooms("services", "patch") != services or in_rooms("endpointslices", "patch") != services:
+        fail(name, f"Services and EndpointSlices granted {not services} with roomServices={services}")
     writable = admin and values.get("budget", {}).get("writableThroughApi", False)
     if granted("ec2budgets", "update") != writable:
         fail(name, f"budget update granted {not writable} with writableThroughApi={writable}")

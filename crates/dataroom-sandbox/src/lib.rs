@@ -201,6 +201,7 @@ pub async fn run(args: SandboxArgs) -> anyhow::Result<()> {
         default_image_id: Some(SANDBOX_IMAGE.into()),
         poll_interval: Duration::from_secs(5),
         orphan_grace: Some(Duration::from_secs(60)),
+        room_services: true,
         ssh: SshSettings { port: instances::SSH_PORT, ..Default::default() },
         // As the chart runs it: instances get the operator's own group, which admits SSH and the
         // health port from the simulated VPC (the loopback network) only.

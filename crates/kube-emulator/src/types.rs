@@ -111,6 +111,7 @@ pub fn builtins() -> Vec<ResourceType> {
     ];
     let inert = [
         ("", "v1", "Service", "services", true, &["svc"][..]),
+        ("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", true, &[][..]),
         ("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", true, &["pvc"][..]),
         ("", "v1", "Pod", "pods", true, &["po"][..]),
         ("apps", "v1", "Deployment", "deployments", true, &["deploy"][..]),

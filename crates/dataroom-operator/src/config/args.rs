@@ -36,6 +36,10 @@ pub struct RunArgs {
     /// port 22 to the internet are refused either way.
     #[arg(long, env = "DATAROOM_MANAGED_SECURITY_GROUP")]
     pub managed_security_group: bool,
+    /// Give each Ready DataRoom a Service of its name without a selector, and an EndpointSlice
+    /// pointing it at the room's instance, so that in-cluster clients reach NAME.NAMESPACE.svc.
+    #[arg(long, env = "DATAROOM_ROOM_SERVICES")]
+    pub room_services: bool,
     /// TCP ports the managed group opens: SSH and the rooms' health port.
     #[arg(
         long,

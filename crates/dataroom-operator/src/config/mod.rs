@@ -166,6 +166,7 @@ impl Config {
                     sources: args.operator_cidrs.clone(),
                 }
             }),
+            room_services: args.room_services,
             poll_interval: args.poll_interval,
             namespace: args.namespace,
             orphan_grace: (!args.orphan_grace.is_zero()).then_some(args.orphan_grace),

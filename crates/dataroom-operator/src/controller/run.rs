@@ -46,6 +46,9 @@ pub struct Settings {
     /// The operator's own namespace (the chart's release namespace), when it is named: objects
     /// there are never reconciled, as it holds the operator's keys and credentials.
     pub own_namespace: Option<String>,
+    /// A Ready room gets a selector-less Service and an EndpointSlice to its instance
+    /// (`<name>.<namespace>.svc` in the cluster).
+    pub room_services: bool,
 }
 
 impl Settings {

@@ -27,6 +27,7 @@ pub async fn converge(room: &DataRoom, ctx: &Context, deleting: bool) -> Result<
         report.set(Phase::Failed, e.to_string());
     }
     super::dns::settle(room, ctx, deleting, &mut memory, &mut report).await?;
+    super::service::settle(room, ctx, deleting, &mut memory, &report).await?;
     let recorded = transition(room, ctx, &report, &memory).await;
     // Kept even if the status write fails: what was pushed and recorded stays pushed and recorded.
     memory.written = Some((report.phase.to_string(), report.reason.clone())).filter(|_| recorded.is_ok());

@@ -10,6 +10,7 @@ mod dns;
 mod health;
 mod observe;
 pub mod plan;
+mod service;
 mod status;
 
 use std::sync::Arc;
@@ -62,6 +63,9 @@ pub struct Memory {
     pub own_generation: Option<i64>,
     /// What this process last made the zone hold for the room (`None` after a start).
     pub dns: Option<crate::dns::Record>,
+    /// The address the room's Service last pointed at (`Some(None)`: removed), as this process
+    /// made it; `None` after a start.
+    pub service_published: Option<Option<std::net::Ipv4Addr>>,
 }
 
 /// A change this controller made to a room's Ec2Instance, by the instance object's UID.
