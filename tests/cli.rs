@@ -24,6 +24,20 @@ fn bad_settings_are_refused_before_anything_starts() {
     let out = operator(&["run", "--max-concurrent-reconciles", "0"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("1..=1000"), "{:?}", out.stderr);
+    let out = operator(&["run", "--dns-provider", "external-dns", "--dns-zone", "Rooms_Example"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a DNS zone"), "{:?}", out.stderr);
+    let out = operator(&["run", "--dns-provider", "external-dns"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--dns-provider needs --dns-zone"),
+        "{:?}",
+        out.stderr
+    );
+    let out = operator(&["run", "--dns-zone", "rooms.example.com"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--dns-zone needs --dns-provider"),
+        "{:?}",
+        out.stderr
+    );
 }
 
 #[test]

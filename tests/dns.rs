@@ -135,3 +135,36 @@ fn a_ready_room_answers_by_name_and_is_gone_once_stopped_or_deleted() {
         |action: &str| audit.lines().filter(|l| l.contains(&format!("\"action\":\"{action}\""))).count();
     assert!(count("dns.publish") >= 2 && count("dns.unpublish") >= 2, "{audit}");
 }
+
+/// `--dns-provider external-dns`: one DNSEndpoint per name, as ExternalDNS's CRD source reads it,
+/// replaced when the address changes and deleted when the room goes.
+#[tokio::test]
+async fn external_dns_gets_a_dns_endpoint_per_published_room() {
+    use dataroom_operator::dns::Publisher;
+    use dataroom_operator::dns::external::ExternalDns;
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
+
+    let server = kube_emulator::ApiServer::new();
+    let client = server.client();
+    let crd: CustomResourceDefinition =
+        serde_yaml::from_str(include_str!("fixtures/dnsendpoint-crd.yaml")).unwrap();
+    Api::<CustomResourceDefinition>::all(client.clone()).create(&PostParams::default(), &crd).await.unwrap();
+    let zone = ExternalDns::new(client.clone(), "default", "rooms.example.com");
+    let name = "investor-x.default.rooms.example.com";
+    zone.publish(name, "10.0.0.5".parse().unwrap()).await.unwrap();
+    zone.publish(name, "10.0.0.6".parse().unwrap()).await.unwrap();
+    let gvk = GroupVersionKind::gvk("externaldns.k8s.io", "v1alpha1", "DNSEndpoint");
+    let api: Api<DynamicObject> = Api::namespaced_with(client, "default", &ApiResource::from_gvk(&gvk));
+    let endpoint = api.get(name).await.unwrap();
+    let endpoints = &endpoint.data["spec"]["endpoints"];
+    assert_eq!(endpoints.as_array().unwrap().len(), 1, "{endpoints}");
+    assert_eq!(endpoints[0]["dnsName"], name);
+    assert_eq!(
+        (&endpoints[0]["recordType"], &endpoints[0]["targets"]),
+        (&serde_json::json!("A"), &serde_json::json!(["10.0.0.6"]))
+    );
+    zone.unpublish(name).await.unwrap();
+    assert!(api.get_opt(name).await.unwrap().is_none(), "deleted with the room");
+    zone.unpublish(name).await.unwrap();
+}

@@ -20,6 +20,7 @@ VALUE_SETS = {
     "defaults": {},
     "irsa": {
         "serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": ROLE_ARN}},
+        "dns": {"provider": "external-dns", "zone": "rooms.example.com"},
         "watchNamespace": "rooms",
         "audit": {"archive": {"bucket": "dr-audit"}},
         "network": {"operatorCidrs": ["10.20.0.0/16", "fd00:10::/64"]},
@@ -54,6 +55,8 @@ REFUSED = {
     "checkpoint interval": ({"audit": {"checkpointIntervalSeconds": 7200}}, "checkpointIntervalSeconds"),
     "cert-manager without an issuer": ({"tls": {"certManager": {"enabled": True}}}, "issuerName"),
     "the whole internet as the operator's range": ({"network": {"operatorCidrs": ["0.0.0.0/0"]}}, "operatorCidrs"),
+    "a DNS provider without a zone": ({"dns": {"provider": "external-dns"}}, "dns.zone"),
+    "an unknown DNS provider": ({"dns": {"provider": "bind", "zone": "rooms.example.com"}}, "provider"),
 }
 SERVICE = "dr-dataroom-operator"
 KUBE_VERSION = "1.30.0"
@@ -146,6 +149,9 @@ def check_archive(where, doc, values):
         fail(where, "DATAROOM_MANAGED_SECURITY_GROUP does not follow network.managedSecurityGroup")
     if env.get("DATAROOM_ROOM_SERVICES") != str(values.get("dns", {}).get("roomServices", True)).lower():
         fail(where, "DATAROOM_ROOM_SERVICES does not follow dns.roomServices")
+    dns = values.get("dns", {})
+    if (env.get("DATAROOM_DNS_PROVIDER"), env.get("DATAROOM_DNS_ZONE")) != (dns.get("provider") or None, dns.get("zone") if dns.get("provider") else None):
+        fail(where, "DATAROOM_DNS_PROVIDER and DATAROOM_DNS_ZONE do not follow dns.provider and dns.zone")
     cidrs = ",".join(network.get("operatorCidrs", [])) or None
     if env.get("DATAROOM_OPERATOR_CIDRS") != cidrs:
         fail(where, f"DATAROOM_OPERATOR_CIDRS is {env.get('DATAROOM_OPERATOR_CIDRS')!r}, expected {cidrs!r}")
@@ -201,6 +207,8 @@ def check_grants(name, docs, values):
     # In the watched namespace's Role with watchNamespace, else in the ClusterRole.
     room_rules = [r for d in docs if d["kind"] in ("Role", "ClusterRole") and d["metadata"]["name"].startswith(SERVICE) for r in d["rules"]]
     in_rooms = lambda resource, verb: any(resource in r["resources"] and verb in r["verbs"] for r in room_rules)
+    if in_rooms("dnsendpoints", "patch") != bool(values.get("dns", {}).get("provider")):
+        fail(name, "DNSEndpoints granted without dns.provider, or not granted with it")
     services = values.get("dns", {}).get("roomServices", True)
     if in_rooms("services", "patch") != services or in_rooms("endpointslices", "patch") != services:
         fail(name, f"Services and EndpointSlices granted {not services} with roomServices={services}")

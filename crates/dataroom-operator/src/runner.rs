@@ -44,6 +44,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     // The audit log is opened here, by the leader only, so that it continues the chain the
     // previous leader left.
     let mut assembly = Assembly::new(client.clone(), cloud, config.settings, config.audit_log);
+    if let Some(zone) = &config.dns_zone {
+        let zone = crate::dns::external::ExternalDns::new(client.clone(), &home, zone);
+        assembly = assembly.dns(Arc::new(zone));
+    }
     if let Some(fence) = fence {
         assembly = assembly.fence(fence);
     }

@@ -40,6 +40,14 @@ pub struct RunArgs {
     /// pointing it at the room's instance, so that in-cluster clients reach NAME.NAMESPACE.svc.
     #[arg(long, env = "DATAROOM_ROOM_SERVICES")]
     pub room_services: bool,
+    /// Where Ready DataRooms are published by name: `external-dns`, a DNSEndpoint per room in the
+    /// operator's namespace for ExternalDNS's CRD source (`--source=crd`). Needs --dns-zone.
+    #[arg(long, env = "DATAROOM_DNS_PROVIDER", value_enum)]
+    pub dns_provider: Option<DnsProvider>,
+    /// The zone rooms are published in (`rooms.example.com`): as NAME.NAMESPACE.ZONE, or as
+    /// HOSTNAME.ZONE when the room sets spec.dns.hostname.
+    #[arg(long, env = "DATAROOM_DNS_ZONE", value_parser = dns_zone)]
+    pub dns_zone: Option<String>,
     /// TCP ports the managed group opens: SSH and the rooms' health port.
     #[arg(
         long,
@@ -203,5 +211,28 @@ fn parse_seconds(s: &str) -> Result<Duration, String> {
     match s.parse::<u64>() {
         Ok(n) if (1..=3600).contains(&n) => Ok(Duration::from_secs(n)),
         _ => Err("expected whole seconds between 1 and 3600".into()),
+    }
+}
+
+/// How rooms are published in DNS.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DnsProvider {
+    /// A `DNSEndpoint` object per room, which ExternalDNS publishes.
+    ExternalDns,
+}
+
+/// A DNS zone: lower-case labels of letters, digits and inner hyphens, dot-separated.
+fn dns_zone(text: &str) -> Result<String, String> {
+    let label = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    let zone = text.trim_end_matches('.');
+    match zone.len() <= 200 && zone.split('.').all(label) {
+        true => Ok(zone.to_string()),
+        false => Err(format!("{text:?} is not a DNS zone (lower-case labels such as rooms.example.com)")),
     }
 }

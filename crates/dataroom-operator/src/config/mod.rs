@@ -38,6 +38,8 @@ pub struct Config {
     pub election: Option<Election>,
     /// Namespace of the Lease and the checkpoint ConfigMap (default: the client's).
     pub home_namespace: Option<String>,
+    /// The zone Ready rooms are published in through ExternalDNS, if they are.
+    pub dns_zone: Option<String>,
 }
 
 /// Where EC2 is.
@@ -188,6 +190,14 @@ impl Config {
             checkpoints,
             election,
             home_namespace: args.lease_namespace,
+            dns_zone: match (args.dns_provider, args.dns_zone) {
+                (Some(args::DnsProvider::ExternalDns), Some(zone)) => Some(zone),
+                (Some(_), None) => {
+                    anyhow::bail!("--dns-provider needs --dns-zone: the zone rooms are published in")
+                }
+                (None, Some(_)) => anyhow::bail!("--dns-zone needs --dns-provider (external-dns)"),
+                (None, None) => None,
+            },
         })
     }
 }

@@ -9,6 +9,8 @@ use async_trait::async_trait;
 
 use crate::cloud::CloudError;
 
+pub mod external;
+
 /// The zone a room is published in: creates, replaces and removes A records. Removing a name
 /// that has no record succeeds.
 #[async_trait]
