@@ -104,6 +104,10 @@ pub struct IamPolicyArgs {
     /// locked objects there and read them back, never delete them or shorten their lock.
     #[arg(long)]
     pub audit_bucket: Option<String>,
+    /// The Route53 hosted zone rooms are published in (`run --dns-provider route53`): the
+    /// operator may change and list its records, and no other zone's.
+    #[arg(long)]
+    pub route53_zone: Option<String>,
 }
 
 fn parse_account(s: &str) -> Result<String, String> {

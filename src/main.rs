@@ -45,6 +45,7 @@ async fn main() -> ExitCode {
                 account: args.account,
                 buckets: args.s3_buckets,
                 audit_bucket: args.audit_bucket,
+                route53_zone: args.route53_zone,
             };
             let policy = dataroom_operator::cloud::iam::policy(&scope);
             println!("{}", serde_json::to_string_pretty(&policy).expect("JSON"));

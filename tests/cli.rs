@@ -32,6 +32,12 @@ fn bad_settings_are_refused_before_anything_starts() {
         "{:?}",
         out.stderr
     );
+    let out = operator(&["run", "--dns-provider", "route53", "--dns-zone", "rooms.example.com"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("needs --route53-hosted-zone-id"),
+        "{:?}",
+        out.stderr
+    );
     let out = operator(&["run", "--dns-zone", "rooms.example.com"]);
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("--dns-zone needs --dns-provider"),

@@ -168,3 +168,35 @@ async fn external_dns_gets_a_dns_endpoint_per_published_room() {
     assert!(api.get_opt(name).await.unwrap().is_none(), "deleted with the room");
     zone.unpublish(name).await.unwrap();
 }
+
+/// `--dns-provider route53` against moto: UPSERT, a second UPSERT that moves the name, and DELETE
+/// of the record as it stands; removing a missing name succeeds.
+#[tokio::test]
+async fn route53_holds_one_a_record_per_published_room() {
+    use dataroom_operator::dns::Publisher;
+    use dataroom_operator::dns::route53::Route53;
+
+    let moto = support::moto::Moto::start();
+    let config = moto.config().await;
+    let route53 = aws_sdk_route53::Client::new(&config);
+    let created =
+        route53.create_hosted_zone().name("rooms.example.com").caller_reference("dns-test").send().await;
+    let zone_id = created.unwrap().hosted_zone.unwrap().id.trim_start_matches("/hostedzone/").to_string();
+    let zone = Route53::with_config(&config, &zone_id, "rooms.example.com");
+    let name = "investor-x.default.rooms.example.com";
+    let records = || async {
+        let listed = route53.list_resource_record_sets().hosted_zone_id(&zone_id).send().await.unwrap();
+        let a =
+            listed.resource_record_sets.into_iter().filter(|s| s.r#type == aws_sdk_route53::types::RrType::A);
+        a.map(|s| {
+            (s.name, s.resource_records.unwrap_or_default().into_iter().map(|r| r.value).collect::<Vec<_>>())
+        })
+        .collect::<Vec<_>>()
+    };
+    zone.publish(name, "10.0.0.5".parse().unwrap()).await.unwrap();
+    zone.publish(name, "10.0.0.6".parse().unwrap()).await.unwrap();
+    assert_eq!(records().await, vec![(format!("{name}."), vec!["10.0.0.6".to_string()])]);
+    zone.unpublish(name).await.unwrap();
+    assert_eq!(records().await, vec![], "deleted with the room");
+    zone.unpublish(name).await.unwrap();
+}

@@ -25,7 +25,10 @@ VALUE_SETS = {
         "audit": {"archive": {"bucket": "dr-audit"}},
         "network": {"operatorCidrs": ["10.20.0.0/16", "fd00:10::/64"]},
     },
-    "ha": {"replicas": 2, "persistence": {"accessMode": "ReadWriteMany"}, "aws": {"region": "eu-west-1", "credentialsSecret": "aws-credentials"}},
+    "ha": {
+        "replicas": 2, "persistence": {"accessMode": "ReadWriteMany"}, "aws": {"region": "eu-west-1", "credentialsSecret": "aws-credentials"},
+        "dns": {"provider": "route53", "zone": "rooms.example.com", "route53HostedZoneId": "Z0123456789ABC"},
+    },
     "metrics": {
         "metrics": {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}},
         "admin": {"keys": ["alice sha256:" + "ab" * 32, "ci sha256:" + "cd" * 32 + " scopes=read,exec expires=2027-01-01T00:00:00Z"]},
@@ -56,6 +59,7 @@ REFUSED = {
     "cert-manager without an issuer": ({"tls": {"certManager": {"enabled": True}}}, "issuerName"),
     "the whole internet as the operator's range": ({"network": {"operatorCidrs": ["0.0.0.0/0"]}}, "operatorCidrs"),
     "a DNS provider without a zone": ({"dns": {"provider": "external-dns"}}, "dns.zone"),
+    "route53 without its hosted zone": ({"dns": {"provider": "route53", "zone": "rooms.example.com"}}, "route53HostedZoneId"),
     "an unknown DNS provider": ({"dns": {"provider": "bind", "zone": "rooms.example.com"}}, "provider"),
 }
 SERVICE = "dr-dataroom-operator"
@@ -195,6 +199,12 @@ def check_tls(name, docs, values):
             fail(name, "the ServiceMonitor's scheme does not match tls.enabled")
 
 
+def env_route53(docs):
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    return env.get("DATAROOM_ROUTE53_HOSTED_ZONE_ID")
+
+
 def check_grants(name, docs, values):
     """The operator may review tokens only when it accepts them, write the budget only when the
     API may, and the user roles come exactly when asked for."""
@@ -207,7 +217,9 @@ def check_grants(name, docs, values):
     # In the watched namespace's Role with watchNamespace, else in the ClusterRole.
     room_rules = [r for d in docs if d["kind"] in ("Role", "ClusterRole") and d["metadata"]["name"].startswith(SERVICE) for r in d["rules"]]
     in_rooms = lambda resource, verb: any(resource in r["resources"] and verb in r["verbs"] for r in room_rules)
-    if in_rooms("dnsendpoints", "patch") != bool(values.get("dns", {}).get("provider")):
+    if env_route53(docs) != (values.get("dns", {}).get("route53HostedZoneId") if values.get("dns", {}).get("provider") == "route53" else None):
+        fail(name, "DATAROOM_ROUTE53_HOSTED_ZONE_ID does not follow dns.provider and dns.route53HostedZoneId")
+    if in_rooms("dnsendpoints", "patch") != (values.get("dns", {}).get("provider") == "external-dns"):
         fail(name, "DNSEndpoints granted without dns.provider, or not granted with it")
     services = values.get("dns", {}).get("roomServices", True)
     if in_rooms("services", "patch") != services or in_rooms("endpointslices", "patch") != services:

@@ -44,9 +44,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     // The audit log is opened here, by the leader only, so that it continues the chain the
     // previous leader left.
     let mut assembly = Assembly::new(client.clone(), cloud, config.settings, config.audit_log);
-    if let Some(zone) = &config.dns_zone {
-        let zone = crate::dns::external::ExternalDns::new(client.clone(), &home, zone);
-        assembly = assembly.dns(Arc::new(zone));
+    if let Some(dns) = &config.dns {
+        assembly = assembly.dns(publisher(dns, &client, &home, &config.cloud).await?);
     }
     if let Some(fence) = fence {
         assembly = assembly.fence(fence);
@@ -197,6 +196,47 @@ async fn stand_by(
 #[cfg(feature = "aws")]
 async fn aws_cloud(region: &str, endpoint_url: Option<&str>) -> anyhow::Result<Arc<dyn Cloud>> {
     Ok(Arc::new(crate::cloud::aws::AwsCloud::new(region, endpoint_url).await))
+}
+
+/// The zone rooms are published in.
+async fn publisher(
+    dns: &crate::config::DnsConfig,
+    client: &kube::Client,
+    home: &str,
+    cloud: &CloudSource,
+) -> anyhow::Result<Arc<dyn crate::dns::Publisher>> {
+    use crate::config::DnsConfig;
+    match dns {
+        DnsConfig::ExternalDns { zone } => {
+            Ok(Arc::new(crate::dns::external::ExternalDns::new(client.clone(), home, zone)))
+        }
+        DnsConfig::Route53 { zone, hosted_zone_id } => route53(zone, hosted_zone_id, cloud).await,
+    }
+}
+
+#[cfg(feature = "aws")]
+async fn route53(
+    zone: &str,
+    hosted_zone_id: &str,
+    cloud: &CloudSource,
+) -> anyhow::Result<Arc<dyn crate::dns::Publisher>> {
+    let CloudSource::Aws { region, endpoint_url } = cloud else {
+        anyhow::bail!("--dns-provider route53 needs AWS: the sandbox's cloud has no Route53")
+    };
+    Ok(Arc::new(
+        crate::dns::route53::Route53::new(region, endpoint_url.as_deref(), hosted_zone_id, zone).await,
+    ))
+}
+
+#[cfg(not(feature = "aws"))]
+async fn route53(
+    _zone: &str,
+    _id: &str,
+    _cloud: &CloudSource,
+) -> anyhow::Result<Arc<dyn crate::dns::Publisher>> {
+    anyhow::bail!(
+        "this build has no AWS backend: build it with `cargo build --release --features aws` (the container image is)"
+    )
 }
 
 #[cfg(not(feature = "aws"))]

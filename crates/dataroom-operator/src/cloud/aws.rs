@@ -104,7 +104,7 @@ fn managed_filter() -> Filter {
 }
 
 /// Maps an SDK failure onto the port's classified error.
-fn sdk_error<E: ProvideErrorMetadata>(err: SdkError<E, HttpResponse>) -> CloudError {
+pub(crate) fn sdk_error<E: ProvideErrorMetadata>(err: SdkError<E, HttpResponse>) -> CloudError {
     match &err {
         SdkError::ServiceError(service) => {
             let status = service.raw().status().as_u16();

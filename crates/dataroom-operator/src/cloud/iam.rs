@@ -19,6 +19,8 @@ pub struct Scope {
     pub buckets: Vec<String>,
     /// The audit archive's bucket (`audit/archive/s3.rs`), if there is one.
     pub audit_bucket: Option<String>,
+    /// The Route53 hosted zone ID rooms are published in (`dns/route53.rs`), if they are.
+    pub route53_zone: Option<String>,
 }
 
 pub fn policy(scope: &Scope) -> Value {
@@ -170,6 +172,15 @@ pub fn policy(scope: &Scope) -> Value {
             "Resource": objects,
         }));
     }
+    if let Some(zone) = &scope.route53_zone {
+        statements.push(json!({
+            // Ready rooms' A records, in this hosted zone only.
+            "Sid": "RoomRecords",
+            "Effect": "Allow",
+            "Action": ["route53:ChangeResourceRecordSets", "route53:ListResourceRecordSets"],
+            "Resource": [format!("arn:{}:route53:::hostedzone/{zone}", scope.partition)],
+        }));
+    }
     if let Some(bucket) = &scope.audit_bucket {
         let arn = format!("arn:{}:s3:::{bucket}", scope.partition);
         statements.push(json!({
@@ -232,6 +243,7 @@ mod tests {
         for (client, service) in [(".ec2", "ec2"), (".secrets", "secretsmanager"), (".s3", "s3")] {
             called.extend(calls(&source, client, service));
         }
+        called.extend(calls(include_str!("../dns/route53.rs"), ".client", "route53"));
         // Tags are written by RunInstances' tag specifications, which IAM checks as CreateTags.
         called.push("ec2:CreateTags".into());
         // The archive's calls under the names IAM gives them: it reads versions, and its puts
@@ -247,8 +259,12 @@ mod tests {
         }
         called.sort();
         called.dedup();
-        let scope =
-            Scope { buckets: vec!["files".into()], audit_bucket: Some("audit".into()), ..Scope::default() };
+        let scope = Scope {
+            buckets: vec!["files".into()],
+            audit_bucket: Some("audit".into()),
+            route53_zone: Some("Z0123".into()),
+            ..Scope::default()
+        };
         assert_eq!(actions(&policy(&scope)), called);
         assert!(called.len() > 20, "the scan found the calls: {called:?}");
         assert!(

@@ -40,14 +40,18 @@ pub struct RunArgs {
     /// pointing it at the room's instance, so that in-cluster clients reach NAME.NAMESPACE.svc.
     #[arg(long, env = "DATAROOM_ROOM_SERVICES")]
     pub room_services: bool,
-    /// Where Ready DataRooms are published by name: `external-dns`, a DNSEndpoint per room in the
-    /// operator's namespace for ExternalDNS's CRD source (`--source=crd`). Needs --dns-zone.
+    /// Where Ready DataRooms are published by name: `route53`, an A record per room in the hosted
+    /// zone --route53-hosted-zone-id; `external-dns`, a DNSEndpoint per room in the operator's
+    /// namespace for ExternalDNS's CRD source (`--source=crd`). Needs --dns-zone.
     #[arg(long, env = "DATAROOM_DNS_PROVIDER", value_enum)]
     pub dns_provider: Option<DnsProvider>,
     /// The zone rooms are published in (`rooms.example.com`): as NAME.NAMESPACE.ZONE, or as
     /// HOSTNAME.ZONE when the room sets spec.dns.hostname.
     #[arg(long, env = "DATAROOM_DNS_ZONE", value_parser = dns_zone)]
     pub dns_zone: Option<String>,
+    /// The Route53 hosted zone (its ID, `Z…`) that holds --dns-zone, for `--dns-provider route53`.
+    #[arg(long, env = "DATAROOM_ROUTE53_HOSTED_ZONE_ID")]
+    pub route53_hosted_zone_id: Option<String>,
     /// TCP ports the managed group opens: SSH and the rooms' health port.
     #[arg(
         long,
@@ -217,6 +221,8 @@ fn parse_seconds(s: &str) -> Result<Duration, String> {
 /// How rooms are published in DNS.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DnsProvider {
+    /// An A record per room in a Route53 hosted zone.
+    Route53,
     /// A `DNSEndpoint` object per room, which ExternalDNS publishes.
     ExternalDns,
 }

@@ -38,8 +38,15 @@ pub struct Config {
     pub election: Option<Election>,
     /// Namespace of the Lease and the checkpoint ConfigMap (default: the client's).
     pub home_namespace: Option<String>,
-    /// The zone Ready rooms are published in through ExternalDNS, if they are.
-    pub dns_zone: Option<String>,
+    /// Where Ready rooms are published by name, if they are.
+    pub dns: Option<DnsConfig>,
+}
+
+/// A zone and who holds it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DnsConfig {
+    Route53 { zone: String, hosted_zone_id: String },
+    ExternalDns { zone: String },
 }
 
 /// Where EC2 is.
@@ -190,14 +197,7 @@ impl Config {
             checkpoints,
             election,
             home_namespace: args.lease_namespace,
-            dns_zone: match (args.dns_provider, args.dns_zone) {
-                (Some(args::DnsProvider::ExternalDns), Some(zone)) => Some(zone),
-                (Some(_), None) => {
-                    anyhow::bail!("--dns-provider needs --dns-zone: the zone rooms are published in")
-                }
-                (None, Some(_)) => anyhow::bail!("--dns-zone needs --dns-provider (external-dns)"),
-                (None, None) => None,
-            },
+            dns: dns(args.dns_provider, args.dns_zone, args.route53_hosted_zone_id)?,
         })
     }
 }
@@ -211,4 +211,29 @@ pub fn load_prices(overrides: Option<&Path>) -> anyhow::Result<PriceTable> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let extra = PriceTable::parse(&text).map_err(|why| anyhow::anyhow!("{}: {why}", path.display()))?;
     Ok(table.with_overrides(extra))
+}
+
+/// Where rooms are published, from the three DNS flags, or which one is missing.
+fn dns(
+    provider: Option<args::DnsProvider>,
+    zone: Option<String>,
+    hosted_zone_id: Option<String>,
+) -> anyhow::Result<Option<DnsConfig>> {
+    use args::DnsProvider::{ExternalDns, Route53};
+    Ok(match (provider, zone, hosted_zone_id) {
+        (Some(ExternalDns), Some(zone), _) => Some(DnsConfig::ExternalDns { zone }),
+        (Some(Route53), Some(zone), Some(hosted_zone_id)) => {
+            Some(DnsConfig::Route53 { zone, hosted_zone_id })
+        }
+        (Some(Route53), Some(_), None) => {
+            anyhow::bail!(
+                "--dns-provider route53 needs --route53-hosted-zone-id: the hosted zone that holds --dns-zone"
+            )
+        }
+        (Some(_), None, _) => {
+            anyhow::bail!("--dns-provider needs --dns-zone: the zone rooms are published in")
+        }
+        (None, Some(_), _) => anyhow::bail!("--dns-zone needs --dns-provider (route53 or external-dns)"),
+        (None, None, _) => None,
+    })
 }

@@ -10,6 +10,8 @@ use async_trait::async_trait;
 use crate::cloud::CloudError;
 
 pub mod external;
+#[cfg(feature = "aws")]
+pub mod route53;
 
 /// The zone a room is published in: creates, replaces and removes A records. Removing a name
 /// that has no record succeeds.
