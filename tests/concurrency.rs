@@ -28,10 +28,15 @@ async fn race(f: Fixture) -> (usize, usize) {
     let sampler = {
         let (cloud, done, most) = (f.ctx.cloud.clone(), done.clone(), most.clone());
         tokio::spawn(async move {
-            while !done.load(Ordering::SeqCst) {
+            // One last look after `done`: the final launches may land while it sleeps.
+            loop {
+                let finished = done.load(Ordering::SeqCst);
                 let live =
                     cloud.describe_managed().await.unwrap().iter().filter(|i| !i.state.is_gone()).count();
                 most.fetch_max(live, Ordering::SeqCst);
+                if finished {
+                    break;
+                }
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
         })
