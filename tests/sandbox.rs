@@ -297,3 +297,19 @@ fn kubectl_create_commands_work_as_on_a_cluster() {
     let listed = sandbox.kubectl(&["-n", "team-b", "get", "ec2", "-o", "name"]);
     assert_eq!(String::from_utf8_lossy(&listed.stdout), "", "no object was created");
 }
+
+/// kubectl pages through a long list (`--chunk-size`; 500 by default) by following `continue`.
+#[test]
+fn kubectl_pages_through_a_long_list() {
+    let sandbox = Sandbox::start();
+    for n in 0..5 {
+        sandbox.ok(&["create", "configmap", &format!("page-{n}"), "--from-literal=n=1"]);
+    }
+    let out = sandbox.kubectl(&["get", "configmaps", "--chunk-size=2", "-o", "name", "-v=6"]);
+    let (names, log) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let listed: Vec<&str> = names.lines().collect();
+    assert_eq!(listed, (0..5).map(|n| format!("configmap/page-{n}")).collect::<Vec<_>>(), "{log}");
+    let pages = log.lines().filter(|l| l.contains("/configmaps?") && l.contains("limit=2")).count();
+    assert_eq!(pages, 3, "three pages of two, each after the last one's continue token:\n{log}");
+    assert_eq!(log.matches("continue=").count(), 2, "{log}");
+}

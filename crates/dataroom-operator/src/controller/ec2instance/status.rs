@@ -5,7 +5,7 @@ use kube::{Api, ResourceExt};
 use serde_json::json;
 
 use super::network;
-use super::update::{Fix, differences};
+use super::update::{Difference, Fix, differences};
 use crate::budget::Refusal;
 use crate::cloud::{Instance, InstanceState, ssh_secret_name};
 use crate::controller::{Context, Result};
@@ -43,8 +43,7 @@ pub fn drifted(obj: &Ec2Instance) -> bool {
 
 const DRIFTED: &str = "Drifted";
 
-/// `UpToDate`: whether EC2 runs what the spec says, and otherwise each differing field, both
-/// values, and what the operator is doing about it.
+/// `UpToDate` from what this reconcile saw: the instance, the differences, and the budget.
 fn up_to_date(obj: &Ec2Instance, ctx: &Context, report: &Report) -> (bool, &'static str, String) {
     let live = report.instance.as_ref().filter(|i| !i.state.is_gone());
     let Some(instance) = live else {
@@ -54,33 +53,48 @@ fn up_to_date(obj: &Ec2Instance, ctx: &Context, report: &Report) -> (bool, &'sta
         };
     };
     let found = differences(&obj.spec, network::wanted(obj, ctx).as_deref(), instance);
+    let waits = obj.spec.update_policy == UpdatePolicy::OnNextStop;
+    let refusal = report.refusal.as_ref().map(ToString::to_string);
+    up_to_date_condition(&found, instance.state.is_billed(), waits, drifted(obj), refusal)
+}
+
+/// `UpToDate`: True when EC2 runs what the spec says; otherwise each differing field, both
+/// values and what the operator is doing about it, under the reason that matters most (a field
+/// that cannot change, then the budget, then a wait for the next stop, then drift or an update).
+pub fn up_to_date_condition(
+    found: &[Difference],
+    running: bool,
+    waits: bool,
+    drifted: bool,
+    refusal: Option<String>,
+) -> (bool, &'static str, String) {
     if found.is_empty() {
         return (true, "UpToDate", "EC2 runs what the spec says".into());
     }
-    let running = instance.state.is_billed();
-    let waits = obj.spec.update_policy == UpdatePolicy::OnNextStop;
-    let mut reason = if drifted(obj) { DRIFTED } else { "Updating" };
-    let mut said = Vec::new();
-    for d in &found {
-        let doing = match &d.fix {
-            Fix::Immutable => "it cannot change on a live instance; recreate the object to change it",
-            fix if fix.needs_stop() && running && waits => "made at the next stop (updatePolicy OnNextStop)",
-            fix if fix.needs_stop() && running => "stopping the instance to make it, then starting it",
-            fix if fix.needs_stop() => "changing it while the instance is stopped",
-            _ => "changing it in place",
-        };
-        said.push(format!("{}: EC2 has {}, the spec asks {}; {doing}", d.field, d.have, d.want));
-    }
+    let mut said: Vec<String> = found
+        .iter()
+        .map(|d| {
+            let doing = match &d.fix {
+                Fix::Immutable => "it cannot change on a live instance; recreate the object to change it",
+                fix if fix.needs_stop() && running && waits => {
+                    "made at the next stop (updatePolicy OnNextStop)"
+                }
+                fix if fix.needs_stop() && running => "stopping the instance to make it, then starting it",
+                fix if fix.needs_stop() => "changing it while the instance is stopped",
+                _ => "changing it in place",
+            };
+            format!("{}: EC2 has {}, the spec asks {}; {doing}", d.field, d.have, d.want)
+        })
+        .collect();
     let stop_waits = found.iter().any(|d| d.fix.needs_stop()) && running && waits;
-    if let Some(refusal) = &report.refusal {
-        said.push(format!("held by the budget: {refusal}"));
-        reason = "BudgetRefused";
-    } else if stop_waits {
-        reason = "WaitingForStop";
-    }
-    if found.iter().any(|d| d.fix == Fix::Immutable) {
-        reason = "Immutable";
-    }
+    let reason = match (found.iter().any(|d| d.fix == Fix::Immutable), &refusal, stop_waits, drifted) {
+        (true, _, _, _) => "Immutable",
+        (false, Some(_), _, _) => "BudgetRefused",
+        (false, None, true, _) => "WaitingForStop",
+        (false, None, false, true) => DRIFTED,
+        (false, None, false, false) => "Updating",
+    };
+    said.extend(refusal.map(|r| format!("held by the budget: {r}")));
     (false, reason, said.join("; "))
 }
 
@@ -172,4 +186,68 @@ pub async fn write(obj: &Ec2Instance, ctx: &Context, report: &Report) -> Result<
     let params = PatchParams::apply(MANAGER).force();
     api.patch_status(&obj.name_any(), &params, &Patch::Apply(&patch)).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloud::Modification;
+
+    fn difference(field: &'static str, fix: Fix) -> Difference {
+        Difference { field, have: "old".into(), want: "new".into(), fix }
+    }
+
+    /// Differences, running, OnNextStop, drifted, refusal; then the reason and words of the message.
+    type Case = (Vec<Difference>, bool, bool, bool, Option<String>, &'static str, &'static str);
+
+    #[test]
+    fn up_to_date_names_each_field_and_the_reason_that_matters_most() {
+        let retype = difference(
+            "instanceType",
+            Fix::Modify(Modification::InstanceType { instance_type: "new".into() }),
+        );
+        let tags =
+            difference("tags", Fix::Modify(Modification::Tags { set: Default::default(), remove: vec![] }));
+        let image = difference("imageId", Fix::Immutable);
+        let refused = || Some("maxInstanceType: too dear".to_string());
+        let cases: Vec<Case> = vec![
+            (vec![], true, false, false, None, "UpToDate", "EC2 runs what the spec says"),
+            (
+                vec![tags.clone()],
+                true,
+                false,
+                false,
+                None,
+                "Updating",
+                "tags: EC2 has old, the spec asks new; changing it in place",
+            ),
+            (vec![tags.clone()], true, false, true, None, "Drifted", "changing it in place"),
+            (vec![retype.clone()], true, false, false, None, "Updating", "stopping the instance to make it"),
+            (vec![retype.clone()], false, true, false, None, "Updating", "while the instance is stopped"),
+            (vec![retype.clone()], true, true, true, None, "WaitingForStop", "made at the next stop"),
+            (
+                vec![retype.clone()],
+                true,
+                false,
+                false,
+                refused(),
+                "BudgetRefused",
+                "held by the budget: maxInstanceType",
+            ),
+            (
+                vec![retype, image],
+                true,
+                false,
+                false,
+                refused(),
+                "Immutable",
+                "imageId: EC2 has old, the spec asks new; it cannot change",
+            ),
+        ];
+        for (found, running, waits, drifted, refusal, reason, words) in cases {
+            let (current, got, message) = up_to_date_condition(&found, running, waits, drifted, refusal);
+            assert_eq!((current, got), (found.is_empty(), reason), "{message}");
+            assert!(message.contains(words), "{reason}: {message}");
+        }
+    }
 }
