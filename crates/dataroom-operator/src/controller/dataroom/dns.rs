@@ -52,6 +52,11 @@ pub async fn settle(
     let address = report.endpoint.as_deref().and_then(|e| e.split(':').next()?.parse::<Ipv4Addr>().ok());
     let ready = report.phase == Phase::Ready && !deleting;
     let wanted = address.filter(|_| ready);
+    if taken_by.is_some() && matches!(&memory.dns, Some(Record::At(n, _)) if *n == name) {
+        // The record is now the owner's to write: what this room made is no longer known to be
+        // there, so that it is made again should this room become the owner.
+        memory.dns = None;
+    }
     let mut failed = None;
     for change in dns::changes(&name, taken_by.is_none(), wanted, memory.dns.as_ref()) {
         let (action, reason, params, made) = match &change {
