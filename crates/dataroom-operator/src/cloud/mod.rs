@@ -108,6 +108,22 @@ impl Modification {
     pub fn needs_stop(&self) -> bool {
         matches!(self, Self::InstanceType { .. } | Self::UserData { .. })
     }
+
+    /// `instance` as EC2 describes it once this change is made.
+    pub fn apply_to(&self, instance: &mut Instance) {
+        match self {
+            Self::InstanceType { instance_type } => instance.instance_type = instance_type.clone(),
+            Self::UserData { user_data } => {
+                let hash = user_data_sha256(user_data.as_deref());
+                instance.tags.insert(TAG_USER_DATA_SHA256.into(), hash);
+            }
+            Self::SecurityGroups { ids } => instance.security_group_ids = ids.clone(),
+            Self::Tags { set, remove } => {
+                remove.iter().for_each(|key| drop(instance.tags.remove(key)));
+                instance.tags.extend(set.clone());
+            }
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]

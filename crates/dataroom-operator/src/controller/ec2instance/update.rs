@@ -87,18 +87,7 @@ pub fn differences(
 pub fn fixed(instance: &Instance, fix: &Fix) -> Instance {
     let mut after = instance.clone();
     match fix {
-        Fix::Modify(Modification::InstanceType { instance_type }) => {
-            after.instance_type = instance_type.clone()
-        }
-        Fix::Modify(Modification::UserData { user_data }) => {
-            let hash = user_data_sha256(user_data.as_deref());
-            after.tags.insert(crate::cloud::TAG_USER_DATA_SHA256.into(), hash);
-        }
-        Fix::Modify(Modification::SecurityGroups { ids }) => after.security_group_ids = ids.clone(),
-        Fix::Modify(Modification::Tags { set, remove }) => {
-            remove.iter().for_each(|key| drop(after.tags.remove(key)));
-            after.tags.extend(set.clone());
-        }
+        Fix::Modify(change) => change.apply_to(&mut after),
         Fix::GrowVolume(gib) => drop(after.tags.insert(TAG_ROOT_VOLUME_GIB.into(), gib.to_string())),
         Fix::Immutable => {}
     }
