@@ -52,6 +52,32 @@ pub struct DataRoomSpec {
     /// How the room is published in DNS while it is Ready (when the operator has a zone).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns: Option<RoomDns>,
+    /// How a change of `instanceType` or `imageId` reaches a room that runs: `Rolling` boots the
+    /// new instance beside the old one and switches over once it is healthy (the budget must hold
+    /// both for a while); `Recreate` stops the old instance first.
+    #[serde(default)]
+    pub update_strategy: UpdateStrategy,
+    /// Seconds the old instance keeps answering after a rolling upgrade has moved the room to the
+    /// new one, for clients that still hold its address (DNS answers are cached for 30 s).
+    #[serde(default = "default_drain_seconds")]
+    #[schemars(range(min = 0, max = 3600))]
+    pub drain_seconds: u32,
+}
+
+/// How a room moves to a new instance type or image.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum UpdateStrategy {
+    /// Boot the new instance, configure it, wait for it to be healthy, move the room's endpoint
+    /// and name to it, then stop and delete the old one: no moment without a healthy instance.
+    #[default]
+    Rolling,
+    /// Stop and delete the old instance, then boot the new one: one instance at a time.
+    Recreate,
+}
+
+/// As long as the records the operator publishes are cached.
+fn default_drain_seconds() -> u32 {
+    30
 }
 
 /// The room's DNS name: `<name>.<namespace>.<zone>` unless `hostname` names the labels before

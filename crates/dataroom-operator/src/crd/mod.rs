@@ -9,7 +9,7 @@ pub use budget::{BUDGET_NAME, Ec2Budget, Ec2BudgetSpec, Ec2BudgetStatus};
 pub use conditions::{set_condition, upsert_condition};
 pub use dataroom::{
     ConfigSource, DataRoom, DataRoomSpec, DataRoomState, DataRoomStatus, FileSpec, HealthCheck, KeyRef,
-    RoomDns,
+    RoomDns, UpdateStrategy,
 };
 pub use ec2instance::{
     DEFAULT_INSTANCE_TYPE, DeletionPolicy, Ec2Instance, Ec2InstanceSpec, Ec2InstanceStatus, HostKeyPin,

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::content::Content;
 use super::observe::{Observed, observe};
-use super::plan::{Phase, Step, plan};
+use super::plan::{Phase, Step, plan, serving};
 use super::status::{self, Report};
 use super::{Boot, ChildWrite, Memory, WAIT_REQUEUE, configure, health, key};
 use crate::audit::{Entry, Outcome};
@@ -53,12 +53,21 @@ async fn reconcile_once(
     }
     report.saw(&observed, room.spec.health_check.port);
     let observed = observed.with_content(ctx, room, uid, memory).await?;
-    if observed.configured {
-        report.config_hash = observed.hash.clone();
+    if let Some(member) = observed.reported().filter(|m| m.child.configured) {
+        report.config_hash = member.hash.clone();
         report.configured = (true, pushed_message(observed.content.as_ref(), report.instance_id.as_deref()));
     }
-    let step = plan(&observed.facts(room));
-    apply(room, ctx, &observed, step, memory, report).await
+    let facts = observed.facts(room);
+    let step = plan(&facts);
+    let serving = serving(&facts.children).map(|c| c.name.clone());
+    let target = step.target().map(str::to_string);
+    let action = apply(room, ctx, &observed, step, memory, report).await?;
+    // While one instance serves the room and another is worked on, the room stays Ready.
+    if let Some(serving) = serving.filter(|s| target.as_ref().is_some_and(|t| t != s)) {
+        let reason = format!("{}; {serving} serves the room meanwhile", report.reason);
+        report.set(Phase::Ready, reason);
+    }
+    Ok(action)
 }
 
 /// Performs one step of the plan.
@@ -70,16 +79,19 @@ async fn apply(
     memory: &mut Memory,
     report: &mut Report,
 ) -> Result<Action> {
-    let child_name = &observed.child_name;
     match step {
-        Step::Create => {
-            create(room, ctx, child_name).await?;
-            booted(ctx, room, memory, report);
-            report.set(Phase::Provisioning, "launching the instance");
+        Step::Create(name) => {
+            let replacing = observed.members.iter().find(|m| !m.child.retiring());
+            create(room, ctx, &name, replacing.map(|m| &*m.object)).await?;
+            match replacing {
+                Some(_) => memory.upgrade_started = Some(std::time::Instant::now()),
+                None => booted(ctx, room, memory, report),
+            }
+            report.set(Phase::Provisioning, format!("launching the instance {name}"));
             Ok(Action::requeue(WAIT_REQUEUE))
         }
-        Step::PowerOn => {
-            power(room, ctx, child_name, PowerState::Running, memory).await?;
+        Step::PowerOn(name) => {
+            power(room, ctx, &name, PowerState::Running, memory).await?;
             booted(ctx, room, memory, report);
             report.set(Phase::Provisioning, "starting the instance again");
             Ok(Action::requeue(WAIT_REQUEUE))
@@ -91,11 +103,26 @@ async fn apply(
                 _ => Action::requeue(WAIT_REQUEUE),
             })
         }
-        Step::Configure => configure::configure(room, ctx, observed, memory, report).await,
-        Step::CheckHealth => {
-            let target = observed.live.as_ref().expect("a running instance");
+        Step::Configure(name) => {
+            let candidate = serving(&observed.facts(room).children).is_some_and(|s| s.name != name);
+            configure::configure(room, ctx, observed, observed.member(&name), candidate, memory, report).await
+        }
+        Step::CheckHealth(name) => {
+            let target = observed.member(&name).live.as_ref().expect("a running instance");
             health::check(room, ctx, &target.ip, &target.instance_id, memory, report).await;
-            Ok(Action::requeue(health::period(room)))
+            Ok(Action::requeue(health::period(room).min(until_retired(observed))))
+        }
+        Step::CheckCandidate(name) => {
+            let target = observed.member(&name).live.as_ref().expect("a running instance");
+            let answered =
+                health::check_candidate(room, ctx, &target.ip, &target.instance_id, memory, report).await;
+            // Once it answers, the next reconcile moves the room to it.
+            Ok(Action::requeue(if answered { std::time::Duration::ZERO } else { health::period(room) }))
+        }
+        Step::Retire(name) => {
+            let after = super::upgrade::retire(room, ctx, observed, &name, memory).await?;
+            report.set(Phase::Ready, format!("upgraded: {name} keeps answering until {after}, then stops"));
+            Ok(Action::requeue(until_retired(observed).min(health::period(room))))
         }
         Step::IdleStop => {
             let timeout = observed.idle_timeout_minutes.unwrap_or_default();
@@ -104,16 +131,18 @@ async fn apply(
             report.set(Phase::Stopping, why);
             Ok(Action::await_change())
         }
-        Step::PowerOff => {
-            power(room, ctx, child_name, PowerState::Stopped, memory).await?;
-            report.set(Phase::Stopping, "stopping the instance before it is terminated");
+        Step::PowerOff(name) => {
+            power(room, ctx, &name, PowerState::Stopped, memory).await?;
+            report.set(Phase::Stopping, format!("stopping the instance {name} before it is terminated"));
             Ok(Action::requeue(WAIT_REQUEUE))
         }
-        Step::Delete => {
-            let uid = observed.object.as_ref().and_then(|o| o.uid());
-            terminate(room, ctx, child_name).await?;
-            memory.child_write = uid.map(|uid| ChildWrite::Deleted { uid });
-            report.set(Phase::Stopping, "terminating the instance");
+        Step::Delete(name) => {
+            let uid = observed.member(&name).object.uid();
+            terminate(room, ctx, &name).await?;
+            if let Some(uid) = uid {
+                memory.wrote(ChildWrite::Deleted { uid });
+            }
+            report.set(Phase::Stopping, format!("terminating the instance {name}"));
             Ok(Action::requeue(WAIT_REQUEUE))
         }
         Step::Stopped => {
@@ -127,14 +156,22 @@ async fn apply(
             report.set(Phase::Stopped, "the room is stopped; set spec.state to Running to start it");
             Ok(Action::await_change())
         }
-        Step::Conflict => {
+        Step::Conflict(name) => {
             let why = format!(
-                "an Ec2Instance named {child_name} already exists and does not belong to this room; delete or rename it"
+                "an Ec2Instance named {name} already exists and does not belong to this room; delete or rename it"
             );
             report.set(Phase::Failed, why);
             Ok(Action::await_change())
         }
     }
+}
+
+/// How long until the next instance an upgrade moved off stops answering (a long time if none).
+fn until_retired(observed: &Observed) -> std::time::Duration {
+    let next =
+        observed.members.iter().filter_map(|m| m.child.retire_after).filter(|t| *t > observed.now).min();
+    let left = next.map(|t| t.duration_since(observed.now).unsigned_abs());
+    left.unwrap_or(std::time::Duration::MAX)
 }
 
 /// A boot starts: its clock, and a fresh start for the idle timeout.
@@ -151,7 +188,8 @@ pub(super) fn pushed_message(content: Option<&Content>, instance_id: Option<&str
     format!("{files} file(s), {bytes} bytes, pushed to {}", instance_id.unwrap_or("the instance"))
 }
 
-async fn create(room: &DataRoom, ctx: &Context, name: &str) -> Result<()> {
+/// Creates the Ec2Instance `name`; `replacing` is the instance it will take over from in an upgrade.
+async fn create(room: &DataRoom, ctx: &Context, name: &str, replacing: Option<&Ec2Instance>) -> Result<()> {
     let namespace = room.namespace().unwrap_or_default();
     let owner = room.controller_owner_ref(&()).ok_or(Error::MissingField("metadata.uid"))?;
     let mut spec = json!({ "powerState": "Running", "dataRoom": room.name_any() });
@@ -176,11 +214,23 @@ async fn create(room: &DataRoom, ctx: &Context, name: &str) -> Result<()> {
         Err(kube::Error::Api(e)) if e.code == 409 => return Ok(()),
         Err(e) => return Err(e.into()),
     }
-    let params = json!({ "instance": name, "instance_type": object.spec.instance_type, "image_id": object.spec.image_id });
-    let entry = Entry::new(ACTOR, "boot", &audit_target(room), Outcome::Success)
-        .params(params)
-        .detail(format!("created Ec2Instance {name}"));
-    ctx.record(room, entry, Some((EventType::Normal, "Booting"))).await
+    let mut params = json!({ "instance": name, "instance_type": object.spec.instance_type, "image_id": object.spec.image_id });
+    let (detail, event) = match replacing {
+        None => (format!("created Ec2Instance {name}"), "Booting"),
+        Some(old) => {
+            params["replacing"] = json!({
+                "instance": old.name_any(), "instance_type": old.spec.instance_type, "image_id": old.spec.image_id,
+            });
+            let detail = format!(
+                "rolling upgrade: created Ec2Instance {name} to take over from {}, which serves the room until {name} is healthy",
+                old.name_any()
+            );
+            (detail, "Upgrading")
+        }
+    };
+    let entry =
+        Entry::new(ACTOR, "boot", &audit_target(room), Outcome::Success).params(params).detail(detail);
+    ctx.record(room, entry, Some((EventType::Normal, event))).await
 }
 
 /// Sets the Ec2Instance's power state, remembered (before it is recorded) so that the next
@@ -196,7 +246,7 @@ async fn power(
     let patch = json!({ "spec": { "powerState": power } });
     let written = api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
     if let (Some(uid), Some(generation)) = (written.uid(), written.meta().generation) {
-        memory.child_write = Some(ChildWrite::Power { uid, generation, power });
+        memory.wrote(ChildWrite::Power { uid, generation, power });
     }
     let (action, reason) = match power {
         PowerState::Running => ("start", "Starting"),

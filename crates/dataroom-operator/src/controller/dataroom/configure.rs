@@ -10,7 +10,7 @@ use kube::runtime::events::EventType;
 use serde_json::json;
 
 use super::content::Content;
-use super::observe::Observed;
+use super::observe::{Member, Observed};
 use super::plan::Phase;
 use super::status::Report;
 use super::{Memory, WAIT_REQUEUE, pushed_message};
@@ -49,24 +49,36 @@ impl ConfigureError {
     }
 }
 
-/// Pushes the content; on success the next reconcile checks health at once.
+/// Pushes the content to `member` and checks its health at once; `candidate`: it is an
+/// upgrade's new instance, and the room's own status speaks of the old one until it answers.
 pub async fn configure(
     room: &DataRoom,
     ctx: &Context,
     observed: &Observed,
+    member: &Member,
+    candidate: bool,
     memory: &mut Memory,
     report: &mut Report,
 ) -> Result<Action> {
-    let object = observed.object.as_deref().expect("a child to configure");
+    let object = &*member.object;
     let content = observed.content.as_ref().expect("content to push");
-    memory.mark(|b| &mut b.running);
-    report.set(Phase::Configuring, "pushing the configuration");
+    if !candidate {
+        memory.mark(|b| &mut b.running);
+    }
+    report.set(Phase::Configuring, format!("pushing the configuration to {}", object.name_any()));
     let starting = ssh_may_be_starting(ctx, object, memory);
     match push(room, ctx, object, content, starting).await {
         Ok(()) => {}
         Err(Error::Configure(e @ ConfigureError::SshStarting(_))) => {
-            report.configured = (false, e.to_string());
+            if !candidate {
+                report.configured = (false, e.to_string());
+            }
             report.set(Phase::Configuring, e.to_string());
+            return Ok(Action::requeue(WAIT_REQUEUE));
+        }
+        Err(e) if candidate => {
+            // The room keeps serving from the old instance; the push is tried again.
+            report.set(Phase::Configuring, format!("configuring {}: {e}", object.name_any()));
             return Ok(Action::requeue(WAIT_REQUEUE));
         }
         Err(e) => {
@@ -75,13 +87,20 @@ pub async fn configure(
             return Err(e);
         }
     }
-    memory.mark(|b| &mut b.configured);
-    memory.pushed = observed.hash.clone();
-    report.config_hash = observed.hash.clone();
-    report.configured = (true, pushed_message(Some(content), report.instance_id.as_deref()));
+    if let Some(hash) = member.hash.clone() {
+        memory.pushed(hash);
+    }
     // A push is verified by the health check at once, so that a room already serving a changed
     // configuration never shows another phase in between.
-    let target = observed.live.as_ref().expect("a running instance to configure");
+    let target = member.live.as_ref().expect("a running instance to configure");
+    if candidate {
+        let answered =
+            super::health::check_candidate(room, ctx, &target.ip, &target.instance_id, memory, report).await;
+        return Ok(Action::requeue(if answered { std::time::Duration::ZERO } else { WAIT_REQUEUE }));
+    }
+    memory.mark(|b| &mut b.configured);
+    report.config_hash = member.hash.clone();
+    report.configured = (true, pushed_message(Some(content), report.instance_id.as_deref()));
     super::health::check(room, ctx, &target.ip, &target.instance_id, memory, report).await;
     Ok(Action::requeue(super::health::period(room)))
 }

@@ -17,14 +17,9 @@ pub fn period(room: &DataRoom) -> Duration {
     Duration::from_secs(room.spec.health_check.period_seconds.into())
 }
 
-pub async fn check(
-    room: &DataRoom,
-    ctx: &Context,
-    ip: &str,
-    instance_id: &str,
-    memory: &mut Memory,
-    report: &mut Report,
-) {
+/// One GET of an instance's health endpoint: whether it answered 2xx, what it answered, and the
+/// URL asked. A `lastActivity` in the answer counts as the room's activity.
+async fn probe(room: &DataRoom, ctx: &Context, ip: &str, memory: &mut Memory) -> (bool, String, String) {
     let check = &room.spec.health_check;
     let host = ctx.settings.seams.health_host.as_deref().unwrap_or(ip);
     let address = format!("{host}:{}", check.port);
@@ -44,12 +39,25 @@ pub async fn check(
         }
         Err(why) => why.clone(),
     };
-    let ok = matches!(answer, Ok((200..=299, _)));
+    (matches!(answer, Ok((200..=299, _))), detail, url)
+}
+
+/// Checks the instance that serves the room (or is booted to): the answer decides its phase.
+pub async fn check(
+    room: &DataRoom,
+    ctx: &Context,
+    ip: &str,
+    instance_id: &str,
+    memory: &mut Memory,
+    report: &mut Report,
+) {
+    let (ok, detail, url) = probe(room, ctx, ip, memory).await;
     memory.failures = if ok { 0 } else { memory.failures + 1 };
     if ok {
-        memory.healthy_on = Some(instance_id.to_string());
+        memory.answered(instance_id);
     }
-    let was_healthy = memory.healthy_on.as_deref() == Some(instance_id);
+    let was_healthy = memory.answered.iter().any(|a| a == instance_id);
+    let check = &room.spec.health_check;
     let (failures, threshold) = (memory.failures, check.failure_threshold);
     let phase = health_phase(failures, threshold, was_healthy);
     // No counts in the reason: a status that changed with every check would wake the room at
@@ -68,4 +76,30 @@ pub async fn check(
             memory.boot.as_ref().and_then(|b| b.ready).map(|s| (s * 1000.0).round() / 1000.0);
     }
     report.set(phase, reason);
+}
+
+/// Checks an upgrade's new instance; once it answers it serves the room (the old one's phase and
+/// health stand until then). Returns whether it answered.
+pub async fn check_candidate(
+    room: &DataRoom,
+    ctx: &Context,
+    ip: &str,
+    instance_id: &str,
+    memory: &mut Memory,
+    report: &mut Report,
+) -> bool {
+    let (ok, detail, url) = probe(room, ctx, ip, memory).await;
+    if ok {
+        memory.answered(instance_id);
+        report.set(
+            Phase::Ready,
+            format!("upgrading: the new instance {instance_id} answers {url}; moving the room to it"),
+        );
+    } else {
+        report.set(
+            Phase::Ready,
+            format!("upgrading: waiting for {url} on the new instance {instance_id} to answer 2xx: {detail}"),
+        );
+    }
+    ok
 }

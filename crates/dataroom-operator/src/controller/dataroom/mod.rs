@@ -1,7 +1,9 @@
-//! The DataRoom reconciler: while a room should run it owns one Ec2Instance (named `dr-NAME`,
-//! with a controller ownerReference); it boots it, pushes the configuration and files over SFTP,
-//! waits for the health endpoint, and stops and terminates it when the room is stopped, idle or
-//! deleted. Shape: observe (read-only) → plan (pure) → apply (one step) → status.
+//! The DataRoom reconciler: while a room should run it owns one Ec2Instance (named `dr-NAME`, or
+//! `dr-NAME.b`, with a controller ownerReference); it boots it, pushes the configuration and files
+//! over SFTP, waits for the health endpoint, and stops and terminates it when the room is stopped,
+//! idle or deleted. A new instance type or image is rolled out by booting a second instance in the
+//! other name and moving the room to it once it is healthy (`plan::two`).
+//! Shape: observe (read-only) → plan (pure) → apply (one step) → status.
 
 mod apply;
 mod configure;
@@ -12,6 +14,7 @@ mod observe;
 pub mod plan;
 mod service;
 mod status;
+mod upgrade;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -30,10 +33,19 @@ use plan::Phase;
 /// How often a room in transition is looked at (changes of its instance also wake it).
 const WAIT_REQUEUE: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// The Ec2Instance a room owns.
-pub fn instance_name(room: &str) -> String {
-    format!("dr-{room}")
+/// The names of the two Ec2Instances a room may own, one of them only during an upgrade. A
+/// room's name is a DNS label, so no room's first name is another's second.
+pub fn instance_names(room: &str) -> [String; 2] {
+    [format!("dr-{room}"), format!("dr-{room}.b")]
 }
+
+/// On an Ec2Instance an upgrade has moved its room off: when it stops answering for the room
+/// (RFC 3339). Kept on the object, so that a restarted operator still lets it drain.
+pub const RETIRE_ANNOTATION: &str = "dataroom.dev/retire-after";
+
+/// How many pushes, answers and child writes a room remembers: two instances' worth, and
+/// some to spare for objects already gone.
+const MEMORY_PER_ROOM: usize = 4;
 
 /// `namespace/name`: how budgets and activity name a room.
 pub fn key(room: &DataRoom) -> String {
@@ -45,19 +57,22 @@ pub fn key(room: &DataRoom) -> String {
 #[derive(Clone, Debug, Default)]
 pub struct Memory {
     pub boot: Option<Boot>,
-    /// Health checks failed in a row.
+    /// Health checks of the serving instance failed in a row.
     pub failures: u32,
-    /// The instance last seen healthy.
-    pub healthy_on: Option<String>,
+    /// The instances seen healthy in this boot, by instance ID: they serve the room.
+    pub answered: Vec<String>,
     /// The latest `lastActivity` the room's health endpoint reported.
     pub reported_activity: Option<jiff::Timestamp>,
-    /// The hash of the last push, and the phase and reason last written: the room object a
-    /// reconcile gets may predate this controller's own status write.
-    pub pushed: Option<String>,
+    /// The hashes of the last pushes (one per instance), and the phase and reason last written:
+    /// the room object a reconcile gets may predate this controller's own status write.
+    pub pushed: Vec<String>,
     pub written: Option<(String, String)>,
-    /// The last change this controller made to the room's Ec2Instance. The instance cache may
-    /// not show it yet, and a plan made from the older object would repeat (and record) the step.
-    pub child_write: Option<ChildWrite>,
+    /// The last changes this controller made to the room's Ec2Instances (one per object). The
+    /// instance cache may not show them yet, and a plan made from the older object would repeat
+    /// (and record) the step.
+    pub child_writes: Vec<ChildWrite>,
+    /// When the running upgrade booted its new instance.
+    pub upgrade_started: Option<Instant>,
     /// The room's generation after this controller's own change to its spec (the idle stop):
     /// a room object older than that is not acted on.
     pub own_generation: Option<i64>,
@@ -75,6 +90,16 @@ pub enum ChildWrite {
     Power { uid: String, generation: i64, power: crate::crd::PowerState },
     /// Deleted: that object is on its way out, whatever the cache says.
     Deleted { uid: String },
+    /// Moved off by an upgrade: it answers until `after`.
+    Retired { uid: String, after: jiff::Timestamp },
+}
+
+impl ChildWrite {
+    pub fn uid(&self) -> &str {
+        match self {
+            Self::Power { uid, .. } | Self::Deleted { uid } | Self::Retired { uid, .. } => uid,
+        }
+    }
 }
 
 /// Seconds from the start of a boot to the end of each step.
@@ -93,6 +118,33 @@ impl Boot {
 }
 
 impl Memory {
+    /// Remembers a change made to a child, in place of any earlier one to the same object (a
+    /// retirement is kept: it is never undone).
+    fn wrote(&mut self, write: ChildWrite) {
+        let replaced = |w: &ChildWrite| w.uid() == write.uid() && !matches!(w, ChildWrite::Retired { .. });
+        self.child_writes.retain(|w| !replaced(w));
+        self.child_writes.push(write);
+        let excess = self.child_writes.len().saturating_sub(MEMORY_PER_ROOM);
+        self.child_writes.drain(..excess);
+    }
+
+    /// Remembers a push of content with this hash.
+    fn pushed(&mut self, hash: String) {
+        self.pushed.retain(|h| *h != hash);
+        self.pushed.push(hash);
+        let excess = self.pushed.len().saturating_sub(MEMORY_PER_ROOM);
+        self.pushed.drain(..excess);
+    }
+
+    /// Remembers that an instance answered its health check.
+    fn answered(&mut self, instance_id: &str) {
+        if !self.answered.iter().any(|a| a == instance_id) {
+            self.answered.push(instance_id.to_string());
+        }
+        let excess = self.answered.len().saturating_sub(MEMORY_PER_ROOM);
+        self.answered.drain(..excess);
+    }
+
     /// Notes the end of a boot step (the first time only).
     fn mark(&mut self, step: impl FnOnce(&mut Boot) -> &mut Option<f64>) {
         if let Some(boot) = self.boot.as_mut() {

@@ -9,12 +9,22 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 
 use super::content::{self, Content};
-use super::plan::{Child, Facts};
-use super::{ChildWrite, Memory, instance_name, key};
+use super::plan::{Child, Facts, serving};
+use super::{ChildWrite, Memory, RETIRE_ANNOTATION, instance_names, key};
 use crate::controller::reach;
 use crate::controller::{Context, Result};
 use crate::crd::{ACTIVITY_ANNOTATION, DEFAULT_INSTANCE_TYPE, DataRoom, DataRoomState, Ec2Instance};
 use crate::ssh::Target;
+
+/// One of the room's Ec2Instances, as the cache shows it.
+pub struct Member {
+    pub object: Arc<Ec2Instance>,
+    pub child: Child,
+    /// Where it answers and how to log in, once it runs.
+    pub live: Option<Target>,
+    /// The hash of the room's content for this instance.
+    pub hash: Option<String>,
+}
 
 /// The snapshot one reconcile works from.
 pub struct Observed {
@@ -23,39 +33,49 @@ pub struct Observed {
     pub want_running: bool,
     /// Why the spec cannot run as written, if it cannot (the room fails without acting).
     pub invalid: Option<String>,
-    /// The Ec2Instance the room owns, by name, whether or not it exists.
-    pub child_name: String,
-    pub object: Option<Arc<Ec2Instance>>,
-    pub child: Option<Child>,
-    /// Where the running instance answers and how to log in.
-    pub live: Option<Target>,
+    /// The names of the room's two places for an Ec2Instance.
+    pub slots: [String; 2],
+    /// The Ec2Instances in those places, oldest first.
+    pub members: Vec<Member>,
     /// What the room wants on its instance (only while it should run).
     pub content: Option<Content>,
-    /// The hash of `content` for the running instance.
-    pub hash: Option<String>,
-    /// What is on the instance matches `content` (pushed earlier, by this process or recorded).
-    pub configured: bool,
     pub idle_timeout_minutes: Option<u32>,
     pub last_activity: Option<Timestamp>,
     pub idle_minutes: f64,
+    pub now: Timestamp,
 }
 
 impl Observed {
     /// What the pure decision reads.
-    pub fn facts<'a>(&self, room: &'a DataRoom) -> Facts<'a> {
+    pub fn facts<'a>(&'a self, room: &'a DataRoom) -> Facts<'a> {
         Facts {
             spec: &room.spec,
             deleting: self.deleting,
-            child: self.child.clone(),
-            configured: self.configured,
+            slots: [&self.slots[0], &self.slots[1]],
+            children: self.members.iter().map(|m| m.child.clone()).collect(),
             idle_minutes: self.idle_minutes,
             idle_timeout_minutes: self.idle_timeout_minutes,
+            now: self.now,
         }
+    }
+
+    pub fn member(&self, name: &str) -> &Member {
+        self.members.iter().find(|m| m.child.name == name).expect("a step names an observed instance")
+    }
+
+    /// The instance status speaks of: the one serving, else the newest one not on its way out
+    /// (being booted), else any.
+    pub fn reported(&self) -> Option<&Member> {
+        let children: Vec<Child> = self.members.iter().map(|m| m.child.clone()).collect();
+        let serving = serving(&children).map(|c| c.name.clone());
+        let by_name = |name: &String| self.members.iter().find(|m| m.child.name == *name);
+        let booting = || self.members.iter().rev().find(|m| !m.child.retiring());
+        serving.as_ref().and_then(by_name).or_else(booting).or(self.members.last())
     }
 }
 
-/// What the controller's caches say: the child, where it answers, the activity. Content comes
-/// after (`with_content`), so that a missing ConfigMap still leaves the rest in status.
+/// What the controller's caches say: the children, where they answer, the activity. Content
+/// comes after (`with_content`), so that a missing ConfigMap still leaves the rest in status.
 pub fn observe(room: &DataRoom, ctx: &Context, deleting: bool, uid: &str, memory: &Memory) -> Observed {
     let spec = &room.spec;
     let want_running = spec.state == DataRoomState::Running && !deleting;
@@ -64,35 +84,41 @@ pub fn observe(room: &DataRoom, ctx: &Context, deleting: bool, uid: &str, memory
     let refused = if deleting { None } else { ctx.settings.refuses_namespace(&namespace) };
     let invalid =
         refused.or_else(|| want_running.then(|| content::check(&room.name_any(), spec).err()).flatten());
-    let child_name = instance_name(&room.name_any());
-    let object = ctx.instances.get(&ObjectRef::new(&child_name).within(&namespace));
-    let child = object.as_deref().map(|o| child(ctx, o, room, uid, memory.child_write.as_ref()));
-    let live = object.as_deref().and_then(|o| reach::target(ctx, o).ok());
+    let slots = instance_names(&room.name_any());
+    let mut objects: Vec<Arc<Ec2Instance>> =
+        slots.iter().filter_map(|name| ctx.instances.get(&ObjectRef::new(name).within(&namespace))).collect();
+    objects.sort_by_key(|o| o.meta().creation_timestamp.as_ref().map(|t| t.0));
+    let members: Vec<Member> = objects
+        .into_iter()
+        .map(|object| Member {
+            child: child(ctx, &object, room, uid, memory),
+            live: reach::target(ctx, &object).ok(),
+            hash: None,
+            object,
+        })
+        .collect();
     let idle_timeout_minutes =
         spec.idle_timeout_minutes.or(Some(ctx.gate.limits().default_idle_timeout_minutes));
     let now = (ctx.clock)();
-    let last_activity = latest_activity(room, ctx, object.as_deref(), memory, now);
+    let last_activity = latest_activity(room, ctx, &members, memory, now);
     let idle_minutes = last_activity.map_or(0.0, |t| now.duration_since(t).as_secs_f64() / 60.0);
     Observed {
         deleting,
         want_running,
         invalid,
-        child_name,
-        object,
-        child,
-        live,
+        slots,
+        members,
         content: None,
-        hash: None,
-        configured: false,
         idle_timeout_minutes,
         last_activity,
         idle_minutes,
+        now,
     }
 }
 
 impl Observed {
-    /// Reads the content a running room wants (ConfigMaps, Secrets) and whether the running
-    /// instance already has it.
+    /// Reads the content a running room wants (ConfigMaps, Secrets) and which of its running
+    /// instances already have it.
     pub async fn with_content(
         mut self,
         ctx: &Context,
@@ -104,46 +130,61 @@ impl Observed {
             return Ok(self);
         }
         let content = content::resolve(ctx, &room.namespace().unwrap_or_default(), &room.spec).await?;
-        self.hash = self.live.as_ref().map(|t| content.hash(&ctx.content_key, uid, &t.instance_id));
         let recorded = room.status.as_ref().and_then(|s| s.config_hash.clone());
-        self.configured = self.hash.is_some() && (self.hash == recorded || self.hash == memory.pushed);
+        for member in &mut self.members {
+            member.hash = member.live.as_ref().map(|t| content.hash(&ctx.content_key, uid, &t.instance_id));
+            member.child.configured = member
+                .hash
+                .as_ref()
+                .is_some_and(|h| Some(h) == recorded.as_ref() || memory.pushed.contains(h));
+        }
         self.content = Some(content);
         Ok(self)
     }
 }
 
-/// The room's Ec2Instance as the plan sees it: the cached object, with this controller's own
-/// last change to it where the cache does not show that change yet.
-fn child(
-    ctx: &Context,
-    object: &Ec2Instance,
-    room: &DataRoom,
-    room_uid: &str,
-    own_write: Option<&ChildWrite>,
-) -> Child {
-    let mut child = cached_child(ctx, object, room, room_uid);
-    let this = object.uid();
-    match own_write {
-        Some(ChildWrite::Deleted { uid }) if this.as_ref() == Some(uid) => child.deleting = true,
-        Some(ChildWrite::Power { uid, generation, power })
-            if this.as_ref() == Some(uid) && object.meta().generation.unwrap_or(0) < *generation =>
-        {
-            child.power = *power;
+/// An Ec2Instance as the plan sees it: the cached object, with this controller's own last
+/// changes to it where the cache does not show them yet.
+fn child(ctx: &Context, object: &Ec2Instance, room: &DataRoom, room_uid: &str, memory: &Memory) -> Child {
+    let mut child = cached_child(ctx, object, room, room_uid, memory);
+    let Some(this) = object.uid() else { return child };
+    for write in memory.child_writes.iter().filter(|w| w.uid() == this) {
+        match write {
+            ChildWrite::Deleted { .. } => child.deleting = true,
+            ChildWrite::Power { generation, power, .. }
+                if object.meta().generation.unwrap_or(0) < *generation =>
+            {
+                child.power = *power;
+            }
+            ChildWrite::Retired { after, .. } => child.retire_after = child.retire_after.or(Some(*after)),
+            ChildWrite::Power { .. } => {}
         }
-        _ => {}
     }
     child
 }
 
-fn cached_child(ctx: &Context, object: &Ec2Instance, room: &DataRoom, room_uid: &str) -> Child {
+fn cached_child(
+    ctx: &Context,
+    object: &Ec2Instance,
+    room: &DataRoom,
+    room_uid: &str,
+    memory: &Memory,
+) -> Child {
     let status = object.status.clone().unwrap_or_default();
     let live = object.uid().and_then(|uid| ctx.cache.get(&uid));
-    let state = live.map(|i| i.state.as_str().to_string()).or(status.state).filter(|s| s != "none");
+    let state = live.as_ref().map(|i| i.state.as_str().to_string()).or(status.state).filter(|s| s != "none");
+    let instance_id = live.map(|i| i.id).or(status.instance_id);
     let failing = |type_: &str, reasons: &[&str]| {
         let c = status.conditions.iter().find(|c| c.type_ == type_ && c.status == "False")?;
         (reasons.is_empty() || reasons.contains(&c.reason.as_str())).then(|| c.message.clone())
     };
+    let recorded = room.status.as_ref().filter(|s| s.phase.as_deref() == Some("Ready"));
+    let answered = instance_id.as_ref().is_some_and(|id| {
+        memory.answered.contains(id) || recorded.and_then(|s| s.instance_id.as_ref()) == Some(id)
+    });
+    let retire_after = object.annotations().get(RETIRE_ANNOTATION).and_then(|t| t.parse().ok());
     Child {
+        name: object.name_any(),
         ours: object.owner_references().iter().any(|r| r.uid == room_uid && r.controller == Some(true)),
         deleting: object.meta().deletion_timestamp.is_some(),
         power: object.spec.power_state,
@@ -155,6 +196,9 @@ fn cached_child(ctx: &Context, object: &Ec2Instance, room: &DataRoom, room_uid: 
         stale: room.spec.image_id != object.spec.image_id
             || room.spec.instance_type.as_deref().unwrap_or(DEFAULT_INSTANCE_TYPE)
                 != object.spec.instance_type,
+        configured: false,
+        answered,
+        retire_after,
     }
 }
 
@@ -166,15 +210,15 @@ fn cached_child(ctx: &Context, object: &Ec2Instance, room: &DataRoom, room_uid: 
 fn latest_activity(
     room: &DataRoom,
     ctx: &Context,
-    object: Option<&Ec2Instance>,
+    members: &[Member],
     memory: &Memory,
     now: Timestamp,
 ) -> Option<Timestamp> {
     let believable = |t: &Timestamp| *t <= now + CLOCK_SKEW;
     let recorded = room.status.as_ref().and_then(|s| s.last_activity_time.as_deref()?.parse().ok());
     let annotated = room.annotations().get(ACTIVITY_ANNOTATION).and_then(|t| t.parse().ok());
-    let created = object.and_then(|o| o.meta().creation_timestamp.as_ref()).map(|t| t.0);
-    let written = [recorded, annotated, created].into_iter().flatten().filter(believable);
+    let created = members.iter().filter_map(|m| m.object.meta().creation_timestamp.as_ref()).map(|t| t.0);
+    let written = [recorded, annotated].into_iter().flatten().chain(created).filter(believable);
     written
         .chain(ctx.activity(&key(room)))
         .chain(memory.reported_activity)

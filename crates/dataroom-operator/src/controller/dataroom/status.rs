@@ -18,6 +18,8 @@ pub struct Report {
     pub phase: Phase,
     pub reason: String,
     pub child: Option<Child>,
+    /// Why the budget holds back one of the room's instances, if it does.
+    pub blocked: Option<String>,
     pub instance_name: Option<String>,
     pub instance_id: Option<String>,
     pub endpoint: Option<String>,
@@ -64,6 +66,7 @@ impl Report {
             phase: Phase::Pending,
             reason: "starting".into(),
             child: None,
+            blocked: None,
             instance_name: None,
             instance_id: None,
             endpoint: None,
@@ -76,13 +79,25 @@ impl Report {
         }
     }
 
-    /// What the caches showed: the room's instance and where it answers.
+    /// What the caches showed: the instance serving the room (or being booted for it), where it
+    /// answers, and what holds an instance back.
     pub fn saw(&mut self, observed: &Observed, health_port: u16) {
-        let live = observed.live.as_ref();
-        self.instance_name = observed.object.as_ref().map(|_| observed.child_name.clone());
-        self.instance_id = observed.child.as_ref().and(live).map(|t| t.instance_id.clone());
+        let reported = observed.reported();
+        let live = reported.and_then(|m| m.live.as_ref());
+        self.instance_name = reported.map(|m| m.child.name.clone());
+        self.instance_id = live.map(|t| t.instance_id.clone());
         self.endpoint = live.map(|t| format!("{}:{health_port}", t.ip));
-        self.child = observed.child.clone();
+        self.child = reported.map(|m| m.child.clone());
+        self.blocked = observed.members.iter().filter(|m| !m.child.retiring()).find_map(|m| {
+            let why = m.child.blocked.clone()?;
+            Some(match reported.filter(|r| r.child.name != m.child.name) {
+                None => why,
+                Some(serving) => format!(
+                    "a rolling upgrade needs the old and the new instance at once: {why}; {} serves the room until the budget allows {} (updateStrategy: Recreate stops the old instance first)",
+                    serving.child.name, m.child.name
+                ),
+            })
+        });
         self.last_activity = observed.last_activity;
     }
 
@@ -144,12 +159,11 @@ pub fn build(room: &DataRoom, report: &Report) -> DataRoomStatus {
         (Some(_), false) => "Unhealthy",
     };
     set_condition(conditions, "Healthy", healthy, reason, message, generation);
-    let blocked = report.child.as_ref().and_then(|c| c.blocked.clone());
-    let (reason, message) = match &blocked {
+    let (reason, message) = match &report.blocked {
         Some(why) => ("BudgetExceeded", why.clone()),
         None => ("WithinBudget", "the budget allows this room's instance".to_string()),
     };
-    set_condition(conditions, "BudgetAllowed", blocked.is_none(), reason, message, generation);
+    set_condition(conditions, "BudgetAllowed", report.blocked.is_none(), reason, message, generation);
     if let Some(DnsReport { condition: (published, reason, message), .. }) = &report.dns {
         set_condition(conditions, "DnsPublished", *published, reason, message.clone(), generation);
     }
