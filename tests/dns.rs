@@ -4,30 +4,12 @@
 
 mod support;
 
-use std::process::Command;
-
 use support::sandbox::Sandbox;
 
 const ZONE: &str = "rooms.dataroom.test";
 
-/// `dig`'s answer for `name`: the status (NOERROR, NXDOMAIN) and the A records.
 fn dig(sandbox: &Sandbox, name: &str) -> (String, Vec<String>) {
-    let port = sandbox.dns.to_string();
-    let output = Command::new("dig")
-        .args(["@127.0.0.1", "-p", &port, "+tries=1", "+time=2", "+noall", "+comments", "+answer", name, "A"])
-        .output()
-        .expect("dig is not installed: `make test` installs it (Debian's dnsutils)");
-    let text = String::from_utf8_lossy(&output.stdout).to_string();
-    assert!(output.status.success(), "dig failed: {text}{}", String::from_utf8_lossy(&output.stderr));
-    let status = text.split("status: ").nth(1).and_then(|s| s.split(',').next()).unwrap_or_default();
-    // Answer lines: NAME TTL CLASS TYPE DATA.
-    let answers = text
-        .lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .filter(|fields| fields.len() == 5 && fields[3] == "A" && !fields[0].starts_with(';'))
-        .map(|fields| fields[4].to_string())
-        .collect();
-    (status.to_string(), answers)
+    support::sandbox::dig(sandbox.dns, name)
 }
 
 fn room_field(sandbox: &Sandbox, room: &str, path: &str) -> String {

@@ -58,6 +58,27 @@ pub fn http_post_json(url: &str, headers: &str, body: &str) -> Option<(u16, Stri
     http_request("POST", url, &headers, body)
 }
 
+/// The real `dig`'s answer for `name` from the sandbox's DNS server on `port`: the status
+/// (NOERROR, NXDOMAIN) and the A records.
+pub fn dig(port: u16, name: &str) -> (String, Vec<String>) {
+    let port = port.to_string();
+    let output = Command::new("dig")
+        .args(["@127.0.0.1", "-p", &port, "+tries=1", "+time=2", "+noall", "+comments", "+answer", name, "A"])
+        .output()
+        .expect("dig is not installed: `make test` installs it (Debian's dnsutils)");
+    let text = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(output.status.success(), "dig failed: {text}{}", String::from_utf8_lossy(&output.stderr));
+    let status = text.split("status: ").nth(1).and_then(|s| s.split(',').next()).unwrap_or_default();
+    // Answer lines: NAME TTL CLASS TYPE DATA.
+    let answers = text
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|fields| fields.len() == 5 && fields[3] == "A" && !fields[0].starts_with(';'))
+        .map(|fields| fields[4].to_string())
+        .collect();
+    (status.to_string(), answers)
+}
+
 fn http_status(url: &str) -> Option<u16> {
     http_get(url).map(|(status, _)| status)
 }
