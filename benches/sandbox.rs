@@ -144,6 +144,50 @@ fn rooms(sandbox: &sandbox::Sandbox) {
     }
     println!("    all {ROOMS} Ready after:              {:>6.2}", started.elapsed().as_secs_f64());
     fan_out(sandbox);
+    upgrades(sandbox);
+}
+
+/// A room's type change under each update strategy, three times each, while a client resolves
+/// the room's name and asks its health endpoint every 100 ms: `Rolling` against its peer
+/// `Recreate` (the old instance stopped first), by time to the new instance serving and by the
+/// client's failed answers.
+fn upgrades(sandbox: &sandbox::Sandbox) {
+    println!(
+        "  a room's instance type changed (kubectl patch to Ready on the new instance; a client polling its name every 100 ms):"
+    );
+    for (room, strategy) in [("room-00", "Rolling"), ("room-01", "Recreate")] {
+        let spec = format!(r#"{{"spec":{{"updateStrategy":"{strategy}","drainSeconds":0}}}}"#);
+        sandbox.ok(&["patch", "dr", room, "--type", "merge", "-p", &spec]);
+        let name = format!("{room}.default.rooms.dataroom.test");
+        let (mut times, mut failed, mut polls, mut longest) = (Vec::new(), 0, 0, 0.0f64);
+        for instance_type in ["t3.small", "t3.micro", "t3.small"] {
+            let old = sandbox.ok(&["get", "dr", room, "-o", "jsonpath={.status.instanceName}"]);
+            let new = if old.ends_with(".b") { format!("dr-{room}") } else { format!("dr-{room}.b") };
+            let client = sandbox::NamePoller::start(sandbox.dns, &name, 8000);
+            std::thread::sleep(Duration::from_millis(300));
+            let started = Instant::now();
+            let patch = format!(r#"{{"spec":{{"instanceType":"{instance_type}"}}}}"#);
+            sandbox.ok(&["patch", "dr", room, "--type", "merge", "-p", &patch]);
+            let wait = |what: &str, condition: &str| {
+                sandbox.ok(&["wait", what, &format!("--for={condition}"), "--timeout=120s"]);
+            };
+            wait(&format!("dr/{room}"), &format!("jsonpath={{.status.instanceName}}={new}"));
+            wait(&format!("dr/{room}"), "jsonpath={.status.phase}=Ready");
+            times.push(started.elapsed().as_secs_f64());
+            wait(&format!("ec2/{old}"), "delete");
+            wait(&format!("dr/{room}"), "condition=DnsPublished");
+            std::thread::sleep(Duration::from_millis(300));
+            let seen = client.stop();
+            polls += seen.len();
+            failed += seen.iter().filter(|p| !p.ok).count();
+            longest = longest.max(outage(&seen));
+        }
+        times.sort_by(f64::total_cmp);
+        println!(
+            "    {strategy:<9} median {:>5.2} s   failed answers {failed:>3} of {polls:>3}   longest outage {longest:>5.2} s",
+            times[1],
+        );
+    }
 }
 
 /// `echo` through the admin API on one room's instance at a time, then on all 20 at once: the
@@ -188,4 +232,11 @@ fn fan_out(sandbox: &sandbox::Sandbox) {
         "    {ROOMS} at once, wall time:          {fan:>6.2} ms   ({:.1}× one exec; {ROOMS}× if serialised)",
         fan / single
     );
+}
+
+/// The longest time between two answered polls with only failed ones between them.
+fn outage(polls: &[sandbox::Poll]) -> f64 {
+    let answered: Vec<f64> = polls.iter().filter(|p| p.ok).map(|p| p.at).collect();
+    let gaps = answered.windows(2).filter(|w| polls.iter().any(|p| !p.ok && p.at > w[0] && p.at < w[1]));
+    gaps.map(|w| w[1] - w[0]).fold(0.0, f64::max)
 }

@@ -6,13 +6,9 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use support::sandbox::{Sandbox, dig};
+use support::sandbox::{NamePoller, Sandbox, dig};
 
 const ROOM: &str = "investor-x";
 const NAME: &str = "investor-x.default.rooms.dataroom.test";
@@ -42,41 +38,6 @@ fn ready_room(sandbox: &Sandbox, strategy: &str) {
     patch_room(sandbox, &spec);
     wait_for(sandbox, "dr/investor-x", "jsonpath={.status.phase}=Ready");
     wait_for(sandbox, "dr/investor-x", "condition=DnsPublished");
-}
-
-/// One GET of the health endpoint at `address`: whether it answered 200.
-fn healthy(address: &str) -> bool {
-    let Ok(address) = format!("{address}:8000").parse::<SocketAddr>() else { return false };
-    let Ok(mut stream) = TcpStream::connect_timeout(&address, Duration::from_secs(1)) else { return false };
-    stream.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-    let request = format!("GET /health HTTP/1.0\r\nHost: {address}\r\n\r\n");
-    let mut reply = String::new();
-    stream.write_all(request.as_bytes()).is_ok()
-        && stream.read_to_string(&mut reply).is_ok()
-        && reply.split_whitespace().nth(1) == Some("200")
-}
-
-/// What a client saw, one poll: the address the name resolved to, and whether it answered.
-struct Poll {
-    at: f64,
-    address: Option<String>,
-    ok: bool,
-}
-
-/// Resolves the room's name and asks its health endpoint every 100 ms until `stop`.
-fn poll(dns: u16, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Vec<Poll>> {
-    std::thread::spawn(move || {
-        let start = Instant::now();
-        let mut polls = Vec::new();
-        while !stop.load(Ordering::SeqCst) {
-            let (status, answers) = dig(dns, NAME);
-            let address = answers.first().cloned();
-            let ok = status == "NOERROR" && answers.len() == 1 && healthy(&answers[0]);
-            polls.push(Poll { at: start.elapsed().as_secs_f64(), address, ok });
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        polls
-    })
 }
 
 /// The cluster's budget, allowing `max` instances at once.
@@ -114,16 +75,14 @@ fn a_rolling_upgrade_keeps_the_room_answering_by_name_and_ends_on_one_new_instan
         field(&sandbox, "dr/investor-x", ".status.endpoint").split(':').next().unwrap().to_string();
     let old_id = field(&sandbox, "dr/investor-x", ".status.instanceId");
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let poller = poll(sandbox.dns, stop.clone());
+    let poller = NamePoller::start(sandbox.dns, NAME, 8000);
     std::thread::sleep(Duration::from_millis(500));
     patch_room(&sandbox, r#"{"spec":{"instanceType":"t3.small"}}"#);
     wait_for(&sandbox, "dr/investor-x", "jsonpath={.status.instanceName}=dr-investor-x.b");
     // The old instance drains, stops and is terminated (its object goes once EC2 says so).
     wait_for(&sandbox, "ec2/dr-investor-x", "delete");
     std::thread::sleep(Duration::from_millis(500));
-    stop.store(true, Ordering::SeqCst);
-    let polls = poller.join().unwrap();
+    let polls = poller.stop();
 
     let failed: Vec<String> =
         polls.iter().filter(|p| !p.ok).map(|p| format!("{:.1}s {:?}", p.at, p.address)).collect();

@@ -79,6 +79,63 @@ pub fn dig(port: u16, name: &str) -> (String, Vec<String>) {
     (status.to_string(), answers)
 }
 
+/// One GET of `/health` at `address:port`: whether it answered 200.
+pub fn answers_health(address: &str, port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(address) = format!("{address}:{port}").parse::<std::net::SocketAddr>() else { return false };
+    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&address, Duration::from_secs(1)) else {
+        return false;
+    };
+    stream.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let request = format!("GET /health HTTP/1.0\r\nHost: {address}\r\n\r\n");
+    let mut reply = String::new();
+    stream.write_all(request.as_bytes()).is_ok()
+        && stream.read_to_string(&mut reply).is_ok()
+        && reply.split_whitespace().nth(1) == Some("200")
+}
+
+/// What a client of a room saw at one poll: the address its name resolved to, and whether the
+/// health endpoint there answered.
+pub struct Poll {
+    /// Seconds since polling began.
+    pub at: f64,
+    pub address: Option<String>,
+    pub ok: bool,
+}
+
+/// A client of a room by name: every 100 ms it resolves the name (the real `dig`) and asks the
+/// health endpoint at the address, until stopped.
+pub struct NamePoller {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<Poll>>,
+}
+
+impl NamePoller {
+    pub fn start(dns: u16, name: &str, port: u16) -> Self {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (flag, name) = (stop.clone(), name.to_string());
+        let thread = std::thread::spawn(move || {
+            let start = Instant::now();
+            let mut polls = Vec::new();
+            while !flag.load(Ordering::SeqCst) {
+                let (status, answers) = dig(dns, &name);
+                let ok = status == "NOERROR" && answers.len() == 1 && answers_health(&answers[0], port);
+                let at = start.elapsed().as_secs_f64();
+                polls.push(Poll { at, address: answers.first().cloned(), ok });
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            polls
+        });
+        NamePoller { stop, thread }
+    }
+
+    pub fn stop(self) -> Vec<Poll> {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.thread.join().unwrap()
+    }
+}
+
 fn http_status(url: &str) -> Option<u16> {
     http_get(url).map(|(status, _)| status)
 }
