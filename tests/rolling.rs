@@ -156,3 +156,29 @@ fn recreate_stops_the_old_instance_before_the_new_one_boots() {
     let refusals = records.iter().filter(|r| r["outcome"] == "refused").count();
     assert_eq!(refusals, 0, "one instance at a time fits a budget of one");
 }
+
+/// The drain is kept on the old instance's object: an operator restarted mid-drain leaves the
+/// room on the new instance and stops the old one no sooner than the drain said.
+#[test]
+fn an_operator_restarted_mid_drain_keeps_the_switch_and_the_drain() {
+    let sandbox = Sandbox::start();
+    ready_room(&sandbox, "Rolling");
+    patch_room(&sandbox, r#"{"spec":{"drainSeconds":8,"instanceType":"t3.small"}}"#);
+    wait_for(&sandbox, "dr/investor-x", "jsonpath={.status.instanceName}=dr-investor-x.b");
+    let after = field(&sandbox, "ec2/dr-investor-x", r#".metadata.annotations.dataroom\.dev/retire-after"#);
+    let after: jiff::Timestamp = after.parse().unwrap_or_else(|e| panic!("retire-after {after:?}: {e}"));
+    let new_address =
+        field(&sandbox, "dr/investor-x", ".status.endpoint").split(':').next().unwrap().to_string();
+    let sandbox = sandbox.restart();
+    let poller = NamePoller::start(sandbox.dns, NAME, 8000);
+    wait_for(&sandbox, "ec2/dr-investor-x", "delete");
+    let deleted = jiff::Timestamp::now();
+    let polls = poller.stop();
+    assert!(deleted >= after, "the old instance went at {deleted}, before its drain ended at {after}");
+    assert!(
+        polls.iter().all(|p| p.ok && p.address.as_deref() == Some(new_address.as_str())),
+        "the name stays on the new instance"
+    );
+    assert_eq!(field(&sandbox, "dr/investor-x", ".status.instanceName"), "dr-investor-x.b");
+    assert_eq!(room_instances(&sandbox), ["dr-investor-x.b t3.small running"]);
+}

@@ -133,7 +133,7 @@ async fn apply(
         }
         Step::PowerOff(name) => {
             power(room, ctx, &name, PowerState::Stopped, memory).await?;
-            report.set(Phase::Stopping, format!("stopping the instance {name} before it is terminated"));
+            report.set(replacing(observed), format!("stopping the instance {name} before it is terminated"));
             Ok(Action::requeue(WAIT_REQUEUE))
         }
         Step::Delete(name) => {
@@ -142,7 +142,7 @@ async fn apply(
             if let Some(uid) = uid {
                 memory.wrote(ChildWrite::Deleted { uid });
             }
-            report.set(Phase::Stopping, format!("terminating the instance {name}"));
+            report.set(replacing(observed), format!("terminating the instance {name}"));
             Ok(Action::requeue(WAIT_REQUEUE))
         }
         Step::Stopped => {
@@ -164,6 +164,11 @@ async fn apply(
             Ok(Action::await_change())
         }
     }
+}
+
+/// The phase while an instance is stopped or deleted: a room that should run is getting a new one.
+fn replacing(observed: &Observed) -> Phase {
+    if observed.want_running { Phase::Provisioning } else { Phase::Stopping }
 }
 
 /// How long until the next instance an upgrade moved off stops answering (a long time if none).
