@@ -182,3 +182,39 @@ async fn route53_holds_one_a_record_per_published_room() {
     assert_eq!(records().await, vec![], "deleted with the room");
     zone.unpublish(name).await.unwrap();
 }
+
+/// A Ready room given another hostname: the old name is removed and the new one published.
+#[test]
+fn a_changed_hostname_moves_the_record() {
+    let sandbox = Sandbox::start();
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/dataroom.yaml");
+    sandbox.ok(&["apply", "-f", example]);
+    wait_phase(&sandbox, "investor-x", "Ready");
+    let old = format!("investor-x.default.{ZONE}");
+    sandbox.ok(&[
+        "wait",
+        "dr/investor-x",
+        &format!("--for=jsonpath={{.status.dnsName}}={old}"),
+        "--timeout=30s",
+    ]);
+    let address =
+        room_field(&sandbox, "investor-x", ".status.endpoint").split(':').next().unwrap().to_string();
+    sandbox.ok(&[
+        "patch",
+        "dr",
+        "investor-x",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"dns":{"hostname":"deals"}}}"#,
+    ]);
+    let new = format!("deals.{ZONE}");
+    sandbox.ok(&[
+        "wait",
+        "dr/investor-x",
+        &format!("--for=jsonpath={{.status.dnsName}}={new}"),
+        "--timeout=30s",
+    ]);
+    assert_eq!(dig(&sandbox, &new), ("NOERROR".to_string(), vec![address]));
+    assert_eq!(dig(&sandbox, &old).0, "NXDOMAIN", "the old name is removed");
+}

@@ -138,14 +138,16 @@ fn a_budget_that_cannot_hold_both_instances_holds_the_upgrade_while_the_room_ser
 }
 
 #[test]
-fn recreate_stops_the_old_instance_before_the_new_one_boots() {
+fn recreate_stops_the_old_instance_before_the_new_image_boots() {
     let sandbox = Sandbox::start();
     ready_room(&sandbox, "Recreate");
     budget(&sandbox, 1);
-    patch_room(&sandbox, r#"{"spec":{"instanceType":"t3.small"}}"#);
+    // A new image: an upgrade as a new type is.
+    patch_room(&sandbox, r#"{"spec":{"imageId":"ami-0000000000000000b"}}"#);
     wait_for(&sandbox, "ec2/dr-investor-x", "delete");
     wait_for(&sandbox, "dr/investor-x", "jsonpath={.status.phase}=Ready");
-    assert_eq!(room_instances(&sandbox), ["dr-investor-x.b t3.small running"]);
+    assert_eq!(room_instances(&sandbox), ["dr-investor-x.b t3.micro running"]);
+    assert_eq!(field(&sandbox, "ec2/dr-investor-x.b", ".status.imageId"), "ami-0000000000000000b");
     let records = audit(&sandbox);
     let position = |action: &str, instance: &str| {
         records.iter().position(|r| r["action"] == action && r["params"]["instance"] == instance)
