@@ -6,6 +6,7 @@ pub mod deadline;
 pub mod error;
 pub mod identity;
 pub mod keyfile;
+pub mod listing;
 pub mod lookup;
 pub mod openapi;
 pub mod rate;
@@ -105,6 +106,8 @@ pub struct AdminState {
     pub ami_poll: std::time::Duration,
     /// SSH operations under way (bounded by `limits.max_ssh_operations`).
     ssh_operations: Arc<AtomicUsize>,
+    /// The instance list as last rendered.
+    pub instance_list: Arc<listing::Rendered<routes::instances::Facets>>,
 }
 
 /// One SSH operation's place among `max_ssh_operations`, given back when dropped (for a download,
@@ -135,6 +138,7 @@ impl AdminState {
             limits: ApiLimits::default(),
             ami_poll,
             ssh_operations: Arc::default(),
+            instance_list: Arc::default(),
         }
     }
 

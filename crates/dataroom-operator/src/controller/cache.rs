@@ -14,6 +14,8 @@ pub struct InstanceCache {
     /// (`epoch`); `replace` keeps what was put after that, which the sweep may not have seen: a
     /// stale "running" must not undo a stop just made, or the stop is made (and recorded) twice.
     writes: AtomicU64,
+    /// Counts every change of the view (writes and sweeps), for those who keep what they made of it.
+    changes: AtomicU64,
     /// The write count at each owner's latest `put`.
     written: RwLock<HashMap<String, u64>>,
     /// Woken when the controller puts an instance that is between states (it launched, started,
@@ -31,6 +33,11 @@ impl InstanceCache {
         f(self.by_owner.read().unwrap().get(owner_uid))
     }
 
+    /// A number that differs after any change of the view.
+    pub fn version(&self) -> u64 {
+        self.changes.load(Ordering::SeqCst)
+    }
+
     /// The write count to pass to `replace` for a sweep that starts now.
     pub fn epoch(&self) -> u64 {
         self.writes.load(Ordering::SeqCst)
@@ -43,6 +50,7 @@ impl InstanceCache {
             let write = self.writes.fetch_add(1, Ordering::SeqCst) + 1;
             self.written.write().unwrap().insert(uid.clone(), write);
             by_owner.insert(uid, instance);
+            self.changes.fetch_add(1, Ordering::SeqCst);
             drop(by_owner);
             if !settled {
                 self.transition.notify_one();
@@ -56,6 +64,7 @@ impl InstanceCache {
         let write = self.writes.fetch_add(1, Ordering::SeqCst) + 1;
         self.written.write().unwrap().insert(owner_uid.to_string(), write);
         by_owner.remove(owner_uid);
+        self.changes.fetch_add(1, Ordering::SeqCst);
     }
 
     pub fn len(&self) -> usize {
@@ -109,6 +118,7 @@ impl InstanceCache {
         let gone = current.iter().filter(|(uid, _)| !fresh.contains_key(*uid));
         changed.extend(gone.map(|(_, old)| old.clone()));
         *current = fresh;
+        self.changes.fetch_add(1, Ordering::SeqCst);
         changed
     }
 }

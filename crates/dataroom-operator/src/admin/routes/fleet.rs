@@ -1,7 +1,7 @@
 //! `/api/fleet/rooms`: the DataRooms, each with its phase and its spend today, and start/stop,
 //! which set the room's `spec.state` (the DataRoom controller does the work).
 
-use actix_web::{HttpResponse, get, post, web};
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use serde::{Deserialize, Serialize};
@@ -9,6 +9,7 @@ use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::admin::error::{ApiError, Problem};
+use crate::admin::listing::{self, Item, Paging};
 use crate::admin::lookup;
 use crate::admin::scope::{Authorized, needs};
 use crate::admin::{AdminState, is_dns_label};
@@ -67,6 +68,9 @@ impl RoomView {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct RoomList {
     pub rooms: Vec<RoomView>,
+    /// The next page's token (`?continue=`), when `limit` cut the list.
+    #[serde(default, rename = "continue", skip_serializing_if = "Option::is_none")]
+    pub continue_token: Option<String>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -74,11 +78,19 @@ pub struct RoomList {
 pub struct RoomQuery {
     /// Only rooms in this namespace.
     pub namespace: Option<String>,
+    /// At most this many (1 to 5,000), sorted by namespace and name. Without it, every room.
+    pub limit: Option<u32>,
+    /// The token of the page to read (the previous page's `continue`).
+    #[serde(rename = "continue")]
+    #[param(rename = "continue")]
+    pub continue_token: Option<String>,
 }
 
 #[utoipa::path(
-    params(RoomQuery),
-    responses((status = 200, body = RoomList), (status = 400, body = Problem), (status = 401, body = Problem)),
+    params(RoomQuery, ("If-None-Match" = Option<String>, Header, description = "An ETag this list gave: 304 if the page is the same")),
+    responses((status = 200, body = RoomList, headers(("ETag" = String))),
+              (status = 304, description = "the page is as the ETag named"),
+              (status = 400, body = Problem), (status = 401, body = Problem)),
     security(("admin_key" = ["read"])),
     tag = "fleet"
 )]
@@ -87,11 +99,13 @@ pub async fn list_rooms(
     admin: Authorized<needs::Read>,
     state: web::Data<AdminState>,
     query: web::Query<RoomQuery>,
-) -> Result<web::Json<RoomList>, ApiError> {
+    request: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     if query.namespace.as_deref().is_some_and(|ns| !is_dns_label(ns)) {
         return Err(ApiError::bad_request("invalid_name", "namespace is a DNS label"));
     }
-    let mut rooms: Vec<RoomView> = state
+    let paging = Paging::parse(query.limit, query.continue_token.as_deref())?;
+    let mut rooms: Vec<Item> = state
         .shared
         .rooms
         .state()
@@ -99,9 +113,16 @@ pub async fn list_rooms(
         .filter(|r| admin.reaches(r.namespace().as_deref().unwrap_or_default()))
         .filter(|r| query.namespace.is_none() || r.namespace() == query.namespace)
         .map(|r| RoomView::of(&state, r))
+        .map(|v| Item::render(v.namespace.clone(), v.name.clone(), (), &v))
         .collect();
     rooms.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-    Ok(web::Json(RoomList { rooms }))
+    let (page, next) = paging.page(rooms.iter());
+    // The body is `{"rooms":[…]}`, with `"continue"` after the list when there is a next page.
+    let suffix = match &next {
+        Some(token) => format!("],\"continue\":{}}}", serde_json::Value::from(token.as_str())),
+        None => "]}".to_string(),
+    };
+    Ok(listing::respond(&request, &page, next.as_deref(), b"{\"rooms\":[", suffix.as_bytes()))
 }
 
 #[utoipa::path(

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use actix_web::{HttpResponse, delete, get, http::StatusCode, post, web};
+use actix_web::{HttpRequest, HttpResponse, delete, get, http::StatusCode, post, web};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Resource, ResourceExt};
 use serde::{Deserialize, Serialize};
@@ -13,6 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::admin::auth::Admin;
 use crate::admin::error::{ApiError, Problem};
+use crate::admin::listing::{self, Item, Paging};
 use crate::admin::lookup;
 use crate::admin::scope::{Authorized, needs};
 use crate::admin::{AdminState, is_dns_label};
@@ -114,11 +115,21 @@ pub struct ListQuery {
     pub status: Option<String>,
     /// Only instances serving this data room.
     pub data_room_id: Option<String>,
+    /// At most this many (1 to 5,000), sorted by namespace and name; the next page's token is
+    /// in `X-Continue` and a `Link` header (`rel="next"`). Without it, the whole list.
+    pub limit: Option<u32>,
+    /// The token of the page to read (from the previous page's `X-Continue`).
+    #[serde(rename = "continue")]
+    #[param(rename = "continue")]
+    pub continue_token: Option<String>,
 }
 
 #[utoipa::path(
-    params(ListQuery),
-    responses((status = 200, body = Vec<InstanceView>), (status = 400, body = Problem), (status = 401, body = Problem)),
+    params(ListQuery, ("If-None-Match" = Option<String>, Header, description = "An ETag this list gave: 304 if the page is the same")),
+    responses((status = 200, body = Vec<InstanceView>,
+               headers(("ETag" = String), ("X-Continue" = String, description = "the next page's token, if there is one"))),
+              (status = 304, description = "the page is as the ETag named"),
+              (status = 400, body = Problem), (status = 401, body = Problem)),
     security(("admin_key" = ["read"])),
     tag = "instances"
 )]
@@ -127,19 +138,44 @@ pub async fn list(
     admin: Authorized<needs::Read>,
     state: web::Data<AdminState>,
     query: web::Query<ListQuery>,
-) -> Result<web::Json<Vec<InstanceView>>, ApiError> {
-    let mut views: Vec<InstanceView> = state
-        .shared
-        .instances
-        .state()
-        .iter()
-        .filter(|o| admin.reaches(o.namespace().as_deref().unwrap_or_default()))
-        .filter(|o| query.data_room_id.is_none() || o.spec.data_room == query.data_room_id)
-        .map(|o| InstanceView::of(&state, o))
-        .filter(|v| query.status.as_ref().is_none_or(|s| &v.status == s))
-        .collect();
-    views.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-    Ok(web::Json(views))
+    request: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let paging = Paging::parse(query.limit, query.continue_token.as_deref())?;
+    let items = rendered(&state);
+    let wanted = |i: &&Item<Facets>| {
+        admin.reaches(&i.namespace)
+            && (query.data_room_id.is_none() || query.data_room_id == i.facets.data_room)
+            && query.status.as_ref().is_none_or(|s| *s == i.facets.status)
+    };
+    let (page, next) = paging.page(items.iter().filter(wanted));
+    Ok(listing::respond(&request, &page, next.as_deref(), b"[", b"]"))
+}
+
+/// What the instance list filters by.
+#[derive(Debug)]
+pub struct Facets {
+    status: String,
+    data_room: Option<String>,
+}
+
+/// Every instance's view, rendered again when an object, the EC2 view or the second (uptimes)
+/// has changed.
+fn rendered(state: &AdminState) -> listing::Items<Facets> {
+    use std::hash::{Hash, Hasher};
+    let objects = state.shared.instances.state();
+    let mut version = std::hash::DefaultHasher::new();
+    (state.shared.cache.version(), (state.shared.clock)().as_second()).hash(&mut version);
+    for o in &objects {
+        (&o.metadata.uid, &o.metadata.resource_version).hash(&mut version);
+    }
+    state.instance_list.get(version.finish(), || {
+        let render = |o: &std::sync::Arc<Ec2Instance>| {
+            let view = InstanceView::of(state, o);
+            let facets = Facets { status: view.status.clone(), data_room: view.data_room_id.clone() };
+            Item::render(view.namespace.clone(), view.name.clone(), facets, &view)
+        };
+        objects.iter().map(render).collect()
+    })
 }
 
 #[utoipa::path(
