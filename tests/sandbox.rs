@@ -74,6 +74,8 @@ fn an_ec2instance_lives_its_whole_life_through_kubectl() {
         "dataroom_reconciles_total{kind=\"Ec2Instance\"}",
         "dataroom_cloud_calls_total{operation=\"RunInstances\",outcome=\"ok\"} 1",
         "dataroom_budget_max_instances 5",
+        "dataroom_audit_records_total{action=\"launch\",outcome=\"success\"} 1",
+        "dataroom_cloud_calls_total{operation=\"DescribeInstances\",outcome=\"ok\"}",
         "dataroom_reconcile_duration_seconds_bucket",
     ] {
         assert!(metrics.contains(family), "/metrics lacks {family}:\n{metrics}");

@@ -92,6 +92,19 @@ async fn exec_and_files_reach_openssh_with_the_instance_key() {
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert!(!work.path().join("late").exists(), "the timed-out command was killed");
 
+    // Each command is counted and timed for the dashboard and the alerts.
+    let metrics = h.ctx.metrics.render();
+    assert!(
+        metrics.contains("dataroom_audit_records_total{action=\"api.instance.exec\",outcome=\"started\"} 5")
+            && metrics
+                .contains("dataroom_audit_records_total{action=\"api.instance.exec\",outcome=\"failure\"} 3"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("dataroom_operation_duration_seconds_count{action=\"api.instance.exec\"} 5"),
+        "{metrics}"
+    );
+
     let batch = json!({"commands": ["true", "false", format!("touch {dir}/never")]});
     let (_, out) = call(&app, "POST", "/api/ec2/instances/web/exec-batch", Some(batch)).await;
     assert_eq!((out["results"].as_array().unwrap().len(), &out["stopped_early"]), (2, &json!(true)));

@@ -30,7 +30,11 @@ VALUE_SETS = {
         "dns": {"provider": "route53", "zone": "rooms.example.com", "route53HostedZoneId": "Z0123456789ABC"},
     },
     "metrics": {
-        "metrics": {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}},
+        "metrics": {
+            "serviceMonitor": {"enabled": True},
+            "prometheusRule": {"enabled": True, "launchesPerHour": 0, "execsPerHour": None},
+            "grafanaDashboard": {"folder": "Data rooms"},
+        },
         "admin": {"keys": ["alice sha256:" + "ab" * 32, "ci sha256:" + "cd" * 32 + " scopes=read,exec expires=2027-01-01T00:00:00Z"]},
     },
     "cert-manager": {
@@ -44,7 +48,7 @@ VALUE_SETS = {
     },
     "trial": {
         "persistence": {"enabled": False}, "admin": {"enabled": False}, "networkPolicy": {"enabled": False},
-        "tls": {"enabled": False},
+        "tls": {"enabled": False}, "metrics": {"grafanaDashboard": {"enabled": False}},
     },
 }
 # Values the schema or the templates must refuse, and a word the refusal must contain.
@@ -159,6 +163,37 @@ def check_archive(where, doc, values):
     cidrs = ",".join(network.get("operatorCidrs", [])) or None
     if env.get("DATAROOM_OPERATOR_CIDRS") != cidrs:
         fail(where, f"DATAROOM_OPERATOR_CIDRS is {env.get('DATAROOM_OPERATOR_CIDRS')!r}, expected {cidrs!r}")
+
+
+def check_monitoring(name, docs, values):
+    """The dashboard ConfigMap is there unless turned off, labelled for Grafana's sidecar, with
+    valid JSON; each rate alert is there unless its threshold is null, with that threshold."""
+    metrics = values.get("metrics", {})
+    dashboard = metrics.get("grafanaDashboard", {})
+    maps = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-dashboard")]
+    if len(maps) != (0 if dashboard.get("enabled") is False else 1):
+        fail(name, f"{len(maps)} dashboard ConfigMaps")
+    for m in maps:
+        if m["metadata"]["labels"].get("grafana_dashboard") != "1":
+            fail(name, "the dashboard lacks the sidecar's label grafana_dashboard: \"1\"")
+        if (m["metadata"].get("annotations") or {}).get("grafana_folder") != dashboard.get("folder", None) and dashboard.get("folder"):
+            fail(name, "the dashboard's folder annotation")
+        panels = json.loads(m["data"]["dataroom-operator.json"])["panels"]
+        if len(panels) < 10:
+            fail(name, f"the dashboard has {len(panels)} panels")
+    rules = [d for d in docs if d["kind"] == "PrometheusRule"]
+    if not metrics.get("prometheusRule", {}).get("enabled"):
+        return
+    alerts = {r["alert"]: r["expr"] for g in rules[0]["spec"]["groups"] for r in g["rules"]}
+    asked = {"launchesPerHour": 0, "execsPerHour": None}
+    for alert, key in [("DataroomLaunches", "launchesPerHour"), ("DataroomExecs", "execsPerHour")]:
+        if asked[key] is None and alert in alerts:
+            fail(name, f"{alert} is there though {key} is null")
+        if asked[key] is not None and not alerts.get(alert, "").endswith(f"> {asked[key]}"):
+            fail(name, f"{alert} does not alert above {key} {asked[key]}: {alerts.get(alert)}")
+    for alert in ("DataroomFileTransfers", "DataroomBudgetRefusals", "DataroomFailedAuthentications"):
+        if alert not in alerts:
+            fail(name, f"no {alert} alert")
 
 
 def check_tls(name, docs, values):
@@ -295,6 +330,7 @@ def main():
         for kind in ("Deployment", "ServiceAccount", "Service", "Ec2Budget"):
             if kind not in kinds:
                 fail(name, f"no {kind} rendered")
+        check_monitoring(name, docs, values)
         check_tls(name, docs, values)
         check_grants(name, docs, values)
         (out / f"{name}.yaml").write_text(yaml.safe_dump_all(docs, sort_keys=False))

@@ -1,5 +1,6 @@
 //! Prometheus metrics (prometheus-client): reconciles, failures by error kind, reconcile duration,
-//! EC2 calls by operation and outcome, budget usage, polls, audit write failures.
+//! EC2 calls by operation and outcome (throttles apart), budget usage, polls, audit records by
+//! action and outcome, audited operations' durations, audit write failures.
 
 use std::sync::atomic::AtomicU64;
 use std::time::Instant;
@@ -33,12 +34,17 @@ pub struct Metrics {
     pub admin_keys_reload_failures: Counter,
     pub api_auth_failures: Counter,
     pub api_rate_limited: Counter,
+    pub audit_records: Family<Labels, Counter>,
+    pub operation_duration: Family<Labels, Histogram>,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("dataroom");
         let reconcile_duration = Family::<Labels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.005, 2.0, 14))
+        });
+        let operation_duration = Family::<Labels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.005, 2.0, 14))
         });
         let metrics = Self {
@@ -57,6 +63,8 @@ impl Default for Metrics {
             admin_keys_reload_failures: Counter::default(),
             api_auth_failures: Counter::default(),
             api_rate_limited: Counter::default(),
+            audit_records: Family::default(),
+            operation_duration,
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -103,6 +111,16 @@ impl Default for Metrics {
             "Admin API requests refused with 429",
             metrics.api_rate_limited.clone(),
         );
+        r.register(
+            "audit_records",
+            "Audit records written, by action and outcome: what the operator and its API did (launches, exec, files, sign-ins)",
+            metrics.audit_records.clone(),
+        );
+        r.register(
+            "operation_duration_seconds",
+            "Audited operations from intent to outcome, by action (exec, file transfers, AMIs)",
+            metrics.operation_duration.clone(),
+        );
         Self { registry, ..metrics }
     }
 }
@@ -130,6 +148,16 @@ impl Metrics {
     pub fn reconcile_failed(&self, kind: &str, error: &str) {
         let labels = vec![("kind", kind.to_string()), ("error", error.to_string())];
         self.reconcile_failures.get_or_create(&labels).inc();
+    }
+
+    /// One audit record written.
+    pub fn audit_record(&self, action: &str, outcome: &str) {
+        let labels = vec![("action", action.to_string()), ("outcome", outcome.to_string())];
+        self.audit_records.get_or_create(&labels).inc();
+    }
+
+    pub fn operation_finished(&self, action: &str, seconds: f64) {
+        self.operation_duration.get_or_create(&vec![("action", action.to_string())]).observe(seconds);
     }
 
     pub fn cloud_call(&self, operation: &str, outcome: &str) {

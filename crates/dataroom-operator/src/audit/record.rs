@@ -49,6 +49,18 @@ pub enum Outcome {
     Failure,
 }
 
+impl Outcome {
+    /// As the log writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Started => "started",
+            Self::Refused => "refused",
+            Self::Failure => "failure",
+        }
+    }
+}
+
 /// One line of the log.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Record {
@@ -114,5 +126,17 @@ pub fn redact(value: &mut serde_json::Value) {
         }
         serde_json::Value::Array(items) => items.iter_mut().for_each(redact),
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Outcome;
+
+    #[test]
+    fn outcome_names_are_those_the_log_writes() {
+        for o in [Outcome::Success, Outcome::Started, Outcome::Refused, Outcome::Failure] {
+            assert_eq!(serde_json::to_value(o).unwrap(), o.as_str());
+        }
     }
 }

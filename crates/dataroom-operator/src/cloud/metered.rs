@@ -21,7 +21,12 @@ impl Metered {
     }
 
     fn count<T>(&self, operation: &str, result: Result<T>) -> Result<T> {
-        let outcome = if result.is_ok() { "ok" } else { "error" };
+        let outcome = match &result {
+            Ok(_) => "ok",
+            // Apart, so that a dashboard shows EC2 pushing back.
+            Err(e) if e.code.contains("Throttl") || e.code == "RequestLimitExceeded" => "throttled",
+            Err(_) => "error",
+        };
         self.metrics.cloud_call(operation, outcome);
         result
     }

@@ -102,6 +102,8 @@ pub struct Shared {
     pub clock: Clock,
     /// Every watched Ec2Instance, as the controller sees it (the admin API reads from here).
     pub instances: Store<Ec2Instance>,
+    /// Counts the changes applied to `instances` (for those who keep what they made of it).
+    pub instances_version: Arc<std::sync::atomic::AtomicU64>,
     /// Every watched DataRoom (the fleet routes read from here).
     pub rooms: Store<DataRoom>,
     /// SSH connections to instances, shared by the DataRoom controller and the admin API.
@@ -134,9 +136,13 @@ impl Shared {
 
     /// Appends one audit record (on disk before this returns), counting a failure in the metrics.
     pub async fn append(&self, entry: Entry) -> Result<(), AuditError> {
+        let (action, outcome) = (entry.action.clone(), entry.outcome);
         let result = self.audit.append(entry).await.map(drop);
-        if result.is_err() {
-            self.metrics.audit_write_failures.inc();
+        match result {
+            Ok(()) => self.metrics.audit_record(&action, outcome.as_str()),
+            Err(_) => {
+                self.metrics.audit_write_failures.inc();
+            }
         }
         result
     }
@@ -218,6 +224,7 @@ impl Context {
             cache: Arc::default(),
             clock,
             instances,
+            instances_version: Arc::default(),
             rooms,
             ssh,
             activity: Mutex::default(),

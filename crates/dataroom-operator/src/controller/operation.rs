@@ -5,6 +5,8 @@
 
 use std::fmt::Display;
 use std::future::Future;
+use std::sync::OnceLock;
+use std::time::Instant;
 
 use serde_json::Value;
 
@@ -35,12 +37,14 @@ pub struct Operation<'a> {
     action: String,
     target: String,
     params: Value,
+    /// When the intent was recorded.
+    started: OnceLock<Instant>,
 }
 
 impl Shared {
     pub fn operation(&self, actor: &str, action: &str, target: &str, params: Value) -> Operation<'_> {
         let (actor, action, target) = (actor.to_string(), action.to_string(), target.to_string());
-        Operation { shared: self, actor, action, target, params }
+        Operation { shared: self, actor, action, target, params, started: OnceLock::new() }
     }
 }
 
@@ -73,7 +77,9 @@ impl Operation<'_> {
 
     /// Records the intent; the effect may run once this returns.
     pub async fn start(&self) -> Result<(), AuditError> {
-        self.record(Outcome::Started, None, None).await
+        self.record(Outcome::Started, None, None).await?;
+        self.started.get_or_init(Instant::now);
+        Ok(())
     }
 
     /// Records how a started operation ended, with `params` (what it did, whatever the result).
@@ -93,6 +99,9 @@ impl Operation<'_> {
         params: Option<Value>,
         detail: Option<String>,
     ) -> Result<(), AuditError> {
+        if let (Some(started), false) = (self.started.get(), outcome == Outcome::Started) {
+            self.shared.metrics.operation_finished(&self.action, started.elapsed().as_secs_f64());
+        }
         let params = params.unwrap_or_else(|| self.params.clone());
         let mut entry = Entry::new(&self.actor, &self.action, &self.target, outcome).params(params);
         entry.detail = detail;

@@ -116,10 +116,16 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) -> anyhow::Result<()
         tokio::spawn(close_idle_connections(ctx.clone())),
     ];
     let writer = ctx.writer.lock().unwrap().take().expect("the controller runs once per context");
+    let version = ctx.instances_version.clone();
     let objects = watcher(api::<Ec2Instance>(&ctx), watcher::Config::default())
         .default_backoff()
         .modify(forget_managed_fields)
-        .reflect(writer);
+        .reflect(writer)
+        // After the store has the change: a reader that saw the old count made what it kept
+        // from a store no newer than that.
+        .inspect(move |_| {
+            version.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        });
     let instances = Controller::for_stream(objects.applied_objects(), ctx.instances.clone())
         .with_config(limits(&ctx.settings))
         .reconcile_on(triggers)

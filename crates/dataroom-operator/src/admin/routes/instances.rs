@@ -162,19 +162,19 @@ pub struct Facets {
 /// has changed.
 fn rendered(state: &AdminState) -> listing::Items<Facets> {
     use std::hash::{Hash, Hasher};
-    let objects = state.shared.instances.state();
+    use std::sync::atomic::Ordering;
+    // Read before the store and the view are: what is rendered is no older than the version.
+    let shared = &state.shared;
+    let seen = (shared.instances_version.load(Ordering::SeqCst), shared.cache.version());
     let mut version = std::hash::DefaultHasher::new();
-    (state.shared.cache.version(), (state.shared.clock)().as_second()).hash(&mut version);
-    for o in &objects {
-        (&o.metadata.uid, &o.metadata.resource_version).hash(&mut version);
-    }
+    (seen, (shared.clock)().as_second()).hash(&mut version);
     state.instance_list.get(version.finish(), || {
         let render = |o: &std::sync::Arc<Ec2Instance>| {
             let view = InstanceView::of(state, o);
             let facets = Facets { status: view.status.clone(), data_room: view.data_room_id.clone() };
             Item::render(view.namespace.clone(), view.name.clone(), facets, &view)
         };
-        objects.iter().map(render).collect()
+        shared.instances.state().iter().map(render).collect()
     })
 }
 
