@@ -25,21 +25,22 @@ fn wait_phase(sandbox: &Sandbox, room: &str, phase: &str) {
     ]);
 }
 
+/// The example room, Ready and published under its name: that name and the room's address.
+fn published_example(sandbox: &Sandbox) -> (String, String) {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/dataroom.yaml");
+    sandbox.ok(&["apply", "-f", example]);
+    wait_phase(sandbox, "investor-x", "Ready");
+    let name = format!("investor-x.default.{ZONE}");
+    let published = format!("--for=jsonpath={{.status.dnsName}}={name}");
+    sandbox.ok(&["wait", "dr/investor-x", &published, "--timeout=30s"]);
+    let endpoint = room_field(sandbox, "investor-x", ".status.endpoint");
+    (name, endpoint.split(':').next().unwrap().to_string())
+}
+
 #[test]
 fn a_ready_room_answers_by_name_and_is_gone_once_stopped_or_deleted() {
     let sandbox = Sandbox::start();
-    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/dataroom.yaml");
-    sandbox.ok(&["apply", "-f", example]);
-    wait_phase(&sandbox, "investor-x", "Ready");
-    let name = format!("investor-x.default.{ZONE}");
-    sandbox.ok(&[
-        "wait",
-        "dr/investor-x",
-        &format!("--for=jsonpath={{.status.dnsName}}={name}"),
-        "--timeout=30s",
-    ]);
-    let endpoint = room_field(&sandbox, "investor-x", ".status.endpoint");
-    let address = endpoint.split(':').next().unwrap().to_string();
+    let (name, address) = published_example(&sandbox);
     let answer = dig(&sandbox, &name);
     assert_eq!(answer, ("NOERROR".to_string(), vec![address.clone()]), "Ready: published");
     assert_eq!(dig(&sandbox, &format!("nobody.default.{ZONE}")).0, "NXDOMAIN");
@@ -187,18 +188,7 @@ async fn route53_holds_one_a_record_per_published_room() {
 #[test]
 fn a_changed_hostname_moves_the_record() {
     let sandbox = Sandbox::start();
-    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/dataroom.yaml");
-    sandbox.ok(&["apply", "-f", example]);
-    wait_phase(&sandbox, "investor-x", "Ready");
-    let old = format!("investor-x.default.{ZONE}");
-    sandbox.ok(&[
-        "wait",
-        "dr/investor-x",
-        &format!("--for=jsonpath={{.status.dnsName}}={old}"),
-        "--timeout=30s",
-    ]);
-    let address =
-        room_field(&sandbox, "investor-x", ".status.endpoint").split(':').next().unwrap().to_string();
+    let (old, address) = published_example(&sandbox);
     sandbox.ok(&[
         "patch",
         "dr",

@@ -201,24 +201,25 @@ impl russh::server::Handler for Connection {
         self.running.insert(channel, kill);
         tokio::spawn(async move {
             // Dropping the running command (on a signal or a closed channel) kills it.
+            let (output, outputs) = tokio::sync::mpsc::channel(16);
+            let forwarding = tokio::spawn(forward(outputs, handle.clone(), channel));
             let ended = tokio::select! {
-                output = run(&home, &command) => output,
+                status = run(&home, &command, output) => status,
                 _ = killed => Err(std::io::Error::other("killed")),
             };
+            // `run` is gone either way, and its sender with it: the output is all sent once
+            // the forwarder ends, and only then the exit.
+            let _ = forwarding.await;
             match ended {
-                Ok(out) => {
-                    let _ = handle.data(channel, out.stdout).await;
-                    let _ = handle.extended_data(channel, 1, out.stderr).await;
-                    match (out.status.code(), std::os::unix::process::ExitStatusExt::signal(&out.status)) {
-                        (Some(code), _) => drop(handle.exit_status_request(channel, code as u32).await),
-                        (None, signal) => {
-                            let name = Sig::Custom(signal.map_or("UNKNOWN".into(), |s| s.to_string()));
-                            let _ = handle
-                                .exit_signal_request(channel, name, false, String::new(), String::new())
-                                .await;
-                        }
+                Ok(status) => match (status.code(), std::os::unix::process::ExitStatusExt::signal(&status)) {
+                    (Some(code), _) => drop(handle.exit_status_request(channel, code as u32).await),
+                    (None, signal) => {
+                        let name = Sig::Custom(signal.map_or("UNKNOWN".into(), |s| s.to_string()));
+                        let _ = handle
+                            .exit_signal_request(channel, name, false, String::new(), String::new())
+                            .await;
                     }
-                }
+                },
                 Err(e) if e.kind() == std::io::ErrorKind::Other => {
                     let _ = handle
                         .exit_signal_request(channel, Sig::KILL, false, String::new(), String::new())
@@ -252,12 +253,20 @@ impl Connection {
     }
 }
 
+/// A piece of a command's output: `None` for stdout, `Some(1)` for stderr (SSH's extended data).
+type Output = (Option<u32>, bytes::Bytes);
+
 /// Runs `command` with `sh -c` in the instance's directory, which is also its `HOME`, in a
-/// process group of its own: a command killed before it ends (a timeout, a signal, a closed
-/// channel) takes everything it started with it, not only `sh`.
-async fn run(home: &Path, command: &str) -> std::io::Result<std::process::Output> {
+/// process group of its own, handing its output to `output` as it writes it (as sshd sends it):
+/// a command killed before it ends (a timeout, a signal, a closed channel) takes everything it
+/// started with it, not only `sh`.
+async fn run(
+    home: &Path,
+    command: &str,
+    output: tokio::sync::mpsc::Sender<Output>,
+) -> std::io::Result<std::process::ExitStatus> {
     use std::process::Stdio;
-    let child = tokio::process::Command::new("sh")
+    let mut child = tokio::process::Command::new("sh")
         .arg("-c")
         .arg(command)
         .current_dir(home)
@@ -269,10 +278,44 @@ async fn run(home: &Path, command: &str) -> std::io::Result<std::process::Output
         .kill_on_drop(true)
         .spawn()?;
     let mut group = GroupKill(child.id());
-    let output = child.wait_with_output().await;
+    let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+    tokio::join!(read(stdout, None, &output), read(stderr, Some(1), &output));
+    let status = child.wait().await;
     // Ended on its own: what it left running in the background is the user's.
     group.0 = None;
-    output
+    status
+}
+
+/// Reads `pipe` to its end, each piece to `output` (dropped if no one takes them any more: the
+/// command must not block on a full pipe).
+async fn read(
+    pipe: Option<impl tokio::io::AsyncRead + Unpin>,
+    ext: Option<u32>,
+    output: &tokio::sync::mpsc::Sender<Output>,
+) {
+    use tokio::io::AsyncReadExt;
+    let Some(mut pipe) = pipe else { return };
+    let mut buffer = vec![0u8; 32 * 1024];
+    while let Ok(n @ 1..) = pipe.read(&mut buffer).await {
+        let _ = output.send((ext, bytes::Bytes::copy_from_slice(&buffer[..n]))).await;
+    }
+}
+
+/// Sends each piece of output on `channel`, in order, until there is no more.
+async fn forward(
+    mut outputs: tokio::sync::mpsc::Receiver<Output>,
+    handle: russh::server::Handle,
+    channel: ChannelId,
+) {
+    while let Some((ext, data)) = outputs.recv().await {
+        let sent = match ext {
+            None => handle.data(channel, data).await,
+            Some(ext) => handle.extended_data(channel, ext, data).await,
+        };
+        if sent.is_err() {
+            return;
+        }
+    }
 }
 
 /// Kills a process group when dropped while still armed.
@@ -303,7 +346,9 @@ mod tests {
     async fn a_killed_command_takes_its_children_with_it() {
         let home = tempfile::tempdir().unwrap();
         let command = "sleep 300 & echo $! > child.pid; wait";
-        let timed_out = tokio::time::timeout(Duration::from_millis(500), run(home.path(), command)).await;
+        let (output, _outputs) = tokio::sync::mpsc::channel(16);
+        let timed_out =
+            tokio::time::timeout(Duration::from_millis(500), run(home.path(), command, output)).await;
         assert!(timed_out.is_err(), "the command ran past its timeout");
         let pid = std::fs::read_to_string(home.path().join("child.pid")).unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(5);

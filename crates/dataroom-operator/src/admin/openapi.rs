@@ -9,7 +9,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Ref, RefOr};
 use utoipa::{Modify, OpenApi};
 
-use super::routes::{audit, budget, files, fleet, health, images, instances, ssh};
+use super::routes::{audit, budget, exec_stream, files, fleet, health, images, instances, ssh};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -24,7 +24,8 @@ use super::routes::{audit, budget, files, fleet, health, images, instances, ssh}
     ),
     paths(
         instances::list, instances::create, instances::get_one, instances::start, instances::stop,
-        instances::remove, health::health, ssh::exec, ssh::exec_batch, files::download, files::upload,
+        instances::remove, health::health, ssh::exec, ssh::exec_batch, exec_stream::exec_stream,
+        files::download, files::upload,
         files::push_files, files::push_config, images::list_amis,
         images::create_ami, images::get_ami, images::list_keypairs, images::create_keypair, images::delete_keypair,
         budget::get_budget, budget::put_budget, audit::list,

@@ -27,6 +27,13 @@ pub enum Exit {
     Unknown,
 }
 
+/// Which of a command's outputs a piece of output is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct Captured {
     pub kept: Vec<u8>,
@@ -36,11 +43,14 @@ pub struct Captured {
 }
 
 impl Captured {
-    fn push(&mut self, data: &[u8], cap: usize) {
+    /// Counts and hashes `data`, keeps what fits under `cap`, and returns that part.
+    fn push<'d>(&mut self, data: &'d [u8], cap: usize) -> &'d [u8] {
         self.total += data.len() as u64;
         self.hasher.update(data);
         let room = cap.saturating_sub(self.kept.len());
-        self.kept.extend_from_slice(&data[..data.len().min(room)]);
+        let kept = &data[..data.len().min(room)];
+        self.kept.extend_from_slice(kept);
+        kept
     }
 
     /// SHA-256 (hex) of everything the command wrote, kept or not.
@@ -70,6 +80,16 @@ impl ExecOutput {
 
 impl Connection {
     pub async fn exec(&self, command: &str, limits: Limits) -> Result<ExecOutput, SshError> {
+        self.exec_observed(command, limits, |_, _| {}).await
+    }
+
+    /// `exec`, handing `seen` each piece of output as it arrives (the part kept under the cap).
+    pub async fn exec_observed(
+        &self,
+        command: &str,
+        limits: Limits,
+        mut seen: impl FnMut(Stream, &[u8]) + Send,
+    ) -> Result<ExecOutput, SshError> {
         let started = Instant::now();
         let deadline = tokio::time::Instant::now() + limits.timeout;
         let mut channel = self.open_session().await?;
@@ -88,8 +108,12 @@ impl Connection {
                     break;
                 }
                 Ok(None) => break,
-                Ok(Some(ChannelMsg::Data { data })) => stdout.push(&data, limits.output_cap),
-                Ok(Some(ChannelMsg::ExtendedData { data, ext: 1 })) => stderr.push(&data, limits.output_cap),
+                Ok(Some(ChannelMsg::Data { data })) => {
+                    seen(Stream::Stdout, stdout.push(&data, limits.output_cap));
+                }
+                Ok(Some(ChannelMsg::ExtendedData { data, ext: 1 })) => {
+                    seen(Stream::Stderr, stderr.push(&data, limits.output_cap));
+                }
                 Ok(Some(ChannelMsg::ExitStatus { exit_status })) => exit = Exit::Code(exit_status),
                 Ok(Some(ChannelMsg::ExitSignal { signal_name, .. })) => {
                     exit = Exit::Signal(signal(signal_name))

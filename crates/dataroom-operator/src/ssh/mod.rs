@@ -14,7 +14,7 @@ use russh::client;
 use russh::keys::{PrivateKey, PrivateKeyWithHashAlg};
 use thiserror::Error;
 
-pub use exec::{Captured, ExecOutput, Exit, Limits};
+pub use exec::{Captured, ExecOutput, Exit, Limits, Stream};
 pub use files::TransferError;
 
 use crate::cloud::{CloudError, Imperative};

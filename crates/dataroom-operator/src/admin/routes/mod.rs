@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod budget;
+pub mod exec_stream;
 pub mod files;
 pub mod fleet;
 pub mod health;
@@ -14,6 +15,7 @@ pub fn configure(cfg: &mut actix_web::web::ServiceConfig) {
         .configure(budget::configure)
         .configure(audit::configure)
         .configure(ssh::configure)
+        .configure(exec_stream::configure)
         .configure(files::configure)
         .configure(health::configure)
         .configure(images::configure)

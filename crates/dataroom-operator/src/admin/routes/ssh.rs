@@ -2,6 +2,7 @@
 //! as `started` before it runs and again with its exit, duration, output sizes and the SHA-256 of
 //! its stdout and stderr when it ends.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{post, web};
@@ -11,16 +12,16 @@ use serde_json::json;
 use sha2::Digest;
 use utoipa::ToSchema;
 
-use crate::admin::AdminState;
 use crate::admin::auth::Admin;
 use crate::admin::error::{ApiError, Problem};
 use crate::admin::lookup::{connect, instance_target};
 use crate::admin::scope::{Authorized, needs};
+use crate::admin::{AdminState, SshWork};
 use crate::audit::Outcome;
 use crate::controller::operation::Failed;
 use crate::crd::Ec2Instance;
 use crate::crd::audit_target;
-use crate::ssh::{Connection, ExecOutput, Exit, Limits};
+use crate::ssh::{Connection, ExecOutput, Exit, Limits, Stream};
 
 const MAX_TIMEOUT: u64 = 600;
 
@@ -86,7 +87,7 @@ impl From<&ExecOutput> for ExecResult {
 }
 
 /// Output as JSON can carry it compactly: text as is, anything else base64.
-fn encode(bytes: &[u8]) -> (String, &'static str) {
+pub(super) fn encode(bytes: &[u8]) -> (String, &'static str) {
     match std::str::from_utf8(bytes) {
         Ok(text) if !text.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) => {
             (text.to_string(), "utf-8")
@@ -127,6 +128,19 @@ async fn run(
     command: &str,
     timeout: Duration,
 ) -> Result<ExecOutput, ApiError> {
+    run_observed(state, admin, object, connection, command, timeout, |_, _| {}).await
+}
+
+/// `run`, handing `seen` the output as it arrives.
+pub(super) async fn run_observed(
+    state: &AdminState,
+    admin: &Admin,
+    object: &Ec2Instance,
+    connection: &Connection,
+    command: &str,
+    timeout: Duration,
+    seen: impl FnMut(Stream, &[u8]) + Send,
+) -> Result<ExecOutput, ApiError> {
     let target = audit_target(object);
     let mut params = attempted(command);
     params["timeout_seconds"] = timeout.as_secs().into();
@@ -134,7 +148,7 @@ async fn run(
     let op = state.operation(admin, "api.instance.exec", &target, params);
     op.start().await?;
     let limits = Limits { timeout, output_cap: state.limits.output_cap };
-    let output = match connection.exec(command, limits).await {
+    let output = match connection.exec_observed(command, limits, seen).await {
         Ok(output) => output,
         Err(e) => {
             // A broken pooled connection is dropped: the next call dials afresh.
@@ -175,27 +189,34 @@ pub async fn exec(
     id: web::Path<String>,
     body: web::Json<ExecRequest>,
 ) -> Result<web::Json<ExecResult>, ApiError> {
-    let prepared = async {
-        check_command(&state, &body.command)?;
-        let timeout = timeout(body.timeout_seconds)?;
-        Ok((timeout, connect(&state, &admin, &id).await?))
-    };
-    let (timeout, (object, connection, _work)) = match prepared.await {
-        Ok(ready) => ready,
-        Err(e) => {
-            return Err(state
-                .operation(
-                    &admin,
-                    "api.instance.exec",
-                    &instance_target(&state, &admin, &id),
-                    attempted(&body.command),
-                )
-                .refused(e)
-                .await);
-        }
-    };
+    let (timeout, (object, connection, _work)) = prepare(&state, &admin, &id, &body).await?;
     let output = run(&state, &admin, &object, &connection, &body.command, timeout).await?;
     Ok(web::Json(ExecResult::from(&output)))
+}
+
+/// What one command needs before it runs: a valid command and timeout, and a connection with a
+/// place among the SSH operations; a refusal here is audited as one.
+pub(super) async fn prepare(
+    state: &AdminState,
+    admin: &Admin,
+    id: &str,
+    body: &ExecRequest,
+) -> Result<(Duration, (Arc<Ec2Instance>, Arc<Connection>, SshWork)), ApiError> {
+    let prepared = async {
+        check_command(state, &body.command)?;
+        let timeout = timeout(body.timeout_seconds)?;
+        Ok((timeout, connect(state, admin, id).await?))
+    };
+    match prepared.await {
+        Ok(ready) => Ok(ready),
+        Err(e) => {
+            let target = instance_target(state, admin, id);
+            Err(state
+                .operation(admin, "api.instance.exec", &target, attempted(&body.command))
+                .refused(e)
+                .await)
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
