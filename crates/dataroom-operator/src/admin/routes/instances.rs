@@ -14,6 +14,10 @@ use utoipa::{IntoParams, ToSchema};
 use crate::admin::auth::Admin;
 use crate::admin::error::{ApiError, Problem};
 use crate::admin::listing::{self, Item, Paging};
+pub use rendered::Facets;
+use rendered::rendered;
+
+mod rendered;
 use crate::admin::lookup;
 use crate::admin::scope::{Authorized, needs};
 use crate::admin::{AdminState, is_dns_label};
@@ -149,33 +153,6 @@ pub async fn list(
     };
     let (page, next) = paging.page(items.iter().filter(wanted));
     Ok(listing::respond(&request, &page, next.as_deref(), b"[", b"]"))
-}
-
-/// What the instance list filters by.
-#[derive(Debug)]
-pub struct Facets {
-    status: String,
-    data_room: Option<String>,
-}
-
-/// Every instance's view, rendered again when an object, the EC2 view or the second (uptimes)
-/// has changed.
-fn rendered(state: &AdminState) -> listing::Items<Facets> {
-    use std::hash::{Hash, Hasher};
-    use std::sync::atomic::Ordering;
-    // Read before the store and the view are: what is rendered is no older than the version.
-    let shared = &state.shared;
-    let seen = (shared.instances_version.load(Ordering::SeqCst), shared.cache.version());
-    let mut version = std::hash::DefaultHasher::new();
-    (seen, (shared.clock)().as_second()).hash(&mut version);
-    state.instance_list.get(version.finish(), || {
-        let render = |o: &std::sync::Arc<Ec2Instance>| {
-            let view = InstanceView::of(state, o);
-            let facets = Facets { status: view.status.clone(), data_room: view.data_room_id.clone() };
-            Item::render(view.namespace.clone(), view.name.clone(), facets, &view)
-        };
-        shared.instances.state().iter().map(render).collect()
-    })
 }
 
 #[utoipa::path(
