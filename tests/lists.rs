@@ -38,7 +38,9 @@ fn names(list: &Value) -> Vec<String> {
     list.as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap().to_string()).collect()
 }
 
-/// Waits until the instance list shows `count` instances running.
+/// Waits until the instance list shows `count` instances running and their status says so too:
+/// EC2's view shows `running` before the controller has written the status that settles the
+/// object (its message), and that write changes the list once more.
 async fn running<S>(app: &S, count: usize)
 where
     S: Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error>,
@@ -46,7 +48,8 @@ where
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         let (_, list) = call(app, "GET", "/api/ec2/instances?status=running", None).await;
-        if list.as_array().is_some_and(|l| l.len() == count) {
+        let settled = |i: &Value| i["message"] == "the instance is running";
+        if list.as_array().is_some_and(|l| l.len() == count && l.iter().all(settled)) {
             return;
         }
         assert!(std::time::Instant::now() < deadline, "not {count} running: {list}");
@@ -114,7 +117,9 @@ async fn pages_walk_the_list_by_key_while_it_changes() {
 
 #[tokio::test]
 async fn an_unchanged_list_is_not_sent_again() {
-    let (clock, hands) = clock::manual(jiff::Timestamp::now());
+    // The fake cloud stamps launches with the real time: the operator's clock runs a minute ahead
+    // so that every uptime is positive and moves with the hands.
+    let (clock, hands) = clock::manual(jiff::Timestamp::now() + SignedDuration::from_secs(60));
     let h = Harness::start_with(Options { clock, ..Default::default() }).await;
     for name in ["web-1", "web-2"] {
         h.create(name, json!({})).await;
