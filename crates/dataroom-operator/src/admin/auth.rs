@@ -1,6 +1,6 @@
 //! Admin keys: a file of named SHA-256 hashes (several at once, for rotation), and the extractor
-//! every `/api` handler takes. Only `Authorization: Bearer <key>` is read; a key anywhere else is
-//! ignored. Hashes are compared in constant time, and only a key's name and fingerprint are ever
+//! every `/api` handler takes. Only `Authorization: Bearer <key>` is read (or a console session
+//! that holds one, see `session`); a key anywhere else is ignored. Hashes are compared in constant time, and only a key's name and fingerprint are ever
 //! recorded.
 
 use std::collections::BTreeSet;
@@ -16,7 +16,7 @@ use subtle::ConstantTimeEq;
 use super::error::ApiError;
 use super::identity::{self, Person, Reach};
 use super::scope::Scope;
-use super::{AdminState, is_dns_label};
+use super::{AdminState, is_dns_label, session};
 
 #[derive(Clone, Debug, PartialEq)]
 struct Named {
@@ -216,31 +216,57 @@ impl AdminKeys {
     }
 }
 
-/// The caller, checked: an admin key, or a Kubernetes token RBAC allows `scope`'s operation.
+/// The caller, checked: an admin key or a Kubernetes token RBAC allows `scope`'s operation, from
+/// the `Authorization` header or from the console session its cookie names (see `session`).
 /// Whether the caller holds `scope` is `scope::Authorized`'s to check.
 pub(super) async fn authenticate(req: &HttpRequest, scope: Scope) -> Result<Admin, ApiError> {
     let state = req.app_data::<web::Data<AdminState>>().expect("the admin state is configured");
     let address = req.peer_addr().map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip());
-    let limited = |refused: ApiError| {
-        state.shared.metrics.api_rate_limited.inc();
+    state.rates.address(address).map_err(|refused| limited(state, refused))?;
+    let counted = |refused: ApiError| {
+        if refused.status == StatusCode::UNAUTHORIZED {
+            state.rates.failed(address);
+            state.shared.metrics.api_auth_failures.inc();
+        }
         refused
     };
-    state.rates.address(address).map_err(limited)?;
-    let failed = |why: &str| {
-        state.rates.failed(address);
-        state.shared.metrics.api_auth_failures.inc();
-        ApiError::unauthorized(why)
-    };
     let header = req.headers().get(actix_web::http::header::AUTHORIZATION);
-    let token = header
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .ok_or_else(|| failed("send `Authorization: Bearer <admin key or Kubernetes token>`"))?;
+    let bearer = header.and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).map(str::trim);
+    let credential = match (bearer, session::id(req)) {
+        (Some(token), _) => token.to_string(),
+        (None, Some(id)) => {
+            let credential = state.sessions.credential(&id, (state.shared.clock)());
+            let credential = credential.ok_or_else(|| {
+                counted(ApiError::unauthorized("the console session has ended; sign in again"))
+            })?;
+            session::check_origin(req)?;
+            credential
+        }
+        (None, None) => {
+            let why = "send `Authorization: Bearer <admin key or Kubernetes token>`";
+            return Err(counted(ApiError::unauthorized(why)));
+        }
+    };
+    admit(state, req, &credential, scope).await.map_err(counted)
+}
+
+fn limited(state: &AdminState, refused: ApiError) -> ApiError {
+    state.shared.metrics.api_rate_limited.inc();
+    refused
+}
+
+/// The admin `credential` names, with the reach RBAC gives a Kubernetes token for `scope`; 401
+/// when it names none. Failures are the caller's to count.
+pub(super) async fn admit(
+    state: &AdminState,
+    req: &HttpRequest,
+    credential: &str,
+    scope: Scope,
+) -> Result<Admin, ApiError> {
     let admin = match &state.identities {
-        Some(identities) if !token.starts_with(KEY_PREFIX) => {
-            let person = identities.person(token).await.map_err(|e| match e {
-                identity::Unrecognised::Refused(why) => failed(&why),
+        Some(identities) if !credential.starts_with(KEY_PREFIX) => {
+            let person = identities.person(credential).await.map_err(|e| match e {
+                identity::Unrecognised::Refused(why) => ApiError::unauthorized(&why),
                 identity::Unrecognised::Unavailable(unavailable) => unavailable,
             })?;
             let rooms = req.path().starts_with("/api/fleet/");
@@ -248,9 +274,12 @@ pub(super) async fn authenticate(req: &HttpRequest, scope: Scope) -> Result<Admi
             let reach = reach.ok_or_else(|| identity::refused(&person, scope, rooms))?;
             Admin::kubernetes(&person, scope, reach)
         }
-        _ => state.keys().check(token, (state.shared.clock)()).map_err(|why| failed(&why))?,
+        _ => state
+            .keys()
+            .check(credential, (state.shared.clock)())
+            .map_err(|why| ApiError::unauthorized(&why))?,
     };
-    state.rates.key(&admin.actor()).map_err(limited)?;
+    state.rates.key(&admin.actor()).map_err(|refused| limited(state, refused))?;
     Ok(admin)
 }
 

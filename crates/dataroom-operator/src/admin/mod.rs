@@ -2,6 +2,7 @@
 //! admin REST API under `/api` (every route needs an admin key; see `auth`).
 
 pub mod auth;
+pub mod console;
 pub mod deadline;
 pub mod error;
 pub mod identity;
@@ -12,6 +13,7 @@ pub mod openapi;
 pub mod rate;
 pub mod routes;
 pub mod scope;
+pub mod session;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -108,6 +110,8 @@ pub struct AdminState {
     ssh_operations: Arc<AtomicUsize>,
     /// The instance list as last rendered.
     pub instance_list: Arc<listing::Rendered<routes::instances::Facets>>,
+    /// The console's signed-in sessions.
+    pub sessions: Arc<session::Sessions>,
 }
 
 /// One SSH operation's place among `max_ssh_operations`, given back when dropped (for a download,
@@ -139,6 +143,7 @@ impl AdminState {
             ami_poll,
             ssh_operations: Arc::default(),
             instance_list: Arc::default(),
+            sessions: Arc::default(),
         }
     }
 
@@ -255,6 +260,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 pub fn configure_api(cfg: &mut web::ServiceConfig) {
     error::configure_extractors(cfg, BODY_LIMIT);
     cfg.configure(routes::configure)
+        .configure(console::configure)
         .service(SwaggerUi::new("/api/docs/{_:.*}").url("/api/openapi.json", openapi::ApiDoc::openapi()));
 }
 

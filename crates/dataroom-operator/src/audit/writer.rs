@@ -25,6 +25,8 @@ pub enum AuditError {
 #[derive(Clone)]
 pub struct AuditLog {
     inner: Arc<Mutex<Writer>>,
+    /// The latest checkpoint signed and stored of this log (by this process), for those who show it.
+    checkpoint: Arc<std::sync::RwLock<Option<super::checkpoint::Checkpoint>>>,
 }
 
 /// What the writer needs of its file; a test double fails it on demand.
@@ -55,6 +57,16 @@ struct Writer {
 }
 
 impl AuditLog {
+    /// Notes `checkpoint` as the latest stored.
+    pub fn checkpointed(&self, checkpoint: super::checkpoint::Checkpoint) {
+        *self.checkpoint.write().unwrap() = Some(checkpoint);
+    }
+
+    /// The latest checkpoint this process stored, if any.
+    pub fn checkpoint(&self) -> Option<super::checkpoint::Checkpoint> {
+        self.checkpoint.read().unwrap().clone()
+    }
+
     /// Opens (or creates) the log and finds its head. A torn last line (a crash mid-write, never
     /// acknowledged) is cut off; a last record that does not hash correctly stops the start.
     pub fn open(path: &Path) -> Result<Self, AuditError> {
@@ -79,7 +91,7 @@ impl AuditLog {
             Some(line) => head_of(&line).map_err(|why| AuditError::DamagedHead { path: path.into(), why })?,
         };
         let writer = Writer { path: path.to_path_buf(), file, seq, head, good_len, broken: None };
-        Ok(Self { inner: Arc::new(Mutex::new(writer)) })
+        Ok(Self { inner: Arc::new(Mutex::new(writer)), checkpoint: Arc::default() })
     }
 
     /// Appends one record and waits until it is on disk.

@@ -83,6 +83,7 @@ impl Publisher {
             copier.copy(&public_key, &checkpoint).await?;
         }
         self.store(&checkpoint).await?;
+        self.audit.checkpointed(checkpoint.clone());
         chain.last = chain.pending.take();
         Ok(checkpoint)
     }

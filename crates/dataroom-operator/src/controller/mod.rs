@@ -106,6 +106,9 @@ pub struct Shared {
     pub instances_version: Arc<std::sync::atomic::AtomicU64>,
     /// Every watched DataRoom (the fleet routes read from here).
     pub rooms: Store<DataRoom>,
+    /// Counts the changes applied to `instances` and `rooms`, for those who show them live (the
+    /// console's event stream waits on it rather than asking the API server).
+    pub changes: Arc<tokio::sync::watch::Sender<u64>>,
     /// SSH connections to instances, shared by the DataRoom controller and the admin API.
     pub ssh: Arc<ssh::Pool>,
     /// Latest admin API activity per DataRoom (`namespace/name`), for the idle policy.
@@ -226,6 +229,7 @@ impl Context {
             instances,
             instances_version: Arc::default(),
             rooms,
+            changes: Arc::new(tokio::sync::watch::Sender::new(0)),
             ssh,
             activity: Mutex::default(),
             host_keys: Mutex::default(),

@@ -117,6 +117,7 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) -> anyhow::Result<()
     ];
     let writer = ctx.writer.lock().unwrap().take().expect("the controller runs once per context");
     let version = ctx.instances_version.clone();
+    let changes = ctx.changes.clone();
     let objects = watcher(api::<Ec2Instance>(&ctx), watcher::Config::default())
         .default_backoff()
         .modify(forget_managed_fields)
@@ -125,6 +126,7 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) -> anyhow::Result<()
         // from a store no newer than that.
         .inspect(move |_| {
             version.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            changes.send_modify(|n| *n += 1);
         });
     let instances = Controller::for_stream(objects.applied_objects(), ctx.instances.clone())
         .with_config(limits(&ctx.settings))
@@ -136,7 +138,11 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) -> anyhow::Result<()
     let rooms = watcher(api::<DataRoom>(&ctx), watcher::Config::default())
         .default_backoff()
         .modify(forget_managed_fields)
-        .reflect(writer);
+        .reflect(writer)
+        .inspect({
+            let changes = ctx.changes.clone();
+            move |_| changes.send_modify(|n| *n += 1)
+        });
     // A room wakes when its instance changes (state, status, deletion).
     let rooms = Controller::for_stream(rooms.applied_objects(), ctx.rooms.clone())
         .with_config(limits(&ctx.settings))

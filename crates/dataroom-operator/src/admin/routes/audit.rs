@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::admin::AdminState;
+use crate::admin::auth::Admin;
 use crate::admin::error::{ApiError, Problem};
 use crate::admin::scope::{Authorized, needs};
 use crate::audit::{Outcome, Record, verify_file};
@@ -52,7 +53,7 @@ pub struct AuditPage {
     pub next_after: Option<u64>,
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
+#[derive(Clone, Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     /// Only records with a sequence number above this.
@@ -62,8 +63,10 @@ pub struct AuditQuery {
     pub limit: Option<usize>,
     /// Only this action (e.g. `api.instance.create`, `instance.launch`).
     pub action: Option<String>,
-    /// Only this target (e.g. `default/web`).
+    /// Only this target (e.g. `ec2instance/default/web`).
     pub target: Option<String>,
+    /// Only records whose actor contains this (e.g. `admin:ops`, `k8s:alice`, `controller`).
+    pub actor: Option<String>,
     /// Only records at or after this time (RFC 3339).
     pub since: Option<String>,
     /// Only records before this time (RFC 3339).
@@ -115,6 +118,7 @@ fn page(
             && visible(&record)
             && query.action.as_ref().is_none_or(|a| &record.action == a)
             && query.target.as_ref().is_none_or(|t| &record.target == t)
+            && query.actor.as_ref().is_none_or(|a| record.actor.contains(a.as_str()))
             && since.is_none_or(|s| at.is_some_and(|at| at >= s))
             && until.is_none_or(|u| at.is_some_and(|at| at < u));
         if !keep {
@@ -148,15 +152,24 @@ pub async fn list(
     state: web::Data<AdminState>,
     query: web::Query<AuditQuery>,
 ) -> Result<web::Json<AuditPage>, ApiError> {
+    Ok(web::Json(read(&state, &admin, query.into_inner()).await?))
+}
+
+/// The page of the log `query` asks for, of the records `admin` may see.
+pub(crate) async fn read(
+    state: &AdminState,
+    admin: &Admin,
+    query: AuditQuery,
+) -> Result<AuditPage, ApiError> {
     let path = state.shared.audit.path();
-    let admin = (*admin).clone();
+    let admin = admin.clone();
     // A key confined to namespaces sees only records whose target is in one of them.
     let visible = move |r: &Record| {
         !admin.is_confined()
             || r.target.split('/').nth(1).is_some_and(|ns| !ns.is_empty() && admin.reaches(ns))
     };
     let result = web::block(move || page(&path, &query, visible)).await;
-    Ok(web::Json(result.map_err(|e| ApiError::upstream("reading the audit log", e))??))
+    result.map_err(|e| ApiError::upstream("reading the audit log", e))?
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -186,13 +199,18 @@ pub async fn verify(
     _: Authorized<needs::Audit>,
     state: web::Data<AdminState>,
 ) -> Result<web::Json<Verification>, ApiError> {
+    Ok(web::Json(verification(&state).await?))
+}
+
+/// Whether the log's hash chain holds, checked now.
+pub(crate) async fn verification(state: &AdminState) -> Result<Verification, ApiError> {
     let path = state.shared.audit.path();
     let report = web::block(move || verify_file(&path))
         .await
         .map_err(|e| ApiError::upstream("reading the audit log", e))?
         .map_err(|e| ApiError::upstream("reading the audit log", e))?;
     let (head_seq, head_hash) = report.head.clone().unzip();
-    Ok(web::Json(Verification {
+    Ok(Verification {
         intact: report.is_intact(),
         records: report.records,
         head_seq,
@@ -202,7 +220,7 @@ pub async fn verify(
             .into_iter()
             .map(|p| VerificationProblem { line: p.line, seq: p.seq, message: p.message })
             .collect(),
-    }))
+    })
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -216,7 +234,7 @@ mod tests {
 
     fn query(after: Option<u64>, limit: usize, action: Option<&str>) -> AuditQuery {
         let action = action.map(str::to_string);
-        AuditQuery { after, limit: Some(limit), action, target: None, since: None, until: None }
+        AuditQuery { after, limit: Some(limit), action, ..AuditQuery::default() }
     }
 
     #[tokio::test]

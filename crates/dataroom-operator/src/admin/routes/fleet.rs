@@ -41,7 +41,7 @@ pub struct RoomView {
 }
 
 impl RoomView {
-    fn of(state: &AdminState, room: &DataRoom) -> Self {
+    pub(crate) fn of(state: &AdminState, room: &DataRoom) -> Self {
         let status = room.status.clone().unwrap_or_default();
         let limits = state.shared.gate.limits();
         RoomView {
