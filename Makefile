@@ -24,7 +24,7 @@ $(VENV)/.installed: requirements-test.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-test.txt
 	touch $@
 
-peers: $(VENV)/.installed /usr/sbin/sshd /usr/bin/wrk /usr/bin/dig
+peers: $(VENV)/.installed /usr/sbin/sshd /usr/bin/wrk /usr/bin/dig /usr/bin/chromedriver
 	@test -x $(DATAROOM_MOTO_SERVER) || { echo "moto_server missing after install"; exit 1; }
 	@$(VENV)/bin/python -c "import helm_python, kubernetes_validate, kubernetes" || { echo "helm-python-sdk, kubernetes-validate or kubernetes missing after install"; exit 1; }
 	@test -x $(VENV)/bin/schemathesis || { echo "schemathesis missing after install"; exit 1; }
@@ -35,6 +35,10 @@ peers: $(VENV)/.installed /usr/sbin/sshd /usr/bin/wrk /usr/bin/dig
 
 /usr/bin/wrk:
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk
+
+# Headless Chromium and its WebDriver server (the console's browser test drives them), from Debian.
+/usr/bin/chromedriver:
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
 
 # dig (the DNS client a user asks the sandbox's DNS server with), from Debian.
 /usr/bin/dig:
