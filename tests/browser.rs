@@ -115,7 +115,8 @@ async fn the_console_in_chromium() {
     // A change made with kubectl reaches the page through the operator's watch.
     let started = Instant::now();
     sandbox.ok(&["patch", "dr", "investor-x", "--type", "merge", "-p", r#"{"spec":{"state":"Stopped"}}"#]);
-    let button = format!("return document.querySelector('button[data-room=\"{ROOM}\"]')?.dataset.action ?? null;");
+    let button =
+        format!("return document.querySelector('button[data-room=\"{ROOM}\"]')?.dataset.action ?? null;");
     until(&client, &button, json!("start"), 20, "the stop shows").await;
     let to_browser = started.elapsed();
     until(&client, &phase_script(), json!("Stopped"), 30, "stopped").await;
@@ -128,9 +129,19 @@ async fn the_console_in_chromium() {
     until(&client, &phase_script(), json!("Ready"), 60, "started again").await;
 
     // The exec console streams: `hi` shows while `there` is yet to be written.
-    let instance = js(&client, &format!("return document.querySelector('tr[data-key=\"{ROOM}\"] a').getAttribute('href');")).await;
+    let instance = js(
+        &client,
+        &format!("return document.querySelector('tr[data-key=\"{ROOM}\"] a').getAttribute('href');"),
+    )
+    .await;
     client.goto(&ui(instance.as_str().unwrap())).await.unwrap();
-    client.find(Locator::Id("command")).await.unwrap().send_keys("echo hi; sleep 1; echo there").await.unwrap();
+    client
+        .find(Locator::Id("command"))
+        .await
+        .unwrap()
+        .send_keys("echo hi; sleep 1; echo there")
+        .await
+        .unwrap();
     let output = "return document.getElementById('exec-output').textContent;";
     let submitted = Instant::now();
     click(&client, "#exec button").await;
@@ -139,7 +150,14 @@ async fn the_console_in_chromium() {
     let first_byte = submitted.elapsed();
     let at_first = js(&client, output).await;
     assert!(!at_first.as_str().unwrap().contains("there"), "the first line came alone: {at_first}");
-    until(&client, "return document.getElementById('exec-result').textContent.startsWith('exit 0');", json!(true), 10, "the exit").await;
+    until(
+        &client,
+        "return document.getElementById('exec-result').textContent.startsWith('exit 0');",
+        json!(true),
+        10,
+        "the exit",
+    )
+    .await;
     assert_eq!(js(&client, output).await, json!("hi\nthere\n"));
     screenshot(&client, "instance").await;
 
@@ -152,8 +170,16 @@ async fn the_console_in_chromium() {
     path.clear().await.unwrap();
     path.send_keys("/tmp/console-upload.bin").await.unwrap();
     click(&client, "#upload button").await;
-    until(&client, "return document.getElementById('upload-result').textContent.startsWith('Uploaded');", json!(true), 30, "the upload").await;
-    let moves = js(&client, "return Number(document.getElementById('upload-progress').dataset.moves || 0);").await;
+    until(
+        &client,
+        "return document.getElementById('upload-result').textContent.startsWith('Uploaded');",
+        json!(true),
+        30,
+        "the upload",
+    )
+    .await;
+    let moves =
+        js(&client, "return Number(document.getElementById('upload-progress').dataset.moves || 0);").await;
     assert!(moves.as_u64().unwrap() >= 1, "the progress bar moved");
     assert_eq!(js(&client, "return document.getElementById('upload-progress').value;").await, json!(100));
     let shown = js(&client, "return document.getElementById('upload-result').textContent;").await;

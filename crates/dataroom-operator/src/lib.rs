@@ -14,6 +14,7 @@ pub mod dns;
 pub mod instance;
 pub mod leader;
 pub mod metrics;
+pub mod notify;
 pub mod probe;
 pub mod runner;
 pub mod seams;

@@ -78,6 +78,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         Some(c) => Some(checkpoints(c, &operator, &home, &config.cloud).await?),
         None => None,
     };
+    if let Some(webhook) = config.webhook {
+        tracing::info!(url = %webhook.url, actions = ?webhook.actions, "notifying audit actions by webhook");
+        let (notifier, delivering) = crate::notify::Notifier::new(webhook);
+        let _ = operator.ctx.webhooks.set(notifier);
+        tokio::spawn(delivering);
+    }
     let (server, bound) = admin::serve(config.http_addr, operator.health(ready.clone()), api, listener)?;
     tracing::info!(%bound, "serving /healthz, /readyz, /metrics and, with admin keys, /api");
     let server_handle = server.handle();

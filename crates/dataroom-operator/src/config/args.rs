@@ -134,6 +134,20 @@ pub struct RunArgs {
     /// ServiceAccount stops working within it.
     #[arg(long, env = "DATAROOM_IDENTITY_CACHE_SECONDS", default_value = "10", value_parser = parse_seconds)]
     pub identity_cache_seconds: Duration,
+    /// POST a signed JSON notification of chosen audit actions to this URL (http or https).
+    #[arg(long, env = "DATAROOM_WEBHOOK_URL", requires = "webhook_secret_file")]
+    pub webhook_url: Option<http::Uri>,
+    /// File holding the webhook's HMAC-SHA256 secret (the receiver checks `X-Dataroom-Signature`).
+    #[arg(long, env = "DATAROOM_WEBHOOK_SECRET_FILE", requires = "webhook_url")]
+    pub webhook_secret_file: Option<PathBuf>,
+    /// Audit actions notified, by name or prefix (`api.instance.*`), comma-separated.
+    #[arg(
+        long,
+        env = "DATAROOM_WEBHOOK_ACTIONS",
+        value_delimiter = ',',
+        default_value = "launch,api.instance.exec,api.instance.exec_batch,api.instance.upload,api.instance.download,console.sign_in"
+    )]
+    pub webhook_actions: Vec<String>,
     /// Ed25519 key (PKCS#8 PEM) that signs audit checkpoints; without it no checkpoints are kept.
     #[arg(long, env = "DATAROOM_AUDIT_SIGNING_KEY")]
     pub audit_signing_key: Option<PathBuf>,

@@ -34,6 +34,7 @@ pub struct Config {
     /// The admin API; `None` serves only health and metrics.
     pub admin: Option<AdminConfig>,
     pub checkpoints: Option<Checkpoints>,
+    pub webhook: Option<crate::notify::Webhook>,
     /// Leader election through a Lease; `None` runs as the only replica.
     pub election: Option<Election>,
     /// Namespace of the Lease and the checkpoint ConfigMap (default: the client's).
@@ -150,6 +151,21 @@ impl Config {
             }),
             None => None,
         };
+        let webhook = match (&args.webhook_url, &args.webhook_secret_file) {
+            (Some(url), Some(file)) => {
+                let secret = std::fs::read_to_string(file)
+                    .map_err(|e| anyhow::anyhow!("reading the webhook secret {}: {e}", file.display()))?;
+                anyhow::ensure!(!secret.trim().is_empty(), "the webhook secret {} is empty", file.display());
+                Some(crate::notify::Webhook {
+                    url: url.clone(),
+                    secret: secret.trim().as_bytes().to_vec(),
+                    actions: args.webhook_actions.clone(),
+                    attempts: 5,
+                    backoff: Duration::from_secs(1),
+                })
+            }
+            _ => None,
+        };
         let election = args
             .leader_election
             .then(|| Election { lease_name: args.lease_name.clone(), duration_seconds: args.lease_duration });
@@ -195,6 +211,7 @@ impl Config {
             cors_origins: args.cors_origins,
             admin,
             checkpoints,
+            webhook,
             election,
             home_namespace: args.lease_namespace,
             dns: dns(args.dns_provider, args.dns_zone, args.route53_hosted_zone_id)?,

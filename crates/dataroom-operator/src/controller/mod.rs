@@ -109,6 +109,8 @@ pub struct Shared {
     /// Counts the changes applied to `instances` and `rooms`, for those who show them live (the
     /// console's event stream waits on it rather than asking the API server).
     pub changes: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Webhook notifications of chosen audit actions, when configured (set once, at start).
+    pub webhooks: std::sync::OnceLock<crate::notify::Notifier>,
     /// SSH connections to instances, shared by the DataRoom controller and the admin API.
     pub ssh: Arc<ssh::Pool>,
     /// Latest admin API activity per DataRoom (`namespace/name`), for the idle policy.
@@ -140,14 +142,19 @@ impl Shared {
     /// Appends one audit record (on disk before this returns), counting a failure in the metrics.
     pub async fn append(&self, entry: Entry) -> Result<(), AuditError> {
         let (action, outcome) = (entry.action.clone(), entry.outcome);
-        let result = self.audit.append(entry).await.map(drop);
-        match result {
-            Ok(()) => self.metrics.audit_record(&action, outcome.as_str()),
-            Err(_) => {
+        match self.audit.append(entry).await {
+            Ok(record) => {
+                self.metrics.audit_record(&action, outcome.as_str());
+                if let Some(webhooks) = self.webhooks.get() {
+                    webhooks.notify(&record);
+                }
+                Ok(())
+            }
+            Err(e) => {
                 self.metrics.audit_write_failures.inc();
+                Err(e)
             }
         }
-        result
     }
 
     /// Notes admin activity on the DataRoom `namespace/name` now (the idle policy reads it).
@@ -230,6 +237,7 @@ impl Context {
             instances_version: Arc::default(),
             rooms,
             changes: Arc::new(tokio::sync::watch::Sender::new(0)),
+            webhooks: std::sync::OnceLock::new(),
             ssh,
             activity: Mutex::default(),
             host_keys: Mutex::default(),
