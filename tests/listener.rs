@@ -1,4 +1,5 @@
-//! The HTTP listener as deployed: HTTPS from PEM files, and CORS only for configured origins.
+//! The HTTP listener as deployed: HTTPS from PEM files (the console's cookie Secure on it), and
+//! CORS only for configured origins.
 //! Driven with curl, a real client.
 
 mod support;
@@ -57,6 +58,20 @@ async fn https_serves_the_api_with_the_given_certificate() {
     let (ok, body) =
         tokio::task::spawn_blocking(move || curl(&["--cacert", &cacert, "-H", &auth, &url])).await.unwrap();
     assert!(ok && body.contains("maxInstances"), "{body}");
+    // The console's session cookie is Secure over TLS (the browser sends it over HTTPS only).
+    let (sign_in, origin, cacert) = (
+        format!("https://{addr}/ui/sign-in"),
+        format!("Origin: https://{addr}"),
+        cert.to_str().unwrap().to_string(),
+    );
+    let (_, head) = tokio::task::spawn_blocking(move || {
+        curl(&["--cacert", &cacert, "-i", "-H", &origin, "--data-urlencode", &format!("key={KEY}"), &sign_in])
+    })
+    .await
+    .unwrap();
+    let cookie = head.lines().find(|l| l.to_ascii_lowercase().starts_with("set-cookie:")).unwrap_or_default();
+    assert!(head.starts_with("HTTP/2 303") || head.starts_with("HTTP/1.1 303"), "{head}");
+    assert!(cookie.contains("dataroom_session=") && cookie.contains("; Secure"), "{cookie}");
     let plain = format!("http://{addr}/healthz");
     let (ok, _) = tokio::task::spawn_blocking(move || curl(&[&plain])).await.unwrap();
     assert!(!ok, "plain HTTP is not served on the TLS port");

@@ -134,7 +134,10 @@ pub fn check_origin(req: &HttpRequest) -> Result<(), ApiError> {
         return Ok(());
     }
     let origin = req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok());
-    let host = req.headers().get(header::HOST).and_then(|v| v.to_str().ok());
+    // HTTP/1.1 names the host in `Host`, HTTP/2 in the request's authority. Never a forwarded
+    // header: those are the client's to write.
+    let authority = req.uri().authority().map(|a| a.as_str());
+    let host = req.headers().get(header::HOST).and_then(|v| v.to_str().ok()).or(authority);
     let scheme = if req.app_config().secure() { "https" } else { "http" };
     if same_origin(origin, scheme, host) {
         return Ok(());
