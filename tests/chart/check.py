@@ -36,6 +36,7 @@ VALUE_SETS = {
             "grafanaDashboard": {"folder": "Data rooms"},
         },
         "admin": {"keys": ["alice sha256:" + "ab" * 32, "ci sha256:" + "cd" * 32 + " scopes=read,exec expires=2027-01-01T00:00:00Z"]},
+        "notifications": {"webhook": {"url": "https://hooks.example.com/T0/B0", "secretName": "dr-webhook", "actions": ["launch", "api.instance.*"]}},
     },
     "cert-manager": {
         "tls": {"certManager": {"enabled": True, "issuerName": "cluster-ca", "issuerKind": "ClusterIssuer"}},
@@ -65,6 +66,8 @@ REFUSED = {
     "a DNS provider without a zone": ({"dns": {"provider": "external-dns"}}, "dns.zone"),
     "route53 without its hosted zone": ({"dns": {"provider": "route53", "zone": "rooms.example.com"}}, "route53HostedZoneId"),
     "an unknown DNS provider": ({"dns": {"provider": "bind", "zone": "rooms.example.com"}}, "provider"),
+    "a webhook without its secret": ({"notifications": {"webhook": {"url": "https://hooks.example.com/x"}}}, "secretName"),
+    "a webhook that is not http(s)": ({"notifications": {"webhook": {"url": "ftp://x", "secretName": "s"}}}, "url"),
 }
 SERVICE = "dr-dataroom-operator"
 KUBE_VERSION = "1.30.0"
@@ -234,6 +237,24 @@ def check_tls(name, docs, values):
             fail(name, "the ServiceMonitor's scheme does not match tls.enabled")
 
 
+def check_webhook(name, docs, values):
+    """The webhook's URL, actions and secret file exactly when notifications.webhook.url is set."""
+    hook = values.get("notifications", {}).get("webhook", {})
+    pod = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    mounted = [v["secret"]["secretName"] for v in pod["volumes"] if v["name"] == "webhook"]
+    if not hook.get("url"):
+        if "DATAROOM_WEBHOOK_URL" in env or mounted:
+            fail(name, "webhook settings rendered without notifications.webhook.url")
+        return
+    if env.get("DATAROOM_WEBHOOK_URL") != hook["url"] or mounted != [hook["secretName"]]:
+        fail(name, f"the webhook is not wired: {env.get('DATAROOM_WEBHOOK_URL')} {mounted}")
+    if env.get("DATAROOM_WEBHOOK_ACTIONS") != ",".join(hook["actions"]):
+        fail(name, f"webhook actions {env.get('DATAROOM_WEBHOOK_ACTIONS')}")
+    if env.get("DATAROOM_WEBHOOK_SECRET_FILE") != "/etc/dataroom-operator/webhook/secret":
+        fail(name, "the secret file is not where the Secret is mounted")
+
+
 def env_route53(docs):
     deployment = next(d for d in docs if d["kind"] == "Deployment")
     env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
@@ -333,6 +354,7 @@ def main():
         check_monitoring(name, docs, values)
         check_tls(name, docs, values)
         check_grants(name, docs, values)
+        check_webhook(name, docs, values)
         (out / f"{name}.yaml").write_text(yaml.safe_dump_all(docs, sort_keys=False))
         print(f"{name}: {len(docs)} manifests valid ({', '.join(sorted(set(kinds)))})")
     for name, (values, word) in REFUSED.items():
