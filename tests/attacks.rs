@@ -146,8 +146,10 @@ fn the_sandbox_api_admits_only_the_holder_of_its_kubeconfig() {
     let api = ApiAccess::from_kubeconfig(&sandbox.kubeconfig());
     assert!(api.server.starts_with("https://127.0.0.1:"), "{}", api.server);
     assert_eq!(api.token.len(), 64, "a token of 64 hex digits");
-    let path = "/api/v1/namespaces/default/configmaps";
-    let before = sandbox.ok(&["get", "configmaps", "-o", "name"]);
+    // A namespace of its own: `default` gets the sandbox's audit checkpoint ConfigMap at start.
+    sandbox.ok(&["create", "namespace", "quiet"]);
+    let path = "/api/v1/namespaces/quiet/configmaps";
+    let before = sandbox.ok(&["-n", "quiet", "get", "configmaps", "-o", "name"]);
 
     // Plain HTTP gets no answer at all: the port speaks TLS only.
     let plain = raw_http(&api.address, &format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"));
@@ -183,7 +185,11 @@ fn the_sandbox_api_admits_only_the_holder_of_its_kubeconfig() {
     assert!(reply.starts_with("HTTP/1.0 403") || reply.starts_with("HTTP/1.1 403"), "{reply}");
     let (code, reply) = api.request("GET", path, &api.bearer(), "");
     assert_eq!(code, 200, "the holder is served: {reply}");
-    assert_eq!(sandbox.ok(&["get", "configmaps", "-o", "name"]), before, "nothing was written");
+    assert_eq!(
+        sandbox.ok(&["-n", "quiet", "get", "configmaps", "-o", "name"]),
+        before,
+        "nothing was written"
+    );
 }
 
 /// The emulator served with a token (as a library user may serve it): no token and a wrong token

@@ -1,10 +1,11 @@
 //! The console in a real browser: headless Chromium driven over WebDriver (Debian's chromium and
 //! chromium-driver; the test fails without them) against the sandbox binary. Sign in with the
 //! sandbox's key; apply the example room and watch it appear and turn Ready without a reload; stop
-//! and start it with its buttons; run a command and see its first line before its last is
-//! written; upload 5 MiB with a moving progress bar and find the same bytes on the instance; see
-//! the audit chain verified; sign out and find the pages closed. Screenshots of each page are kept
-//! in the target directory (`console-screenshots/`).
+//! and start it with its buttons, and see the budget's refusal in words; run a command and see its
+//! first line before its last is written; upload 5 MiB with a moving progress bar and find the
+//! same bytes on the instance; see the audit chain verified and the sandbox's latest signed
+//! checkpoint; sign out and find the pages closed. Screenshots of each page are kept in the target
+//! directory (`tmp/console-screenshots/`).
 
 mod support;
 
@@ -125,6 +126,16 @@ async fn the_console_in_chromium() {
     until(&client, &phase_script(), json!("Ready"), 60, "started by its button").await;
     click(&client, &format!("button[data-room='{ROOM}'][data-action='stop']")).await;
     until(&client, &phase_script(), json!("Stopped"), 30, "stopped by its button").await;
+    // With no instance left in the budget, Start is refused and the page says why, in words.
+    let budget = |max: u64| set_budget(&sandbox.admin, &key, max);
+    let allowed = budget(0);
+    click(&client, &format!("button[data-room='{ROOM}'][data-action='start']")).await;
+    let refusal =
+        "const t = document.getElementById('notice').textContent; return t.includes('maxInstances');";
+    until(&client, refusal, json!(true), 10, "the budget's refusal").await;
+    assert_eq!(js(&client, &phase_script()).await, json!("Stopped"), "refused: nothing started");
+    screenshot(&client, "fleet-refused").await;
+    budget(allowed);
     click(&client, &format!("button[data-room='{ROOM}'][data-action='start']")).await;
     until(&client, &phase_script(), json!("Ready"), 60, "started again").await;
 
@@ -194,6 +205,8 @@ async fn the_console_in_chromium() {
     client.goto(&ui("/ui/audit")).await.unwrap();
     let chain = js(&client, "const c = document.getElementById('chain'); return [c.classList.contains('intact'), c.textContent.startsWith('Chain verified')];").await;
     assert_eq!(chain, json!([true, true]));
+    let checkpoint = js(&client, "return document.getElementById('checkpoint').textContent;").await;
+    assert!(checkpoint.as_str().unwrap().starts_with("Latest signed checkpoint: #"), "{checkpoint}");
     screenshot(&client, "audit").await;
     client.goto(&ui("/ui/budget")).await.unwrap();
     screenshot(&client, "budget").await;
@@ -211,6 +224,21 @@ async fn the_console_in_chromium() {
         first_byte.as_secs_f64() * 1e3
     );
     client.close().await.unwrap();
+}
+
+/// Sets the budget's `maxInstances` through the API with the admin key; the value it had.
+fn set_budget(admin: &str, key: &str, max_instances: u64) -> u64 {
+    let auth = format!("Authorization: Bearer {key}\r\n");
+    let (status, before) =
+        support::sandbox::http_get_with(&format!("{admin}/api/ec2/budget"), &auth).unwrap();
+    assert_eq!(status, 200, "{before}");
+    let before: Value = serde_json::from_str(&before).unwrap();
+    let body = json!({ "maxInstances": max_instances }).to_string();
+    let headers = format!("{auth}Content-Type: application/json\r\nContent-Length: {}\r\n", body.len());
+    let (status, after) =
+        support::sandbox::http_request("PUT", &format!("{admin}/api/ec2/budget"), &headers, &body).unwrap();
+    assert_eq!(status, 200, "{after}");
+    before["limits"]["maxInstances"].as_u64().unwrap()
 }
 
 /// GET `path` from the sandbox's admin address with the admin key: the body (asserting 200).

@@ -1,7 +1,8 @@
 //! The console's sessions and headers, as an attacker would try them: the cookie's flags, the
 //! headers that stop framing, sniffing and injected script, CSRF from another origin (and with no
 //! origin), a session used after its four hours or after sign-out, a scoped key's session doing
-//! what the key may not, and the audit records of sign-in, failed sign-in and sign-out.
+//! what the key may not, and the audit records of sign-in, failed sign-in and sign-out; and an
+//! instance's page with what it shows.
 
 mod support;
 
@@ -186,4 +187,42 @@ async fn sign_out_ends_the_session_and_a_scoped_keys_session_does_only_what_the_
     let records = actions(&h, "console.sign_out");
     assert_eq!(records.len(), 1);
     assert!(records[0]["actor"].as_str().unwrap().starts_with("admin:reader"));
+}
+
+#[tokio::test]
+async fn an_instances_page_shows_its_conditions_events_and_latest_audit_first() {
+    let h = Harness::start().await;
+    h.create("web", json!({})).await;
+    h.state("web", "running").await;
+    let app = app(state(&h)).await;
+    let (_, id) = sign_in(&app, KEY, Some(ORIGIN)).await;
+    let id = id.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let page = loop {
+        let page = browse(&app, "GET", "/ui/instances/web", Some(&id), None).await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        if page.body.contains("Launched") && page.body.contains("the instance is running") {
+            break page.body;
+        }
+        assert!(std::time::Instant::now() < deadline, "the page never showed the launch: {}", page.body);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(page.contains("<td>Ready</td><td>True</td>"), "the conditions: {page}");
+    let (done, started) =
+        (page.find("<td>launch</td><td>success</td>"), page.find("<td>launch</td><td>started</td>"));
+    assert!(done.unwrap() < started.unwrap(), "the latest record first");
+    assert!(
+        page.contains("id=\"exec\"") && page.contains("id=\"upload-progress\""),
+        "the tools for a key with every scope"
+    );
+
+    let running = browse(&app, "GET", "/ui/instances?status=running", Some(&id), None).await;
+    assert!(running.body.contains("default/web"));
+    let stopped = browse(&app, "GET", "/ui/instances?status=stopped&data_room_id=", Some(&id), None).await;
+    assert!(stopped.body.contains("No instance matches.") && !stopped.body.contains("default/web"));
+    let unknown = browse(&app, "GET", "/ui/instances/nope", Some(&id), None).await;
+    assert_eq!(unknown.status, 404);
+    assert!(unknown.body.contains("instance nope does not exist"), "{}", unknown.body);
+    let bad = browse(&app, "GET", "/ui/instances?limit=0", Some(&id), None).await;
+    assert_eq!(bad.status, 400, "a bad page is a 400 in words, not a 500");
 }

@@ -304,10 +304,12 @@ fn kubectl_create_commands_work_as_on_a_cluster() {
 #[test]
 fn kubectl_pages_through_a_long_list() {
     let sandbox = Sandbox::start();
+    // A namespace of their own: `default` holds the sandbox's audit checkpoint ConfigMap.
+    sandbox.ok(&["create", "namespace", "pages"]);
     for n in 0..5 {
-        sandbox.ok(&["create", "configmap", &format!("page-{n}"), "--from-literal=n=1"]);
+        sandbox.ok(&["-n", "pages", "create", "configmap", &format!("page-{n}"), "--from-literal=n=1"]);
     }
-    let out = sandbox.kubectl(&["get", "configmaps", "--chunk-size=2", "-o", "name", "-v=6"]);
+    let out = sandbox.kubectl(&["-n", "pages", "get", "configmaps", "--chunk-size=2", "-o", "name", "-v=6"]);
     let (names, log) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     let listed: Vec<&str> = names.lines().collect();
     assert_eq!(listed, (0..5).map(|n| format!("configmap/page-{n}")).collect::<Vec<_>>(), "{log}");

@@ -23,9 +23,11 @@ use kube_emulator::{Access, Secured};
 use banner::Banner;
 use dataroom_operator::admin::{self, auth::AdminKeys};
 use dataroom_operator::assembly::Assembly;
+use dataroom_operator::audit::checkpoint::Signer;
 use dataroom_operator::cloud::fake::{Delays, FakeCloud};
 use dataroom_operator::cloud::network::ManagedGroup;
 use dataroom_operator::controller::Settings;
+use dataroom_operator::controller::checkpoint::Publisher;
 use dataroom_operator::crd;
 use dataroom_operator::ssh::SshSettings;
 
@@ -212,10 +214,26 @@ pub async fn run(args: SandboxArgs) -> anyhow::Result<()> {
         }),
         ..Default::default()
     };
+    let checkpoint_api = Api::namespaced(client.clone(), "default");
     let operator = Assembly::new(client, fake, settings, audit_path.clone())
         .instance_name(Some("sandbox".into()))
         .dns(zone)
         .build()?;
+    // Signed checkpoints of the audit log, as the chart keeps them: the key beside the log, the
+    // latest checkpoint in the ConfigMap `dataroom-operator-audit-checkpoint`.
+    let signer = signing_key(&dir.join("audit-signing-key.pem"))?;
+    let publisher = Arc::new(Publisher::new(
+        checkpoint_api,
+        CHECKPOINT_CONFIGMAP.into(),
+        signer,
+        operator.ctx.audit.clone(),
+        operator.ctx.clock.clone(),
+        None,
+    ));
+    let checkpoints = {
+        let publisher = publisher.clone();
+        tokio::spawn(async move { publisher.run(CHECKPOINT_INTERVAL).await })
+    };
     let ready = Arc::new(AtomicBool::new(false));
     let admin_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, args.admin_port));
     let (key_file, keys_file) = (dir.join("admin-key"), dir.join("admin-keys"));
@@ -253,6 +271,10 @@ pub async fn run(args: SandboxArgs) -> anyhow::Result<()> {
     };
     println!("{banner}");
     let result = controller.await.context("the controller stopped unexpectedly")?;
+    checkpoints.abort();
+    if let Err(e) = publisher.publish().await {
+        tracing::warn!(error = %e, "the final audit checkpoint was not stored");
+    }
     periodic.abort();
     simulated.abort();
     saver.save()?;
@@ -298,6 +320,22 @@ async fn serve_external(
         token_file.display()
     );
     Ok(task)
+}
+
+/// The ConfigMap (in `default`) that holds the sandbox's latest signed checkpoint.
+pub const CHECKPOINT_CONFIGMAP: &str = "dataroom-operator-audit-checkpoint";
+
+/// How often the sandbox signs a checkpoint.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The sandbox's checkpoint signing key: the one in `path`, or a new one written there (mode 0600).
+fn signing_key(path: &Path) -> anyhow::Result<Signer> {
+    if path.exists() {
+        return Signer::load(path);
+    }
+    let signer = Signer::generate();
+    write_private(path, &signer.pem())?;
+    Ok(signer)
 }
 
 /// The sandbox's admin key: the one in `path`, or a new one written there (mode 0600).

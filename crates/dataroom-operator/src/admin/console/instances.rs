@@ -175,10 +175,8 @@ async fn one(
     let events = events(&state, &object).await;
     let history = match viewer.holds(Scope::Audit) {
         Ok(()) => {
-            let query =
-                AuditQuery { target: Some(audit_target(&*object)), limit: Some(1000), ..Default::default() };
-            let records = audit::read(&state, &viewer, query).await?.records;
-            Some(records.into_iter().rev().take(20).collect::<Vec<_>>())
+            let query = AuditQuery { target: Some(audit_target(&*object)), ..Default::default() };
+            Some(audit::latest(&state, &viewer, query, 20).await?)
         }
         Err(_) => None,
     };
@@ -205,7 +203,7 @@ async fn one(
                     td { (e.type_.clone().unwrap_or_default()) } td { (e.reason.clone().unwrap_or_default()) }
                     td { (e.note.clone().unwrap_or_default()) }
                 } } } }
-            h2 { "Audit history" }
+            h2 { "Audit history (latest first)" }
             @match history {
                 Some(records) => { table { thead { tr { th { "Time" } th { "Actor" } th { "Action" } th { "Outcome" } } }
                     tbody { @for r in &records { tr {

@@ -172,6 +172,33 @@ pub(crate) async fn read(
     result.map_err(|e| ApiError::upstream("reading the audit log", e))?
 }
 
+/// The newest `n` records `query` selects among the last 100,000, newest first (an object's
+/// history on the console: its latest changes, however long the log).
+pub(crate) async fn latest(
+    state: &AdminState,
+    admin: &Admin,
+    mut query: AuditQuery,
+    n: usize,
+) -> Result<Vec<AuditRecord>, ApiError> {
+    let (head, _) = state.shared.audit.head();
+    query.after = Some(head.saturating_sub(MAX_SCANNED as u64));
+    query.limit = Some(MAX_PAGE);
+    let mut kept = std::collections::VecDeque::with_capacity(n + 1);
+    loop {
+        let page = read(state, admin, query.clone()).await?;
+        for record in page.records {
+            kept.push_back(record);
+            if kept.len() > n {
+                kept.pop_front();
+            }
+        }
+        match page.next_after {
+            Some(after) => query.after = Some(after),
+            None => return Ok(kept.into_iter().rev().collect()),
+        }
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Verification {
     pub intact: bool,
