@@ -179,3 +179,66 @@ async fn the_shipped_roles_open_exactly_their_scopes() {
     }
     assert!(identities.person("not-a-token").await.is_err());
 }
+
+/// One raw HTTP/1.0 request to the sandbox's admin address from a browser at its own origin: the
+/// whole reply, head and body.
+fn browse(sandbox: &Sandbox, method: &str, path: &str, cookie: &str, body: &str) -> String {
+    use std::io::{Read, Write};
+    let host = sandbox.admin.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    let request = format!(
+        "{method} {path} HTTP/1.0\r\nHost: {host}\r\nOrigin: {}\r\nCookie: {cookie}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        sandbox.admin,
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    reply
+}
+
+#[test]
+fn a_kubernetes_token_signs_in_to_the_console_with_the_rights_rbac_gives_it() {
+    let sandbox = Sandbox::start_with(&["--identity-cache-seconds", "1"]);
+    sandbox.ok(&["create", "namespace", "team-a"]);
+    sandbox.ok(&["-n", "team-a", "create", "serviceaccount", "ci"]);
+    // The operator asks RBAC about the namespaces it serves: team-a has an instance.
+    sandbox.ok(&["-n", "team-a", "apply", "-f", EXAMPLE]);
+    let token = sandbox.ok(&["-n", "team-a", "create", "token", "ci"]).trim().to_string();
+    let form = format!("key={token}");
+
+    let refused = browse(&sandbox, "POST", "/ui/sign-in", "", &form);
+    assert!(refused.starts_with("HTTP/1.0 401") || refused.starts_with("HTTP/1.1 401"), "{refused}");
+    assert!(
+        refused.contains("ec2instances") && !refused.contains("Set-Cookie"),
+        "no binding, no session: {refused}"
+    );
+
+    sandbox.ok(&[
+        "-n",
+        "team-a",
+        "create",
+        "rolebinding",
+        "ci-view",
+        "--clusterrole",
+        "dataroom-viewer",
+        "--serviceaccount",
+        "team-a:ci",
+    ]);
+    // RBAC answers are kept a second: the API says when the binding counts (sign-ins are few a
+    // minute per address, so the sign-in is not what polls).
+    let ci = Caller { sandbox: &sandbox, token: token.clone() };
+    until("list as viewer", 200, || ci.get("/api/ec2/instances"));
+    let signed = browse(&sandbox, "POST", "/ui/sign-in", "", &form);
+    assert!(signed.contains("303 See Other"), "{signed}");
+    let cookie = signed
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: ").or_else(|| l.strip_prefix("Set-Cookie: ")));
+    let cookie = cookie.expect("a session cookie").split(';').next().unwrap().to_string();
+    assert!(!cookie.contains(&token), "the cookie carries a session ID, not the token");
+    let fleet = browse(&sandbox, "GET", "/ui/fleet", &cookie, "");
+    assert!(fleet.contains("200 OK") && fleet.contains(&format!("Signed in as k8s:{ACCOUNT}")), "{fleet}");
+    let audit = browse(&sandbox, "GET", "/ui/audit", &cookie, "");
+    assert!(audit.contains("403 Forbidden"), "the viewer role has no audit scope: {audit}");
+}

@@ -1,7 +1,7 @@
 //! Admin keys: a file of named SHA-256 hashes (several at once, for rotation), and the extractor
 //! every `/api` handler takes. Only `Authorization: Bearer <key>` is read (or a console session
-//! that holds one, see `session`); a key anywhere else is ignored. Hashes are compared in constant time, and only a key's name and fingerprint are ever
-//! recorded.
+//! that holds one, see `session`); a key anywhere else is ignored. Hashes are compared in
+//! constant time, and only a key's name and fingerprint are ever recorded.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -269,7 +269,9 @@ pub(super) async fn admit(
                 identity::Unrecognised::Refused(why) => ApiError::unauthorized(&why),
                 identity::Unrecognised::Unavailable(unavailable) => unavailable,
             })?;
-            let rooms = req.path().starts_with("/api/fleet/");
+            // The fleet's routes and console pages act on DataRooms; RBAC is asked about those.
+            let path = req.path();
+            let rooms = ["/api/fleet/", "/ui/fleet", "/ui/events"].iter().any(|p| path.starts_with(p));
             let reach = identities.reach(&person, scope, rooms, || state.known_namespaces()).await?;
             let reach = reach.ok_or_else(|| identity::refused(&person, scope, rooms))?;
             Admin::kubernetes(&person, scope, reach)

@@ -13,9 +13,10 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::admin::auth::Admin;
 use crate::admin::error::{ApiError, Problem};
-use crate::admin::listing::{self, Item, Paging};
+use crate::admin::listing;
 pub use rendered::Facets;
-use rendered::rendered;
+pub(crate) use rendered::views;
+use rendered::{rendered, select};
 
 mod rendered;
 use crate::admin::lookup;
@@ -147,33 +148,6 @@ pub async fn list(
     let items = rendered(&state);
     let (page, next) = select(&items, &admin, &query)?;
     Ok(listing::respond(&request, &page, next.as_deref(), b"[", b"]"))
-}
-
-/// The page of `items` that `query` asks for among those `admin` reaches, and the next page's token.
-fn select<'a>(
-    items: &'a [Item<Facets>],
-    admin: &Admin,
-    query: &ListQuery,
-) -> Result<(Vec<&'a Item<Facets>>, Option<String>), ApiError> {
-    let paging = Paging::parse(query.limit, query.continue_token.as_deref())?;
-    let wanted = |i: &&Item<Facets>| {
-        admin.reaches(&i.namespace)
-            && (query.data_room_id.is_none() || query.data_room_id == i.facets.data_room)
-            && query.status.as_ref().is_none_or(|s| *s == i.facets.status)
-    };
-    Ok(paging.page(items.iter().filter(wanted)))
-}
-
-/// What the list route answers `query` with, as views (for the console's table).
-pub(crate) fn views(
-    state: &AdminState,
-    admin: &Admin,
-    query: &ListQuery,
-) -> Result<(Vec<InstanceView>, Option<String>), ApiError> {
-    let items = rendered(state);
-    let (page, next) = select(&items, admin, query)?;
-    let view = |i: &&Item<Facets>| serde_json::from_slice(&i.json).expect("a view we rendered reads back");
-    Ok((page.iter().map(view).collect(), next))
 }
 
 #[utoipa::path(

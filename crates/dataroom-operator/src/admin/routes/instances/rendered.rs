@@ -1,8 +1,11 @@
-//! The instance list, rendered once per change of what it shows (see `listing::Rendered`).
+//! The instance list, rendered once per change of what it shows (see `listing::Rendered`), and
+//! the page of it a query asks for.
 
-use super::InstanceView;
+use super::{InstanceView, ListQuery};
 use crate::admin::AdminState;
-use crate::admin::listing::{self, Item};
+use crate::admin::auth::Admin;
+use crate::admin::error::ApiError;
+use crate::admin::listing::{self, Item, Paging};
 use crate::crd::Ec2Instance;
 
 /// What the instance list filters by.
@@ -30,4 +33,31 @@ pub(super) fn rendered(state: &AdminState) -> listing::Items<Facets> {
         };
         shared.instances.state().iter().map(render).collect()
     })
+}
+
+/// The page of `items` that `query` asks for among those `admin` reaches, and the next page's token.
+pub(super) fn select<'a>(
+    items: &'a [Item<Facets>],
+    admin: &Admin,
+    query: &ListQuery,
+) -> Result<(Vec<&'a Item<Facets>>, Option<String>), ApiError> {
+    let paging = Paging::parse(query.limit, query.continue_token.as_deref())?;
+    let wanted = |i: &&Item<Facets>| {
+        admin.reaches(&i.namespace)
+            && (query.data_room_id.is_none() || query.data_room_id == i.facets.data_room)
+            && query.status.as_ref().is_none_or(|s| *s == i.facets.status)
+    };
+    Ok(paging.page(items.iter().filter(wanted)))
+}
+
+/// What the list route answers `query` with, as views (for the console's table).
+pub(crate) fn views(
+    state: &AdminState,
+    admin: &Admin,
+    query: &ListQuery,
+) -> Result<(Vec<InstanceView>, Option<String>), ApiError> {
+    let items = rendered(state);
+    let (page, next) = select(&items, admin, query)?;
+    let view = |i: &&Item<Facets>| serde_json::from_slice(&i.json).expect("a view we rendered reads back");
+    Ok((page.iter().map(view).collect(), next))
 }
