@@ -100,6 +100,13 @@ async fn a_session_has_its_keys_rights_for_four_hours_and_only_from_its_own_orig
     // Signing in: from another site, with a wrong key, then rightly.
     let (forged, id) = sign_in(&app, KEY, Some("http://evil.example")).await;
     assert_eq!((forged.status, id), (403, None), "a sign-in form posted from another site is refused");
+    let malformed = test::TestRequest::post()
+        .uri("/ui/sign-in")
+        .insert_header(("Host", HOST))
+        .insert_header(("Origin", ORIGIN))
+        .set_form([("password", "x")]);
+    let malformed = send(&app, malformed).await;
+    assert_eq!(malformed.status, 400, "a form without its key is a 400: {}", malformed.body);
     let (wrong, id) = sign_in(&app, "drk_guessed", Some(ORIGIN)).await;
     assert_eq!((wrong.status, id), (401, None));
     assert!(wrong.body.contains("not accepted") && !wrong.body.contains("drk_guessed"));
