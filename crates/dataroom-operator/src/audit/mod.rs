@@ -13,7 +13,7 @@ mod writer;
 pub use command::{verify, verify_archived, verify_s3_archive};
 pub use record::{Entry, Outcome, Record};
 pub use seek::first_after;
-pub use verify::{Problem, Report, verify_file, verify_lines};
+pub use verify::{Problem, Report, verify_file, verify_lines, verify_prefix};
 pub use writer::{AuditError, AuditLog};
 
 /// `prev` of the first record.

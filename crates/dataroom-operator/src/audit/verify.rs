@@ -27,16 +27,31 @@ impl Report {
 
 /// Checks the log at `path`, reading one record at a time (memory does not grow with the log).
 pub fn verify_file(path: &Path) -> std::io::Result<Report> {
+    verify_prefix(path, u64::MAX)
+}
+
+/// Checks the first `len` bytes of the log at `path`: what its writer has acknowledged, when the
+/// writer is live (a write under way, or one being cut back after a full disk, lies beyond).
+/// A file shorter than `len` has lost records from its end.
+pub fn verify_prefix(path: &Path, len: u64) -> std::io::Result<Report> {
+    use std::io::Read;
     let file = std::fs::File::open(path)?;
-    let mut reader = std::io::BufReader::new(file);
+    let mut reader = std::io::BufReader::new(file.take(len));
     let mut chain = Chain::default();
-    let mut buf = Vec::new();
+    let (mut buf, mut read) = (Vec::new(), 0u64);
     // Read raw lines so that a missing final newline (a torn write) is visible.
     while reader.read_until(b'\n', &mut buf)? > 0 {
+        read += buf.len() as u64;
         if !chain.next(&String::from_utf8_lossy(&buf)) {
             break;
         }
         buf.clear();
+    }
+    if len != u64::MAX && read < len {
+        let message = format!(
+            "the log ends at byte {read}, before the {len} bytes its writer acknowledged: records were cut from its end"
+        );
+        chain.report.problems.push(Problem { line: chain.line + 1, seq: None, message });
     }
     Ok(chain.report)
 }

@@ -110,6 +110,17 @@ impl AuditLog {
     pub fn path(&self) -> PathBuf {
         self.inner.lock().unwrap().path.clone()
     }
+
+    /// Verifies the records acknowledged so far (blocking: run it off the async threads). Reads
+    /// the file only up to the length the writer has acknowledged, so that a write under way is
+    /// not taken for a torn record, and reports a file shorter than that.
+    pub fn verify(&self) -> std::io::Result<super::Report> {
+        let (path, len) = {
+            let writer = self.inner.lock().unwrap();
+            (writer.path.clone(), writer.good_len)
+        };
+        super::verify_prefix(&path, len)
+    }
 }
 
 /// Sequence number and hash of a record that must be whole.
@@ -298,6 +309,26 @@ mod tests {
         let text = std::fs::read_to_string(path).unwrap();
         let records = text.lines().map(|l| Record::open(l).unwrap().0).map(|r| (r.seq, r.action)).collect();
         (records, verify_file(path).unwrap().is_intact())
+    }
+
+    #[test]
+    fn verify_checks_what_was_acknowledged_and_names_a_cut_end() {
+        use std::io::Write;
+        let rig = rig();
+        for action in ["one", "two"] {
+            append(&rig.log, action).unwrap();
+        }
+        // A write under way: part of a line past what the writer acknowledged.
+        let mut file = OpenOptions::new().append(true).open(&rig.path).unwrap();
+        file.write_all(b"{\"seq\":3,\"ti").unwrap();
+        assert!(!verify_file(&rig.path).unwrap().is_intact(), "the whole file ends mid-record");
+        let report = rig.log.verify().unwrap();
+        assert!(report.is_intact() && report.records == 2, "{:?}", report.problems);
+        // A file cut back below what was acknowledged has lost records.
+        let acknowledged = rig.log.inner.lock().unwrap().good_len;
+        file.set_len(acknowledged / 2).unwrap();
+        let problems = rig.log.verify().unwrap().problems;
+        assert!(problems.iter().any(|p| p.message.contains("records were cut from its end")), "{problems:?}");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use crate::admin::AdminState;
 use crate::admin::auth::Admin;
 use crate::admin::error::{ApiError, Problem};
 use crate::admin::scope::{Authorized, needs};
-use crate::audit::{Outcome, Record, verify_file};
+use crate::audit::{Outcome, Record};
 
 const MAX_PAGE: usize = 1000;
 /// Most records one page reads; a page that stops here hands back where it got to.
@@ -231,8 +231,8 @@ pub async fn verify(
 
 /// Whether the log's hash chain holds, checked now.
 pub(crate) async fn verification(state: &AdminState) -> Result<Verification, ApiError> {
-    let path = state.shared.audit.path();
-    let report = web::block(move || verify_file(&path))
+    let audit = state.shared.audit.clone();
+    let report = web::block(move || audit.verify())
         .await
         .map_err(|e| ApiError::upstream("reading the audit log", e))?
         .map_err(|e| ApiError::upstream("reading the audit log", e))?;
