@@ -223,6 +223,21 @@ async fn an_instances_page_shows_its_conditions_events_and_latest_audit_first() 
         "the tools for a key with every scope"
     );
 
+    h.create("web-2", json!({})).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let first = loop {
+        let first = browse(&app, "GET", "/ui/instances?limit=1&data_room_id=", Some(&id), None).await.body;
+        if first.contains("rel=\"next\"") {
+            break first;
+        }
+        assert!(std::time::Instant::now() < deadline, "no second page: {first}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let next =
+        first.split("href=\"").filter_map(|h| h.split('"').next()).find(|h| h.contains("continue=")).unwrap();
+    assert!(next.starts_with("/ui/instances?limit=1&amp;continue="), "the filters and the token: {next}");
+    let second = browse(&app, "GET", &next.replace("&amp;", "&"), Some(&id), None).await.body;
+    assert!(second.contains("default/web-2") && !second.contains("default/web<"), "{second}");
     let running = browse(&app, "GET", "/ui/instances?status=running", Some(&id), None).await;
     assert!(running.body.contains("default/web"));
     let stopped = browse(&app, "GET", "/ui/instances?status=stopped&data_room_id=", Some(&id), None).await;

@@ -60,6 +60,21 @@ fn until(what: &str, status: u16, call: impl Fn() -> (u16, Value)) -> Value {
     }
 }
 
+/// Binds the ServiceAccount team-a:ci to the ClusterRole `role` in team-a, as `name`.
+fn bind(sandbox: &Sandbox, name: &str, role: &str) {
+    sandbox.ok(&[
+        "-n",
+        "team-a",
+        "create",
+        "rolebinding",
+        name,
+        "--clusterrole",
+        role,
+        "--serviceaccount",
+        "team-a:ci",
+    ]);
+}
+
 fn running_instance_id(sandbox: &Sandbox, namespace: &str) -> String {
     sandbox.ok(&[
         "-n",
@@ -92,17 +107,7 @@ fn rbac_governs_the_api_for_a_service_account_token_made_with_kubectl() {
     assert_eq!(ci.can_i("get", "ec2instances"), "no");
 
     // The viewer role, in team-a: reads there, and nothing of default; no exec.
-    sandbox.ok(&[
-        "-n",
-        "team-a",
-        "create",
-        "rolebinding",
-        "ci-view",
-        "--clusterrole",
-        "dataroom-viewer",
-        "--serviceaccount",
-        "team-a:ci",
-    ]);
+    bind(&sandbox, "ci-view", "dataroom-viewer");
     assert_eq!(
         (ci.can_i("get", "ec2instances"), ci.can_i("create", "ec2instances/exec")),
         ("yes".into(), "no".into())
@@ -116,17 +121,7 @@ fn rbac_governs_the_api_for_a_service_account_token_made_with_kubectl() {
     assert_eq!((status, refused["code"].as_str()), (403, Some("insufficient_scope")), "{refused}");
 
     // The exec role too: commands run in team-a, still not in default.
-    sandbox.ok(&[
-        "-n",
-        "team-a",
-        "create",
-        "rolebinding",
-        "ci-exec",
-        "--clusterrole",
-        "dataroom-exec",
-        "--serviceaccount",
-        "team-a:ci",
-    ]);
+    bind(&sandbox, "ci-exec", "dataroom-exec");
     assert_eq!(ci.can_i("create", "ec2instances/exec"), "yes");
     let ran = until("exec with the exec role", 200, || ci.exec(&ours, "echo hello"));
     assert_eq!(ran["stdout"].as_str(), Some("hello\n"), "{ran}");
@@ -215,17 +210,7 @@ fn a_kubernetes_token_signs_in_to_the_console_with_the_rights_rbac_gives_it() {
         "no binding, no session: {refused}"
     );
 
-    sandbox.ok(&[
-        "-n",
-        "team-a",
-        "create",
-        "rolebinding",
-        "ci-view",
-        "--clusterrole",
-        "dataroom-viewer",
-        "--serviceaccount",
-        "team-a:ci",
-    ]);
+    bind(&sandbox, "ci-view", "dataroom-viewer");
     // RBAC answers are kept a second: the API says when the binding counts (sign-ins are few a
     // minute per address, so the sign-in is not what polls).
     let ci = Caller { sandbox: &sandbox, token: token.clone() };

@@ -221,7 +221,7 @@ impl AdminKeys {
 /// Whether the caller holds `scope` is `scope::Authorized`'s to check.
 pub(super) async fn authenticate(req: &HttpRequest, scope: Scope) -> Result<Admin, ApiError> {
     let state = req.app_data::<web::Data<AdminState>>().expect("the admin state is configured");
-    let address = req.peer_addr().map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+    let address = peer(req);
     state.rates.address(address).map_err(|refused| limited(state, refused))?;
     let counted = |refused: ApiError| {
         if refused.status == StatusCode::UNAUTHORIZED {
@@ -248,6 +248,11 @@ pub(super) async fn authenticate(req: &HttpRequest, scope: Scope) -> Result<Admi
         }
     };
     admit(state, req, &credential, scope).await.map_err(counted)
+}
+
+/// The address a request came from (unspecified when the transport has none, as in tests).
+pub(super) fn peer(req: &HttpRequest) -> std::net::IpAddr {
+    req.peer_addr().map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip())
 }
 
 fn limited(state: &AdminState, refused: ApiError) -> ApiError {

@@ -35,7 +35,7 @@ pub struct FleetRow {
 impl FleetRow {
     fn of(state: &AdminState, room: &DataRoom) -> Self {
         let view = RoomView::of(state, room);
-        let status = room.status.clone().unwrap_or_default();
+        let dns_name = room.status.as_ref().and_then(|s| s.dns_name.clone());
         let namespace = view.namespace.clone();
         let instance = view.instance_name.as_ref().and_then(|name| {
             state.shared.instances.get(&ObjectRef::<Ec2Instance>::new(name).within(&namespace))
@@ -60,7 +60,7 @@ impl FleetRow {
             state: view.state,
             phase: view.phase.unwrap_or_else(|| "Pending".into()),
             reason: view.reason.unwrap_or_default(),
-            address: status.dns_name.or(view.endpoint).unwrap_or_else(|| "—".into()),
+            address: dns_name.or(view.endpoint).unwrap_or_else(|| "—".into()),
             uptime: instance.as_ref().and_then(|i| i.uptime_seconds).map_or_else(|| "—".into(), duration),
             spend_today: format!("${:.4}", view.spend_today_usd),
             idle_stop,

@@ -3,13 +3,14 @@
 //! the hash chain verifies and the latest signed checkpoint).
 
 use actix_web::{HttpResponse, get, web};
+use kube::ResourceExt;
 use maud::{Markup, html};
 
-use super::fleet::rows;
 use super::{PageError, Viewer, html_response, page};
 use crate::admin::AdminState;
 use crate::admin::routes::audit::{self, AuditQuery, Verification};
 use crate::admin::scope::{Scope, needs};
+use crate::controller::dataroom::key;
 use crate::crd::Ec2BudgetSpec;
 
 fn gauge(id: &str, label: &str, value: f64, max: f64, words: String) -> Markup {
@@ -50,9 +51,11 @@ fn limits_form(limits: &Ec2BudgetSpec) -> Markup {
 async fn budget(viewer: Viewer<needs::Read>, state: web::Data<AdminState>) -> HttpResponse {
     let limits = state.shared.gate.limits();
     let usage = state.shared.gate.snapshot();
-    let rooms = rows(&state, &viewer);
-    let spends: Vec<(String, f64)> =
-        rooms.iter().map(|r| (r.key.clone(), state.shared.gate.room_spend_today(&r.key))).collect();
+    let mut spends: Vec<(String, f64)> = (state.shared.rooms.state().iter())
+        .filter(|r| viewer.reaches(&r.namespace().unwrap_or_default()))
+        .map(|r| (key(r), state.shared.gate.room_spend_today(&key(r))))
+        .collect();
+    spends.sort_by(|a, b| a.0.cmp(&b.0));
     let top = spends.iter().map(|(_, s)| *s).fold(limits.daily_spend_usd.max(0.01), f64::max);
     let editable = viewer.holds(Scope::Budget).is_ok() && state.budget_writes;
     html_response(page(
@@ -139,9 +142,8 @@ async fn timeline(
     let verification = audit::verification(&state).await?;
     let shown = filters(&query);
     let next = |after: u64| {
-        let mut url = url_of(&query);
-        url.push_str(&format!("after={after}"));
-        url
+        let next = AuditQuery { after: Some(after), ..query.clone() };
+        format!("/ui/audit?{}", serde_urlencoded::to_string(&next).expect("a query encodes"))
     };
     let records = audit::read(&state, &viewer, query.clone()).await?;
     Ok(html_response(page(
@@ -160,23 +162,6 @@ async fn timeline(
             @if let Some(after) = records.next_after { p { a href=(next(after)) rel="next" { "Next page" } } }
         },
     )))
-}
-
-fn url_of(query: &AuditQuery) -> String {
-    let mut url = "/ui/audit?".to_string();
-    let fields = [
-        ("action", &query.action),
-        ("target", &query.target),
-        ("actor", &query.actor),
-        ("since", &query.since),
-        ("until", &query.until),
-    ];
-    for (name, value) in fields {
-        if let Some(value) = value {
-            url.push_str(&format!("{name}={}&", super::instances::urlencode(value)));
-        }
-    }
-    url
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

@@ -40,13 +40,8 @@ async fn list(
     query.limit = Some(query.limit.unwrap_or(PAGE));
     let (instances, next) = views(&state, &viewer, &query)?;
     let next_href = next.map(|token| {
-        let mut href = format!("/ui/instances?continue={token}");
-        for (name, value) in [("status", &query.status), ("data_room_id", &query.data_room_id)] {
-            if let Some(value) = value {
-                href.push_str(&format!("&{name}={}", urlencode(value)));
-            }
-        }
-        href
+        let next = ListQuery { continue_token: Some(token), ..query.clone() };
+        format!("/ui/instances?{}", serde_urlencoded::to_string(&next).expect("a query encodes"))
     });
     let statuses = ["", "requested", "pending", "running", "stopping", "stopped", "deleting"];
     Ok(html_response(page(
@@ -88,16 +83,6 @@ async fn list(
             @if let Some(href) = next_href { p { a href=(href) rel="next" { "Next page" } } }
         },
     )))
-}
-
-pub(super) fn urlencode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// The object's Events, newest last (empty when the API server cannot list them).

@@ -9,8 +9,6 @@ mod instances;
 mod live;
 mod sign;
 
-use std::marker::PhantomData;
-
 use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, dev::Payload, get, web};
@@ -38,16 +36,13 @@ fn secure_headers() -> actix_web::middleware::DefaultHeaders {
 
 /// A signed-in viewer whose session holds the scope `S`. Without a session the page sends the
 /// browser to the sign-in page; without the scope it says which one is missing.
-pub struct Viewer<S> {
-    admin: Admin,
-    scope: PhantomData<S>,
-}
+pub struct Viewer<S>(Authorized<S>);
 
 impl<S> std::ops::Deref for Viewer<S> {
     type Target = Admin;
 
     fn deref(&self) -> &Admin {
-        &self.admin
+        &self.0
     }
 }
 
@@ -57,10 +52,7 @@ impl<S: Required + 'static> FromRequest for Viewer<S> {
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let authorized = Authorized::<S>::from_request(req, payload);
-        Box::pin(async move {
-            let admin = authorized.await.map_err(PageError)?;
-            Ok(Viewer { admin: (*admin).clone(), scope: PhantomData })
-        })
+        Box::pin(async move { authorized.await.map(Viewer).map_err(PageError) })
     }
 }
 

@@ -41,10 +41,6 @@ struct SignIn {
     key: String,
 }
 
-fn source(req: &HttpRequest) -> String {
-    req.peer_addr().map_or_else(|| "unknown".to_string(), |a| a.ip().to_string())
-}
-
 fn same_origin(req: &HttpRequest) -> Result<(), PageError> {
     session::check_origin(req).map_err(PageError)
 }
@@ -56,9 +52,9 @@ async fn sign_in(
     body: web::Form<SignIn>,
 ) -> Result<HttpResponse, PageError> {
     same_origin(&req)?;
-    let address = req.peer_addr().map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+    let address = auth::peer(&req);
     state.sessions.attempt(address)?;
-    let params = json!({ "source": source(&req) });
+    let params = json!({ "source": address.to_string() });
     let credential = body.key.trim();
     let admin = match auth::admit(&state, &req, credential, Scope::Read).await {
         Ok(admin) => admin,
@@ -87,8 +83,12 @@ async fn sign_in(
 async fn sign_out(state: web::Data<AdminState>, req: HttpRequest) -> Result<HttpResponse, PageError> {
     same_origin(&req)?;
     if let Some(actor) = session::id(&req).and_then(|id| state.sessions.close(&id)) {
-        let op =
-            state.shared.operation(&actor, "console.sign_out", TARGET, json!({ "source": source(&req) }));
+        let op = state.shared.operation(
+            &actor,
+            "console.sign_out",
+            TARGET,
+            json!({ "source": auth::peer(&req).to_string() }),
+        );
         op.record(Outcome::Success, None, None).await.map_err(ApiError::from)?;
     }
     Ok(HttpResponse::SeeOther()

@@ -53,23 +53,30 @@ pub struct AuditPage {
     pub next_after: Option<u64>,
 }
 
-#[derive(Clone, Debug, Default, Deserialize, IntoParams)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     /// Only records with a sequence number above this.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub after: Option<u64>,
     /// Page size (1–1000, default 100).
     #[param(minimum = 1, maximum = 1000)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<usize>,
     /// Only this action (e.g. `api.instance.create`, `instance.launch`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub action: Option<String>,
     /// Only this target (e.g. `ec2instance/default/web`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
     /// Only records whose actor contains this (e.g. `admin:ops`, `k8s:alice`, `controller`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub actor: Option<String>,
     /// Only records at or after this time (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub since: Option<String>,
     /// Only records before this time (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub until: Option<String>,
 }
 

@@ -113,18 +113,21 @@ fn power_state(p: PowerState) -> &'static str {
     }
 }
 
-#[derive(Debug, Default, Deserialize, IntoParams)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only instances in this status (see `InstanceView.status`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
     /// Only instances serving this data room.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub data_room_id: Option<String>,
     /// At most this many (1 to 5,000), sorted by namespace and name; the next page's token is
     /// in `X-Continue` and a `Link` header (`rel="next"`). Without it, the whole list.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<u32>,
     /// The token of the page to read (from the previous page's `X-Continue`).
-    #[serde(rename = "continue")]
+    #[serde(rename = "continue", skip_serializing_if = "Option::is_none")]
     #[param(rename = "continue")]
     pub continue_token: Option<String>,
 }
